@@ -1,0 +1,315 @@
+/*
+ * memmamba.h — the public C API of memmamba, the MemMamba runtime.
+ *
+ * MemMamba is a selective state-space model (Mamba v1) whose layers take
+ * notes: every `note_window` tokens a layer may compress what it saw into a
+ * small summary kept in a bounded pool; later tokens attend to the pools.
+ * Time stays linear in the stream length and a stream's state stays constant.
+ *
+ * Usage (error checks elided):
+ *
+ *   mm_model_config cfg;
+ *   mm_model_config_init(&cfg, sizeof cfg);      // defaults (DESIGN 2.1)
+ *   mm_model *model;
+ *   mm_model_create(&model, &cfg, 42, NULL);    // or mm_model_load()
+ *   mm_session *s;
+ *   mm_session_create(&s, model, NULL);
+ *   int32_t tokens[] = {72, 105, 33};
+ *   float *logits = malloc(sizeof(float) * cfg.vocab_size);
+ *   mm_session_feed(s, tokens, 3, MM_LOGITS_LAST, logits, cfg.vocab_size);
+ *   mm_session_free(s);
+ *   mm_model_free(model);
+ *
+ * Threads: a model is immutable once created and may be shared by any number
+ * of sessions and threads. A session is used by one thread at a time. Each
+ * function says which rule applies ("any thread" / "one thread per handle").
+ *
+ * Errors: every fallible call returns an mm_status (MM_OK = 0, errors are
+ * negative; values never change). A failed call changes nothing. The detail
+ * of the last failure is kept per session (mm_session_last_error) and, for
+ * every call, per thread (mm_last_error). Output handles are set to NULL on
+ * failure.
+ *
+ * Options structs start with `struct_size`, are filled by their _init call,
+ * are passed by const pointer (NULL = defaults) and only ever grow at the
+ * end: the library reads the prefix the caller knows.
+ *
+ * This header includes only <stddef.h>, <stdint.h> and <stdbool.h> and
+ * compiles as C99.
+ */
+#ifndef MEMMAMBA_MEMMAMBA_H_
+#define MEMMAMBA_MEMMAMBA_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#if defined(MM_BUILDING_LIBRARY)
+#define MM_API __declspec(dllexport)
+#else
+#define MM_API
+#endif
+#else
+#define MM_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define MM_VERSION_MAJOR 0
+#define MM_VERSION_MINOR 1
+#define MM_VERSION_PATCH 0
+/* MAJOR*10000 + MINOR*100 + PATCH, comparable with mm_version(). */
+#define MM_VERSION_NUMBER \
+  (MM_VERSION_MAJOR * 10000 + MM_VERSION_MINOR * 100 + MM_VERSION_PATCH)
+/* Bumped on any incompatible change of the ABI; compare with mm_abi_version(). */
+#define MM_ABI_VERSION 1
+
+/* The library's MM_VERSION_NUMBER. Any thread. */
+MM_API uint32_t mm_version(void);
+/* The library's version as static text, e.g. "0.1.0". Any thread. */
+MM_API const char *mm_version_string(void);
+/* The library's MM_ABI_VERSION. A program built against another ABI version
+ * must not use the library. Any thread. */
+MM_API uint32_t mm_abi_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t mm_status;
+enum {
+  MM_OK = 0,
+  MM_ERR_INVALID_ARGUMENT = -1,  /* NULL pointer, bad enum value or count */
+  MM_ERR_STRUCT_SIZE = -2,       /* options struct with an unknown struct_size */
+  MM_ERR_TOKEN_OUT_OF_RANGE = -3,/* a token id < 0 or >= vocab_size */
+  MM_ERR_OUT_OF_MEMORY = -4,
+  MM_ERR_IO = -5,                /* a file could not be opened, read or written */
+  MM_ERR_CORRUPT_FILE = -6,      /* a file is truncated or malformed */
+  MM_ERR_TENSOR_MISSING = -7,    /* a weights file lacks a required tensor */
+  MM_ERR_TENSOR_SHAPE = -8,      /* a tensor has the wrong shape */
+  MM_ERR_TENSOR_DTYPE = -9,      /* a tensor has an unsupported dtype */
+  MM_ERR_NON_FINITE = -10,       /* NaN or Inf in weights */
+  MM_ERR_CONFIG = -11,           /* an invalid model configuration */
+  MM_ERR_MODEL_MISMATCH = -12,   /* handles that belong to different models */
+  MM_ERR_UNSUPPORTED = -13,      /* not available in this build or machine */
+  MM_ERR_BUFFER_TOO_SMALL = -14, /* a caller buffer is too small */
+  MM_ERR_INTERNAL = -15          /* a bug in the library: please report it */
+};
+
+/* Static text naming a status ("MM_ERR_IO: input/output error"); never NULL,
+ * also for unknown values. Any thread. */
+MM_API const char *mm_status_string(mm_status status);
+
+/* The message of the last failed call made by this thread, or "" if none.
+ * The text stays valid until this thread's next failing call. Any thread. */
+MM_API const char *mm_last_error(void);
+
+/* Frees a buffer returned by the library. mm_free(NULL) is a no-op. Any thread. */
+MM_API void mm_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Model configuration (DESIGN 2.1)                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mm_pool_policy {
+  MM_POOL_PRIORITY = 0, /* keep the highest-scored notes */
+  MM_POOL_FIFO = 1      /* keep the most recent notes */
+} mm_pool_policy;
+
+typedef enum mm_fusion {
+  MM_FUSION_WEIGHTED = 0, /* learned per-channel alpha */
+  MM_FUSION_RESIDUAL = 1, /* alpha = 1 */
+  MM_FUSION_GATED = 2     /* alpha = sigmoid(fuse.weight * a), per channel */
+} mm_fusion;
+
+typedef struct mm_model_config {
+  uint32_t struct_size;        /* sizeof(mm_model_config) as the caller knows it */
+  uint32_t vocab_size;         /* 256 */
+  uint32_t d_model;            /* 256 */
+  uint32_t n_layer;            /* 8 */
+  uint32_t d_state;            /* 16 */
+  uint32_t d_conv;             /* 4 */
+  uint32_t expand;             /* 2: d_inner = expand * d_model */
+  uint32_t dt_rank;            /* 0 = ceil(d_model / 16) */
+  uint32_t note_window;        /* 32 tokens per note; 1 = a note per token */
+  uint32_t summary_dim;        /* 64 */
+  uint32_t pool_capacity;      /* 50 notes per layer; 0 = plain Mamba */
+  int32_t pool_policy;         /* mm_pool_policy: MM_POOL_PRIORITY */
+  float note_threshold;        /* 0.5: a note is kept iff its score > this */
+  uint32_t attn_heads;         /* 4; summary_dim must be divisible by it */
+  float gate_threshold;        /* 0.0: pool reads skipped where gate <= this */
+  uint32_t cross_layer_period; /* 4; 0 = no cross-layer reads */
+  uint32_t cross_layer_span;   /* 4 */
+  int32_t fusion;              /* mm_fusion: MM_FUSION_WEIGHTED */
+  float norm_eps;              /* 1e-5 */
+  int32_t tie_embeddings;      /* 1: the LM head shares the embedding */
+} mm_model_config;
+
+/* Fills *config with the defaults and sets config->struct_size = size.
+ * Returns MM_ERR_INVALID_ARGUMENT for NULL, MM_ERR_STRUCT_SIZE if size is
+ * smaller than the first version of the struct. Any thread. */
+MM_API mm_status mm_model_config_init(mm_model_config *config, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mm_model mm_model;
+
+typedef enum mm_device {
+  MM_DEVICE_CPU = 0, /* always available; the default */
+  MM_DEVICE_CUDA = 1 /* an NVIDIA GPU; MM_ERR_UNSUPPORTED where not built/present */
+} mm_device;
+
+typedef enum mm_dtype {
+  MM_DTYPE_F32 = 0,  /* weights stored in float32 */
+  MM_DTYPE_BF16 = 1  /* matrix weights stored in bfloat16 (inference) */
+} mm_dtype;
+
+typedef struct mm_model_options {
+  uint32_t struct_size;
+  int32_t device;       /* mm_device: MM_DEVICE_CPU */
+  int32_t weight_dtype; /* mm_dtype: MM_DTYPE_F32 */
+  int32_t n_threads;    /* threads used by calls on this model; 0 = all cores */
+} mm_model_options;
+
+/* Fills *options with the defaults. Same codes as mm_model_config_init. */
+MM_API mm_status mm_model_options_init(mm_model_options *options, size_t size);
+
+/* Creates a model with freshly initialised weights (DESIGN 2.2) drawn from
+ * `seed`. `config` and `options` may be NULL (defaults). On success *out owns
+ * the model (free with mm_model_free); on failure *out = NULL.
+ * Returns MM_ERR_INVALID_ARGUMENT (out NULL), MM_ERR_STRUCT_SIZE,
+ * MM_ERR_CONFIG, MM_ERR_UNSUPPORTED, MM_ERR_OUT_OF_MEMORY. Any thread. */
+MM_API mm_status mm_model_create(mm_model **out, const mm_model_config *config,
+                                 uint64_t seed, const mm_model_options *options);
+
+/* Loads a model saved by mm_model_save (safetensors, configuration in its
+ * metadata). Returns MM_ERR_IO, MM_ERR_CORRUPT_FILE, MM_ERR_TENSOR_MISSING,
+ * MM_ERR_TENSOR_SHAPE, MM_ERR_TENSOR_DTYPE, MM_ERR_NON_FINITE, MM_ERR_CONFIG
+ * and the codes of mm_model_create. Any thread. */
+MM_API mm_status mm_model_load(mm_model **out, const char *path,
+                               const mm_model_options *options);
+
+/* Writes the model's configuration and weights to `path` as safetensors,
+ * atomically (a crash never leaves a partial file under `path`). bf16 models
+ * write their matrices as BF16. Returns MM_ERR_INVALID_ARGUMENT, MM_ERR_IO.
+ * Any thread (the model is not modified). */
+MM_API mm_status mm_model_save(const mm_model *model, const char *path);
+
+/* Imports a Mamba v1 checkpoint in the reference naming (safetensors:
+ * backbone.embedding.weight or backbone.embeddings.weight,
+ * backbone.layers.{i}.norm.weight, backbone.layers.{i}.mixer.{in_proj,
+ * conv1d,x_proj,dt_proj,out_proj}.*, .A_log, .D, backbone.norm_f.weight,
+ * optional lm_head.weight). The Mamba shapes (vocab_size, d_model, n_layer,
+ * d_state, d_conv, expand, dt_rank) come from the checkpoint; the memory
+ * knobs come from `memory_config` (may be NULL: defaults) and the memory
+ * weights are freshly initialised from `seed`. Same codes as mm_model_load.
+ * Any thread. */
+MM_API mm_status mm_model_import_mamba(mm_model **out, const char *path,
+                                       const mm_model_config *memory_config,
+                                       uint64_t seed,
+                                       const mm_model_options *options);
+
+/* Copies the model's (resolved) configuration into *config, of which the
+ * caller has set config->struct_size. Any thread. */
+MM_API mm_status mm_model_get_config(const mm_model *model,
+                                     mm_model_config *config);
+
+/* Number of parameters (scalars) of the model. Any thread. */
+MM_API uint64_t mm_model_parameter_count(const mm_model *model);
+
+/* Frees a model. Every session created from it must be freed first.
+ * mm_model_free(NULL) is a no-op. */
+MM_API void mm_model_free(mm_model *model);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions: one token stream each                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mm_session mm_session;
+
+typedef struct mm_session_options {
+  uint32_t struct_size;
+  uint32_t max_chunk; /* tokens processed per internal block of a feed; bounds
+                         the scratch memory. 0 = 256. Results do not depend on it. */
+} mm_session_options;
+
+/* Fills *options with the defaults. Same codes as mm_model_config_init. */
+MM_API mm_status mm_session_options_init(mm_session_options *options,
+                                         size_t size);
+
+/* Creates a session (a stream at position 0) on `model`, which must outlive
+ * it. `options` may be NULL. Returns MM_ERR_INVALID_ARGUMENT,
+ * MM_ERR_STRUCT_SIZE, MM_ERR_OUT_OF_MEMORY. Any thread. */
+MM_API mm_status mm_session_create(mm_session **out, const mm_model *model,
+                                   const mm_session_options *options);
+
+/* Frees a session. mm_session_free(NULL) is a no-op. */
+MM_API void mm_session_free(mm_session *session);
+
+typedef enum mm_logits_mode {
+  MM_LOGITS_NONE = 0, /* no logits: `logits` may be NULL */
+  MM_LOGITS_LAST = 1, /* vocab_size floats: the next-token logits after the last token */
+  MM_LOGITS_ALL = 2   /* n_tokens * vocab_size floats, row i after token i */
+} mm_logits_mode;
+
+/* Feeds `n_tokens` tokens (n_tokens may be 0) into the stream. Feeding a
+ * sequence in one call, in chunks of any sizes or one token at a time gives
+ * the same logits (DESIGN 2.4). `logits` receives what `mode` asks for;
+ * `logits_capacity` is its size in floats. Validation happens before any
+ * work: on any error the session is exactly as before the call.
+ * Returns MM_ERR_INVALID_ARGUMENT (NULL session, NULL tokens with
+ * n_tokens > 0, bad mode, NULL logits where needed),
+ * MM_ERR_TOKEN_OUT_OF_RANGE, MM_ERR_BUFFER_TOO_SMALL, MM_ERR_OUT_OF_MEMORY.
+ * One thread per session (sessions on one model may feed in parallel). */
+MM_API mm_status mm_session_feed(mm_session *session, const int32_t *tokens,
+                                 size_t n_tokens, int32_t mode, float *logits,
+                                 size_t logits_capacity);
+
+/* Steps `n_sessions` sessions by one token each in one batched call:
+ * tokens[i] goes to sessions[i]. All sessions must be distinct and belong to
+ * the same model. `logits` may be NULL; otherwise it receives
+ * n_sessions * vocab_size floats (row i for session i) and
+ * `logits_capacity` is its size in floats. Results equal n_sessions separate
+ * one-token feeds. On any error no session changes, and the message is set
+ * for this thread and on every session passed.
+ * Returns MM_ERR_INVALID_ARGUMENT, MM_ERR_MODEL_MISMATCH,
+ * MM_ERR_TOKEN_OUT_OF_RANGE, MM_ERR_BUFFER_TOO_SMALL, MM_ERR_OUT_OF_MEMORY.
+ * One thread per session: none of these sessions may be used elsewhere
+ * during the call. */
+MM_API mm_status mm_sessions_step(mm_session *const *sessions,
+                                  size_t n_sessions, const int32_t *tokens,
+                                  float *logits, size_t logits_capacity);
+
+/* Returns the stream to position 0 with empty pools. One thread per session. */
+MM_API mm_status mm_session_reset(mm_session *session);
+
+/* Tokens consumed since creation or the last reset, or 0 for NULL. One thread
+ * per session. */
+MM_API uint64_t mm_session_position(const mm_session *session);
+
+/* Bytes of recurrent state the session keeps (conv and SSM state, pending
+ * note windows, pools); constant in the stream length. 0 for NULL. */
+MM_API uint64_t mm_session_state_bytes(const mm_session *session);
+
+/* Number of notes currently in layer `layer`'s pool, or -1 for a NULL session
+ * or a layer out of range. One thread per session. */
+MM_API int32_t mm_session_pool_size(const mm_session *session, uint32_t layer);
+
+/* The message of this session's last failed call, or "". Valid until the
+ * session's next failing call or its free. One thread per session. */
+MM_API const char *mm_session_last_error(const mm_session *session);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MEMMAMBA_MEMMAMBA_H_ */

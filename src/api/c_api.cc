@@ -1,0 +1,448 @@
+// The C ABI (include/memmamba/memmamba.h): argument checks, struct_size
+// handling, error mapping and the exception guard. Only translation lives
+// here; the work is in src/model and src/runtime.
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "api/handles.h"
+#include "common/status.h"
+#include "memmamba/memmamba.h"
+#include "model/model.h"
+#include "runtime/session.h"
+
+namespace memmamba {
+namespace {
+
+static_assert(static_cast<int>(ErrorCode::kOk) == MM_OK, "");
+static_assert(static_cast<int>(ErrorCode::kInvalidArgument) == MM_ERR_INVALID_ARGUMENT, "");
+static_assert(static_cast<int>(ErrorCode::kStructSize) == MM_ERR_STRUCT_SIZE, "");
+static_assert(static_cast<int>(ErrorCode::kTokenOutOfRange) == MM_ERR_TOKEN_OUT_OF_RANGE, "");
+static_assert(static_cast<int>(ErrorCode::kOutOfMemory) == MM_ERR_OUT_OF_MEMORY, "");
+static_assert(static_cast<int>(ErrorCode::kIo) == MM_ERR_IO, "");
+static_assert(static_cast<int>(ErrorCode::kCorruptFile) == MM_ERR_CORRUPT_FILE, "");
+static_assert(static_cast<int>(ErrorCode::kTensorMissing) == MM_ERR_TENSOR_MISSING, "");
+static_assert(static_cast<int>(ErrorCode::kTensorShape) == MM_ERR_TENSOR_SHAPE, "");
+static_assert(static_cast<int>(ErrorCode::kTensorDtype) == MM_ERR_TENSOR_DTYPE, "");
+static_assert(static_cast<int>(ErrorCode::kNonFinite) == MM_ERR_NON_FINITE, "");
+static_assert(static_cast<int>(ErrorCode::kConfig) == MM_ERR_CONFIG, "");
+static_assert(static_cast<int>(ErrorCode::kModelMismatch) == MM_ERR_MODEL_MISMATCH, "");
+static_assert(static_cast<int>(ErrorCode::kUnsupported) == MM_ERR_UNSUPPORTED, "");
+static_assert(static_cast<int>(ErrorCode::kBufferTooSmall) == MM_ERR_BUFFER_TOO_SMALL, "");
+static_assert(static_cast<int>(ErrorCode::kInternal) == MM_ERR_INTERNAL, "");
+
+thread_local std::string g_last_error;
+
+// Records a failure for this thread (and optionally a session) and returns
+// its public code.
+mm_status Fail(const absl::Status& status, mm_session* session = nullptr) {
+  g_last_error = std::string(status.message());
+  if (session) session->last_error = g_last_error;
+  return static_cast<mm_status>(CodeOf(status));
+}
+
+mm_status Fail(ErrorCode code, const char* message, mm_session* session = nullptr) {
+  return Fail(Error(code, message), session);
+}
+
+// Runs `body` (returning mm_status) and turns any escaping exception into a
+// status: a library never lets one cross the C boundary.
+template <typename Body>
+mm_status Guard(mm_session* session, Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(ErrorCode::kOutOfMemory, "out of memory", session);
+  } catch (const std::exception& e) {
+    return Fail(Error(ErrorCode::kInternal, std::string("internal error: ") + e.what()), session);
+  } catch (...) {
+    return Fail(ErrorCode::kInternal, "internal error: unknown exception", session);
+  }
+}
+
+// Reads a caller's options struct of `struct_size` bytes into `out` (which
+// holds the defaults): fields the caller does not know keep their defaults;
+// fields the library does not know must be zero.
+template <typename T>
+absl::Status ReadStruct(const T* in, T* out, const char* what) {
+  if (in == nullptr) return absl::OkStatus();
+  const size_t size = in->struct_size;
+  if (size < sizeof(uint32_t) * 2) {
+    return Errorf(ErrorCode::kStructSize, what, ".struct_size = ", size,
+                  " is smaller than any version of the struct");
+  }
+  if (size > sizeof(T)) {
+    const unsigned char* tail = reinterpret_cast<const unsigned char*>(in) + sizeof(T);
+    for (size_t i = 0; i < size - sizeof(T); ++i) {
+      if (tail[i] != 0) {
+        return Errorf(ErrorCode::kStructSize, what, ".struct_size = ", size,
+                      " sets fields this library version (", sizeof(T),
+                      " bytes) does not know");
+      }
+    }
+  }
+  std::memcpy(out, in, size < sizeof(T) ? size : sizeof(T));
+  out->struct_size = sizeof(T);
+  return absl::OkStatus();
+}
+
+// The versions of each options struct the library has shipped: the
+// smallest size it accepts is the first one's.
+constexpr size_t kConfigV1Size = sizeof(mm_model_config);
+constexpr size_t kModelOptionsV1Size = sizeof(mm_model_options);
+constexpr size_t kSessionOptionsV1Size = sizeof(mm_session_options);
+
+template <typename T>
+mm_status InitStruct(T* s, size_t size, size_t v1_size, const T& defaults) {
+  if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "options pointer is NULL");
+  if (size < v1_size || size > (1u << 20)) {
+    return Fail(Errorf(ErrorCode::kStructSize, "size ", size, " is not a known struct size"));
+  }
+  std::memset(static_cast<void*>(s), 0, size);  // fields of newer versions: zero
+  std::memcpy(static_cast<void*>(s), &defaults, size < sizeof(T) ? size : sizeof(T));
+  s->struct_size = static_cast<uint32_t>(size);
+  return MM_OK;
+}
+
+mm_model_config DefaultConfig() {
+  ModelConfig d;
+  mm_model_config c{};
+  c.struct_size = sizeof c;
+  c.vocab_size = static_cast<uint32_t>(d.vocab_size);
+  c.d_model = static_cast<uint32_t>(d.d_model);
+  c.n_layer = static_cast<uint32_t>(d.n_layer);
+  c.d_state = static_cast<uint32_t>(d.d_state);
+  c.d_conv = static_cast<uint32_t>(d.d_conv);
+  c.expand = static_cast<uint32_t>(d.expand);
+  c.dt_rank = 0;
+  c.note_window = static_cast<uint32_t>(d.note_window);
+  c.summary_dim = static_cast<uint32_t>(d.summary_dim);
+  c.pool_capacity = static_cast<uint32_t>(d.pool_capacity);
+  c.pool_policy = MM_POOL_PRIORITY;
+  c.note_threshold = d.note_threshold;
+  c.attn_heads = static_cast<uint32_t>(d.attn_heads);
+  c.gate_threshold = d.gate_threshold;
+  c.cross_layer_period = static_cast<uint32_t>(d.cross_layer_period);
+  c.cross_layer_span = static_cast<uint32_t>(d.cross_layer_span);
+  c.fusion = MM_FUSION_WEIGHTED;
+  c.norm_eps = d.norm_eps;
+  c.tie_embeddings = 1;
+  return c;
+}
+
+absl::StatusOr<ModelConfig> ToConfig(const mm_model_config* in) {
+  mm_model_config c = DefaultConfig();
+  MM_RETURN_IF_ERROR(ReadStruct(in, &c, "mm_model_config"));
+  if (c.pool_policy != MM_POOL_PRIORITY && c.pool_policy != MM_POOL_FIFO) {
+    return Errorf(ErrorCode::kConfig, "config: unknown pool_policy ", c.pool_policy);
+  }
+  if (c.fusion != MM_FUSION_WEIGHTED && c.fusion != MM_FUSION_RESIDUAL &&
+      c.fusion != MM_FUSION_GATED) {
+    return Errorf(ErrorCode::kConfig, "config: unknown fusion ", c.fusion);
+  }
+  ModelConfig m;
+  m.vocab_size = c.vocab_size;
+  m.d_model = c.d_model;
+  m.n_layer = c.n_layer;
+  m.d_state = c.d_state;
+  m.d_conv = c.d_conv;
+  m.expand = c.expand;
+  m.dt_rank = c.dt_rank;
+  m.note_window = c.note_window;
+  m.summary_dim = c.summary_dim;
+  m.pool_capacity = c.pool_capacity;
+  m.pool_policy = static_cast<PoolPolicy>(c.pool_policy);
+  m.note_threshold = c.note_threshold;
+  m.attn_heads = c.attn_heads;
+  m.gate_threshold = c.gate_threshold;
+  m.cross_layer_period = c.cross_layer_period;
+  m.cross_layer_span = c.cross_layer_span;
+  m.fusion = static_cast<Fusion>(c.fusion);
+  m.norm_eps = c.norm_eps;
+  m.tie_embeddings = c.tie_embeddings != 0;
+  MM_RETURN_IF_ERROR(m.Resolve());
+  return m;
+}
+
+absl::StatusOr<ModelOptions> ToModelOptions(const mm_model_options* in) {
+  mm_model_options o{};
+  o.struct_size = sizeof o;
+  MM_RETURN_IF_ERROR(ReadStruct(in, &o, "mm_model_options"));
+  ModelOptions m;
+  if (o.device != MM_DEVICE_CPU && o.device != MM_DEVICE_CUDA) {
+    return Errorf(ErrorCode::kInvalidArgument, "unknown device ", o.device);
+  }
+  if (o.weight_dtype != MM_DTYPE_F32 && o.weight_dtype != MM_DTYPE_BF16) {
+    return Errorf(ErrorCode::kInvalidArgument, "unknown weight_dtype ", o.weight_dtype);
+  }
+  if (o.n_threads < 0 || o.n_threads > 4096) {
+    return Errorf(ErrorCode::kInvalidArgument, "n_threads = ", o.n_threads,
+                  " is outside [0, 4096]");
+  }
+  m.cuda = o.device == MM_DEVICE_CUDA;
+  m.bf16_weights = o.weight_dtype == MM_DTYPE_BF16;
+  m.n_threads = o.n_threads;
+  return m;
+}
+
+mm_status Succeed(std::unique_ptr<Model> model, mm_model** out) {
+  auto handle = std::make_unique<mm_model>();
+  handle->impl = std::move(model);
+  *out = handle.release();
+  return MM_OK;
+}
+
+}  // namespace
+}  // namespace memmamba
+
+using memmamba::ErrorCode;
+using memmamba::Fail;
+using memmamba::Guard;
+
+extern "C" {
+
+uint32_t mm_version(void) { return MM_VERSION_NUMBER; }
+const char* mm_version_string(void) { return "0.1.0"; }
+uint32_t mm_abi_version(void) { return MM_ABI_VERSION; }
+
+const char* mm_status_string(mm_status status) {
+  switch (status) {
+    case MM_OK: return "MM_OK: success";
+    case MM_ERR_INVALID_ARGUMENT: return "MM_ERR_INVALID_ARGUMENT: invalid argument";
+    case MM_ERR_STRUCT_SIZE: return "MM_ERR_STRUCT_SIZE: unknown options struct size";
+    case MM_ERR_TOKEN_OUT_OF_RANGE: return "MM_ERR_TOKEN_OUT_OF_RANGE: token id out of range";
+    case MM_ERR_OUT_OF_MEMORY: return "MM_ERR_OUT_OF_MEMORY: out of memory";
+    case MM_ERR_IO: return "MM_ERR_IO: input/output error";
+    case MM_ERR_CORRUPT_FILE: return "MM_ERR_CORRUPT_FILE: truncated or malformed file";
+    case MM_ERR_TENSOR_MISSING: return "MM_ERR_TENSOR_MISSING: required tensor missing";
+    case MM_ERR_TENSOR_SHAPE: return "MM_ERR_TENSOR_SHAPE: tensor has the wrong shape";
+    case MM_ERR_TENSOR_DTYPE: return "MM_ERR_TENSOR_DTYPE: unsupported tensor dtype";
+    case MM_ERR_NON_FINITE: return "MM_ERR_NON_FINITE: NaN or Inf in weights";
+    case MM_ERR_CONFIG: return "MM_ERR_CONFIG: invalid model configuration";
+    case MM_ERR_MODEL_MISMATCH: return "MM_ERR_MODEL_MISMATCH: handles of different models";
+    case MM_ERR_UNSUPPORTED: return "MM_ERR_UNSUPPORTED: not supported by this build or machine";
+    case MM_ERR_BUFFER_TOO_SMALL: return "MM_ERR_BUFFER_TOO_SMALL: buffer too small";
+    case MM_ERR_INTERNAL: return "MM_ERR_INTERNAL: internal error";
+    default: return "MM_ERR_UNKNOWN: unknown status code";
+  }
+}
+
+const char* mm_last_error(void) { return memmamba::g_last_error.c_str(); }
+
+void mm_free(void* ptr) { std::free(ptr); }
+
+mm_status mm_model_config_init(mm_model_config* config, size_t size) {
+  return memmamba::InitStruct(config, size, memmamba::kConfigV1Size, memmamba::DefaultConfig());
+}
+
+mm_status mm_model_options_init(mm_model_options* options, size_t size) {
+  mm_model_options d{};
+  d.struct_size = sizeof d;
+  d.device = MM_DEVICE_CPU;
+  d.weight_dtype = MM_DTYPE_F32;
+  d.n_threads = 0;
+  return memmamba::InitStruct(options, size, memmamba::kModelOptionsV1Size, d);
+}
+
+mm_status mm_session_options_init(mm_session_options* options, size_t size) {
+  mm_session_options d{};
+  d.struct_size = sizeof d;
+  d.max_chunk = 0;
+  return memmamba::InitStruct(options, size, memmamba::kSessionOptionsV1Size, d);
+}
+
+mm_status mm_model_create(mm_model** out, const mm_model_config* config, uint64_t seed,
+                          const mm_model_options* options) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (out == nullptr) return Fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    auto cfg = memmamba::ToConfig(config);
+    if (!cfg.ok()) return Fail(cfg.status());
+    auto opts = memmamba::ToModelOptions(options);
+    if (!opts.ok()) return Fail(opts.status());
+    auto model = memmamba::Model::Create(*cfg, seed, *opts);
+    if (!model.ok()) return Fail(model.status());
+    return memmamba::Succeed(std::move(*model), out);
+  });
+}
+
+mm_status mm_model_load(mm_model** out, const char* path, const mm_model_options* options) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (out == nullptr) return Fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL");
+    auto opts = memmamba::ToModelOptions(options);
+    if (!opts.ok()) return Fail(opts.status());
+    auto model = memmamba::Model::Load(path, *opts);
+    if (!model.ok()) return Fail(model.status());
+    return memmamba::Succeed(std::move(*model), out);
+  });
+}
+
+mm_status mm_model_save(const mm_model* model, const char* path) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (model == nullptr || path == nullptr) {
+      return Fail(ErrorCode::kInvalidArgument, "model or path is NULL");
+    }
+    absl::Status s = model->impl->Save(path);
+    return s.ok() ? MM_OK : Fail(s);
+  });
+}
+
+mm_status mm_model_import_mamba(mm_model** out, const char* path,
+                                const mm_model_config* memory_config, uint64_t seed,
+                                const mm_model_options* options) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (out == nullptr) return Fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL");
+    // Memory knobs are validated with the checkpoint's shapes, in ImportMamba.
+    mm_model_config c = memmamba::DefaultConfig();
+    absl::Status read = memmamba::ReadStruct(memory_config, &c, "mm_model_config");
+    if (!read.ok()) return Fail(read);
+    c.vocab_size = c.d_model = c.n_layer = c.d_state = c.d_conv = c.expand = 1;
+    c.attn_heads = c.attn_heads ? c.attn_heads : 1;
+    auto cfg = memmamba::ToConfig(&c);
+    if (!cfg.ok()) return Fail(cfg.status());
+    auto opts = memmamba::ToModelOptions(options);
+    if (!opts.ok()) return Fail(opts.status());
+    auto model = memmamba::Model::ImportMamba(path, *cfg, seed, *opts);
+    if (!model.ok()) return Fail(model.status());
+    return memmamba::Succeed(std::move(*model), out);
+  });
+}
+
+mm_status mm_model_get_config(const mm_model* model, mm_model_config* config) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (model == nullptr || config == nullptr) {
+      return Fail(ErrorCode::kInvalidArgument, "model or config is NULL");
+    }
+    if (config->struct_size < memmamba::kConfigV1Size) {
+      return Fail(memmamba::Errorf(ErrorCode::kStructSize, "mm_model_config.struct_size = ",
+                                   config->struct_size, " is too small"));
+    }
+    const memmamba::ModelConfig& m = model->impl->config();
+    mm_model_config c = memmamba::DefaultConfig();
+    c.vocab_size = static_cast<uint32_t>(m.vocab_size);
+    c.d_model = static_cast<uint32_t>(m.d_model);
+    c.n_layer = static_cast<uint32_t>(m.n_layer);
+    c.d_state = static_cast<uint32_t>(m.d_state);
+    c.d_conv = static_cast<uint32_t>(m.d_conv);
+    c.expand = static_cast<uint32_t>(m.expand);
+    c.dt_rank = static_cast<uint32_t>(m.dt_rank);
+    c.note_window = static_cast<uint32_t>(m.note_window);
+    c.summary_dim = static_cast<uint32_t>(m.summary_dim);
+    c.pool_capacity = static_cast<uint32_t>(m.pool_capacity);
+    c.pool_policy = static_cast<int32_t>(m.pool_policy);
+    c.note_threshold = m.note_threshold;
+    c.attn_heads = static_cast<uint32_t>(m.attn_heads);
+    c.gate_threshold = m.gate_threshold;
+    c.cross_layer_period = static_cast<uint32_t>(m.cross_layer_period);
+    c.cross_layer_span = static_cast<uint32_t>(m.cross_layer_span);
+    c.fusion = static_cast<int32_t>(m.fusion);
+    c.norm_eps = m.norm_eps;
+    c.tie_embeddings = m.tie_embeddings ? 1 : 0;
+    const uint32_t size = config->struct_size;
+    std::memcpy(config, &c, size < sizeof c ? size : sizeof c);
+    config->struct_size = size;
+    return MM_OK;
+  });
+}
+
+uint64_t mm_model_parameter_count(const mm_model* model) {
+  return model ? model->impl->ParameterCount() : 0;
+}
+
+void mm_model_free(mm_model* model) { delete model; }
+
+mm_status mm_session_create(mm_session** out, const mm_model* model,
+                            const mm_session_options* options) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (out == nullptr) return Fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    if (model == nullptr) return Fail(ErrorCode::kInvalidArgument, "model is NULL");
+    mm_session_options o{};
+    o.struct_size = sizeof o;
+    absl::Status read = memmamba::ReadStruct(options, &o, "mm_session_options");
+    if (!read.ok()) return Fail(read);
+    if (o.max_chunk > (1u << 20)) {
+      return Fail(ErrorCode::kInvalidArgument, "max_chunk exceeds 1048576");
+    }
+    auto handle = std::make_unique<mm_session>();
+    handle->impl = std::make_unique<memmamba::Session>(model->impl.get(), o.max_chunk);
+    *out = handle.release();
+    return MM_OK;
+  });
+}
+
+void mm_session_free(mm_session* session) { delete session; }
+
+mm_status mm_session_feed(mm_session* session, const int32_t* tokens, size_t n_tokens,
+                          int32_t mode, float* logits, size_t logits_capacity) {
+  if (session == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+  return Guard(session, [&]() -> mm_status {
+    if (mode != MM_LOGITS_NONE && mode != MM_LOGITS_LAST && mode != MM_LOGITS_ALL) {
+      return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "unknown logits mode ", mode),
+                  session);
+    }
+    absl::Status s = session->impl->Feed(tokens, n_tokens,
+                                         static_cast<memmamba::LogitsMode>(mode), logits,
+                                         logits_capacity);
+    return s.ok() ? MM_OK : Fail(s, session);
+  });
+}
+
+mm_status mm_sessions_step(mm_session* const* sessions, size_t n_sessions,
+                           const int32_t* tokens, float* logits, size_t logits_capacity) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (n_sessions == 0) return MM_OK;
+    if (sessions == nullptr || tokens == nullptr) {
+      return Fail(ErrorCode::kInvalidArgument, "sessions or tokens is NULL");
+    }
+    std::vector<memmamba::Session*> impls(n_sessions);
+    for (size_t i = 0; i < n_sessions; ++i) {
+      if (sessions[i] == nullptr) {
+        return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "sessions[", i, "] is NULL"));
+      }
+      impls[i] = sessions[i]->impl.get();
+    }
+    absl::Status s =
+        memmamba::Session::StepMany(impls.data(), n_sessions, tokens, logits, logits_capacity);
+    if (s.ok()) return MM_OK;
+    mm_status code = Fail(s);
+    for (size_t i = 0; i < n_sessions; ++i) sessions[i]->last_error = memmamba::g_last_error;
+    return code;
+  });
+}
+
+mm_status mm_session_reset(mm_session* session) {
+  if (session == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+  return Guard(session, [&]() -> mm_status {
+    session->impl->Reset();
+    return MM_OK;
+  });
+}
+
+uint64_t mm_session_position(const mm_session* session) {
+  return session ? static_cast<uint64_t>(session->impl->state().position) : 0;
+}
+
+uint64_t mm_session_state_bytes(const mm_session* session) {
+  return session ? session->impl->state().Bytes() : 0;
+}
+
+int32_t mm_session_pool_size(const mm_session* session, uint32_t layer) {
+  if (session == nullptr) return -1;
+  const auto& layers = session->impl->state().layers;
+  if (layer >= layers.size()) return -1;
+  return static_cast<int32_t>(layers[layer].pool.size());
+}
+
+const char* mm_session_last_error(const mm_session* session) {
+  return session ? session->last_error.c_str() : "";
+}
+
+}  // extern "C"

@@ -1,0 +1,308 @@
+// The forward pass of DESIGN 2.3 written once against the backend ops; see
+// forward.h for how the views map onto it. Per layer:
+//   a = RMSNorm(u; note.norm)                       (all rows)
+//   notes: window maxima → score → ŝ → pool versions, one per window
+//   c_tok / c_lay = gated pool attention reads       (per token, its window's version)
+//   x̄ = u + α_tok ⊙ c_tok + α_lay ⊙ c_lay
+//   mixer: in_proj → conv+SiLU → x_proj → dt_proj → scan → out_proj (+x̄)
+#include "runtime/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "backend/cpu/bf16.h"
+#include "backend/cpu/vec_math.h"
+
+namespace memmamba {
+namespace {
+
+using cpu::Sigmoid;
+
+WeightRef Ref(const Matrix& m) {
+  WeightRef r;
+  r.rows = m.rows;
+  r.cols = m.cols;
+  if (m.is_bf16()) {
+    r.bf16 = m.bf16.data();
+  } else {
+    r.f32 = m.f32.data();
+  }
+  return r;
+}
+
+float* Buffer(std::vector<float>* v, int64_t n) {
+  if (v->size() < static_cast<size_t>(n)) v->resize(n);
+  return v->data();
+}
+
+// versions[k]: the pool that tokens of the stream's k-th window in this call
+// read, i.e. after every window before it (DESIGN 2.3 step 1).
+using Versions = std::vector<Pool>;
+
+// Note taking of layer `l` for one stream over its T rows of `a`: updates the
+// window accumulator and pool in `state` and returns the pool versions.
+Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, int64_t T,
+                   LayerState* state) {
+  const ModelConfig& c = model.config();
+  const LayerWeights& LW = model.weights().layers[l];
+  const int64_t D = c.d_model, S = c.summary_dim, w = c.note_window;
+  Backend& be = model.backend();
+
+  // Pass 1: window maxima and scores of the windows this call closes.
+  std::vector<float> closed_max;  // [n_closed, D]
+  std::vector<int64_t> closed_window;
+  std::vector<float> closed_score;
+  float* acc = state->win_max.data();
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t p = p0 + t;
+    const float* row = a + t * D;
+    for (int64_t d = 0; d < D; ++d) acc[d] = std::max(acc[d], row[d]);
+    if (p % w == w - 1) {
+      closed_score.push_back(NoteScore(acc, D, LW.note_score.data(), LW.note_score_bias));
+      closed_window.push_back(p / w);
+      closed_max.insert(closed_max.end(), acc, acc + D);
+      std::fill(acc, acc + D, -std::numeric_limits<float>::infinity());
+    }
+  }
+  const int64_t n_closed = static_cast<int64_t>(closed_window.size());
+
+  // Pass 2: summaries and every reader's key/value projections of the kept
+  // notes, batched.
+  std::vector<int64_t> kept;
+  for (int64_t i = 0; i < n_closed; ++i) {
+    if (closed_score[i] > c.note_threshold) kept.push_back(i);
+  }
+  const int64_t M = static_cast<int64_t>(kept.size());
+  const std::vector<int64_t>& readers = model.readers(l);
+  const int64_t n_readers = static_cast<int64_t>(readers.size());
+  std::vector<float> mk(M * D), summary(M * S), kv(n_readers * 2 * M * S);
+  for (int64_t i = 0; i < M; ++i) {
+    std::memcpy(&mk[i * D], &closed_max[kept[i] * D], D * sizeof(float));
+  }
+  if (M > 0) {
+    be.Matmul(mk.data(), M, D, Ref(LW.note_summary), summary.data(), S, false);
+    for (int64_t i = 0; i < M; ++i) {
+      const float s = closed_score[kept[i]];
+      for (int64_t j = 0; j < S; ++j) summary[i * S + j] *= s;
+    }
+    for (int64_t r = 0; r < n_readers; ++r) {
+      const ReadWeights& rw = r == 0 ? LW.tok : model.weights().layers[readers[r]].lay;
+      be.Matmul(summary.data(), M, S, Ref(rw.k), &kv[(2 * r) * M * S], S, false);
+      be.Matmul(summary.data(), M, S, Ref(rw.v), &kv[(2 * r + 1) * M * S], S, false);
+    }
+  }
+
+  // Pass 3: insert in window order, recording the version after each window.
+  Versions versions;
+  versions.reserve(n_closed + 1);
+  versions.push_back(state->pool);
+  Pool pool = state->pool;
+  int64_t next_kept = 0;
+  for (int64_t i = 0; i < n_closed; ++i) {
+    if (next_kept < M && kept[next_kept] == i) {
+      auto entry = std::make_shared<PoolEntry>();
+      entry->window = closed_window[i];
+      entry->score = closed_score[i];
+      entry->summary.assign(&summary[next_kept * S], &summary[next_kept * S] + S);
+      entry->kv.resize(n_readers * 2 * S);
+      for (int64_t r = 0; r < n_readers; ++r) {
+        for (int64_t h = 0; h < 2; ++h) {
+          std::memcpy(&entry->kv[(2 * r + h) * S], &kv[((2 * r + h) * M + next_kept) * S],
+                      S * sizeof(float));
+        }
+      }
+      InsertNote(c.pool_policy, c.pool_capacity, std::move(entry), &pool);
+      ++next_kept;
+    }
+    versions.push_back(pool);
+  }
+  state->pool = std::move(pool);
+  return versions;
+}
+
+// One pool read (DESIGN 2.3 steps 1-2) of layer `l` for all rows: writes
+// c [M, D] = (active ? γ · o_proj·attention : 0), then adds α ⊙ c into x.
+void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* streams,
+                 int64_t B, int64_t T, const std::vector<std::vector<Versions>>& versions,
+                 const float* a, float* x, Workspace* ws) {
+  const ModelConfig& c = model.config();
+  const ReadWeights& rw = cross ? model.weights().layers[l].lay : model.weights().layers[l].tok;
+  const int64_t M = B * T, D = c.d_model, S = c.summary_dim, H = c.attn_heads,
+                w = c.note_window;
+  Backend& be = model.backend();
+  float* q = Buffer(&ws->q, M * S);
+  float* o = Buffer(&ws->o, M * S);
+  float* cbuf = Buffer(&ws->c_tok, M * D);
+  float* gate = Buffer(&ws->gate, M);
+  be.Matmul(a, M, D, Ref(rw.q), q, S, false);
+  std::fill(o, o + M * S, 0.0f);
+  const int64_t src_begin = cross ? c.CrossLayerBegin(l) : l;
+  const int64_t src_end = cross ? l : l + 1;
+  bool any_active = false;
+  std::vector<const float*> keys, values;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t p0 = streams[b]->position;
+    int64_t built = -1;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t row = b * T + t;
+      const int64_t k = (p0 + t) / w - p0 / w;
+      if (k != built) {
+        keys.clear();
+        values.clear();
+        for (int64_t src = src_begin; src < src_end; ++src) {
+          const int slot = model.ReaderSlot(src, l);
+          for (const PoolEntryPtr& e : versions[b][src][k]) {
+            keys.push_back(e->key(slot, S));
+            values.push_back(e->value(slot, S));
+          }
+        }
+        built = k;
+      }
+      const float* ar = a + row * D;
+      float g = rw.gate_bias;
+      for (int64_t d = 0; d < D; ++d) g += rw.gate[d] * ar[d];
+      g = Sigmoid(g);
+      const bool active = !keys.empty() && g > c.gate_threshold;
+      gate[row] = active ? g : 0.0f;
+      if (!active) continue;
+      any_active = true;
+      be.PoolAttend(q + row * S, static_cast<int64_t>(keys.size()), keys.data(), values.data(),
+                    S, H, o + row * S);
+    }
+  }
+  if (!any_active) return;  // c = 0 everywhere: x̄ = u
+  be.Matmul(o, M, S, Ref(rw.o), cbuf, D, false);
+  for (int64_t row = 0; row < M; ++row) {
+    const float g = gate[row];
+    if (g == 0.0f) continue;
+    float* xr = x + row * D;
+    const float* cr = cbuf + row * D;
+    const float* ar = a + row * D;
+    switch (c.fusion) {
+      case Fusion::kWeighted:
+        for (int64_t d = 0; d < D; ++d) xr[d] += rw.alpha[d] * (g * cr[d]);
+        break;
+      case Fusion::kResidual:
+        for (int64_t d = 0; d < D; ++d) xr[d] += g * cr[d];
+        break;
+      case Fusion::kGated:
+        for (int64_t d = 0; d < D; ++d) xr[d] += Sigmoid(rw.fuse[d] * ar[d]) * (g * cr[d]);
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t T,
+             const int32_t* tokens, LogitsMode mode, float* logits, Workspace* ws) {
+  const ModelConfig& c = model.config();
+  const ModelWeights& W = model.weights();
+  Backend& be = model.backend();
+  const int64_t M = B * T, D = c.d_model, E = c.d_inner(), N = c.d_state, R = c.dt_rank,
+                K = c.d_conv, V = c.vocab_size;
+  const int64_t ld_dbc = R + 2 * N;
+  if (M == 0) return;
+
+  float* x = Buffer(&ws->x, M * D);
+  float* a = Buffer(&ws->a, M * D);
+  float* h = Buffer(&ws->h, M * D);
+  float* xz = Buffer(&ws->xz, M * 2 * E);
+  float* xc = Buffer(&ws->xc, M * E);
+  float* dbc = Buffer(&ws->dbc, M * ld_dbc);
+  float* dt = Buffer(&ws->dt, M * E);
+  float* y = Buffer(&ws->y, M * E);
+
+  // Embedding rows.
+  for (int64_t m = 0; m < M; ++m) {
+    const int64_t tok = tokens[m];
+    if (W.embedding.is_bf16()) {
+      cpu::ConvertBf16ToF32(&W.embedding.bf16[tok * D], x + m * D, D);
+    } else {
+      std::memcpy(x + m * D, &W.embedding.f32[tok * D], D * sizeof(float));
+    }
+  }
+
+  // Pool versions per stream and layer, kept for the cross-layer readers.
+  std::vector<std::vector<Versions>> versions(B, std::vector<Versions>(c.n_layer));
+  std::vector<ConvArgs> conv_args(B);
+  std::vector<ScanArgs> scan_args(B);
+
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& LW = W.layers[l];
+    if (c.memory_enabled()) {
+      be.RmsNorm(x, M, D, LW.note_norm.data(), c.norm_eps, a);
+      for (int64_t b = 0; b < B; ++b) {
+        versions[b][l] = TakeNotes(model, l, streams[b]->position, a + b * T * D, T,
+                                   &streams[b]->layers[l]);
+      }
+      // Both reads see u (through a) and add into x: x̄ = u + α_tok c_tok + α_lay c_lay.
+      ReadAndFuse(model, l, /*cross=*/false, streams, B, T, versions, a, x, ws);
+      if (LW.has_lay) ReadAndFuse(model, l, /*cross=*/true, streams, B, T, versions, a, x, ws);
+      // Sources no later reader needs can be dropped now.
+      for (int64_t b = 0; b < B; ++b) {
+        if (model.readers(l).size() == 1) Versions().swap(versions[b][l]);
+      }
+    }
+
+    // Mamba mixer on x̄ (DESIGN 2.3 step 4); the output is added into x.
+    be.RmsNorm(x, M, D, LW.norm.data(), c.norm_eps, h);
+    be.Matmul(h, M, D, Ref(LW.in_proj), xz, 2 * E, false);
+    for (int64_t b = 0; b < B; ++b) {
+      ConvArgs& ca = conv_args[b];
+      ca.T = T;
+      ca.E = E;
+      ca.K = K;
+      ca.xi = xz + b * T * 2 * E;
+      ca.ld_xi = 2 * E;
+      ca.w = LW.conv_w.data();
+      ca.b = LW.conv_b.data();
+      ca.state = streams[b]->layers[l].conv.data();
+      ca.out = xc + b * T * E;
+    }
+    be.ConvSilu(conv_args.data(), B);
+    be.Matmul(xc, M, E, Ref(LW.x_proj), dbc, ld_dbc, false);
+    be.Matmul(dbc, M, ld_dbc, Ref(LW.dt_proj), dt, E, false);
+    for (int64_t b = 0; b < B; ++b) {
+      ScanArgs& sa = scan_args[b];
+      sa.T = T;
+      sa.E = E;
+      sa.N = N;
+      sa.xc = xc + b * T * E;
+      sa.dt = dt + b * T * E;
+      sa.dt_bias = LW.dt_bias.data();
+      sa.A = LW.A.data();
+      sa.B = dbc + b * T * ld_dbc + R;
+      sa.C = dbc + b * T * ld_dbc + R + N;
+      sa.ld_bc = ld_dbc;
+      sa.D = LW.D.data();
+      sa.z = xz + b * T * 2 * E + E;
+      sa.ld_z = 2 * E;
+      sa.state = streams[b]->layers[l].ssm.data();
+      sa.y = y + b * T * E;
+    }
+    be.SelectiveScan(scan_args.data(), B);
+    be.Matmul(y, M, E, Ref(LW.out_proj), x, D, true);
+  }
+
+  for (int64_t b = 0; b < B; ++b) streams[b]->position += T;
+
+  // Logits: lm_head · RMSNorm(x_L; norm_f) for the rows asked for.
+  if (mode == LogitsMode::kNone) return;
+  if (mode == LogitsMode::kAll) {
+    be.RmsNorm(x, M, D, W.norm_f.data(), c.norm_eps, h);
+    be.Matmul(h, M, D, Ref(W.head()), logits, V, false);
+    return;
+  }
+  float* rows = Buffer(&ws->rows, B * D);
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(rows + b * D, x + (b * T + T - 1) * D, D * sizeof(float));
+  }
+  be.RmsNorm(rows, B, D, W.norm_f.data(), c.norm_eps, h);
+  be.Matmul(h, B, D, Ref(W.head()), logits, V, false);
+}
+
+}  // namespace memmamba

@@ -1,0 +1,36 @@
+// The model's forward pass over B streams × T tokens (DESIGN 2.3, 2.4).
+//
+// One code path serves every view: a token-at-a-time feed is T = 1, a chunk
+// or prefill is T > 1, a batched step of many sessions is B > 1, T = 1.
+// Within a layer everything but the scan and the pool bookkeeping is
+// position-parallel (matrix products over all B·T rows); pools change once
+// per window, so tokens of one window share one pool version.
+#ifndef MEMMAMBA_RUNTIME_FORWARD_H_
+#define MEMMAMBA_RUNTIME_FORWARD_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "model/model.h"
+#include "runtime/state.h"
+
+namespace memmamba {
+
+enum class LogitsMode { kNone = 0, kLast = 1, kAll = 2 };
+
+// Scratch buffers reused across calls (grow only).
+struct Workspace {
+  std::vector<float> x, a, h, xz, xc, dbc, dt, y, q, o, c_tok, c_lay, gate, rows, emb;
+  std::vector<uint8_t> active;
+};
+
+// Advances each of `streams[0..B)` by its T tokens (row b·T + t of `tokens`,
+// all already validated) and writes logits as `mode` asks: kLast gives row b
+// for stream b, kAll row b·T + t. Streams are updated in place; the caller
+// makes this transactional. Never fails on valid input.
+void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t T,
+             const int32_t* tokens, LogitsMode mode, float* logits, Workspace* ws);
+
+}  // namespace memmamba
+
+#endif  // MEMMAMBA_RUNTIME_FORWARD_H_

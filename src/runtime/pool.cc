@@ -1,0 +1,38 @@
+#include "runtime/pool.h"
+
+#include <cmath>
+
+namespace memmamba {
+
+float NoteScore(const float* m, int64_t D, const float* w, float b) {
+  float mean = 0.0f;
+  for (int64_t d = 0; d < D; ++d) mean += m[d];
+  mean /= static_cast<float>(D);
+  float dot = 0.0f;
+  for (int64_t d = 0; d < D; ++d) dot += w[d] * (m[d] - mean);
+  return 1.0f / (1.0f + std::exp(-(dot + b)));
+}
+
+bool InsertNote(PoolPolicy policy, int64_t capacity, PoolEntryPtr note, Pool* pool) {
+  if (capacity <= 0) return false;
+  if (static_cast<int64_t>(pool->size()) < capacity) {
+    pool->push_back(std::move(note));
+    return true;
+  }
+  if (policy == PoolPolicy::kFifo) {
+    pool->erase(pool->begin());
+    pool->push_back(std::move(note));
+    return true;
+  }
+  // PRIORITY: the first minimum in window order is the oldest among ties.
+  size_t victim = 0;
+  for (size_t i = 1; i < pool->size(); ++i) {
+    if ((*pool)[i]->score < (*pool)[victim]->score) victim = i;
+  }
+  if (!(note->score > (*pool)[victim]->score)) return false;
+  pool->erase(pool->begin() + victim);
+  pool->push_back(std::move(note));  // the newest window: order is kept
+  return true;
+}
+
+}  // namespace memmamba
