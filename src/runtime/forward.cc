@@ -69,53 +69,24 @@ Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, in
   }
   const int64_t n_closed = static_cast<int64_t>(closed_window.size());
 
-  // Pass 2: summaries and every reader's key/value projections of the kept
-  // notes, batched.
-  std::vector<int64_t> kept;
-  for (int64_t i = 0; i < n_closed; ++i) {
-    if (closed_score[i] > c.note_threshold) kept.push_back(i);
-  }
-  const int64_t M = static_cast<int64_t>(kept.size());
-  const std::vector<int64_t>& readers = model.readers(l);
-  const int64_t n_readers = static_cast<int64_t>(readers.size());
-  std::vector<float> mk(M * D), summary(M * S), kv(n_readers * 2 * M * S);
-  for (int64_t i = 0; i < M; ++i) {
-    std::memcpy(&mk[i * D], &closed_max[kept[i] * D], D * sizeof(float));
-  }
-  if (M > 0) {
-    be.Matmul(mk.data(), M, D, Ref(LW.note_summary), summary.data(), S, false);
-    for (int64_t i = 0; i < M; ++i) {
-      const float s = closed_score[kept[i]];
-      for (int64_t j = 0; j < S; ++j) summary[i * S + j] *= s;
-    }
-    for (int64_t r = 0; r < n_readers; ++r) {
-      const ReadWeights& rw = r == 0 ? LW.tok : model.weights().layers[readers[r]].lay;
-      be.Matmul(summary.data(), M, S, Ref(rw.k), &kv[(2 * r) * M * S], S, false);
-      be.Matmul(summary.data(), M, S, Ref(rw.v), &kv[(2 * r + 1) * M * S], S, false);
-    }
-  }
-
-  // Pass 3: insert in window order, recording the version after each window.
+  // Pass 2: insert the kept notes in window order, recording the version
+  // after each window. Each note's summary and projections are computed one
+  // note at a time (M = 1), so they are bit-identical however the stream was
+  // chunked, and when a restored snapshot recomputes them.
   Versions versions;
   versions.reserve(n_closed + 1);
   versions.push_back(state->pool);
   Pool pool = state->pool;
-  int64_t next_kept = 0;
   for (int64_t i = 0; i < n_closed; ++i) {
-    if (next_kept < M && kept[next_kept] == i) {
+    if (closed_score[i] > c.note_threshold) {
       auto entry = std::make_shared<PoolEntry>();
       entry->window = closed_window[i];
       entry->score = closed_score[i];
-      entry->summary.assign(&summary[next_kept * S], &summary[next_kept * S] + S);
-      entry->kv.resize(n_readers * 2 * S);
-      for (int64_t r = 0; r < n_readers; ++r) {
-        for (int64_t h = 0; h < 2; ++h) {
-          std::memcpy(&entry->kv[(2 * r + h) * S], &kv[((2 * r + h) * M + next_kept) * S],
-                      S * sizeof(float));
-        }
-      }
+      entry->summary.resize(S);
+      be.Matmul(&closed_max[i * D], 1, D, Ref(LW.note_summary), entry->summary.data(), S, false);
+      for (float& v : entry->summary) v *= entry->score;
+      ComputeNoteProjections(model, l, entry.get());
       InsertNote(c.pool_policy, c.pool_capacity, std::move(entry), &pool);
-      ++next_kept;
     }
     versions.push_back(pool);
   }
@@ -196,6 +167,20 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
 }
 
 }  // namespace
+
+void ComputeNoteProjections(const Model& model, int64_t layer, PoolEntry* entry) {
+  const int64_t S = model.config().summary_dim;
+  const std::vector<int64_t>& readers = model.readers(layer);
+  entry->kv.resize(readers.size() * 2 * S);
+  for (size_t r = 0; r < readers.size(); ++r) {
+    const ReadWeights& rw =
+        r == 0 ? model.weights().layers[layer].tok : model.weights().layers[readers[r]].lay;
+    model.backend().Matmul(entry->summary.data(), 1, S, Ref(rw.k), &entry->kv[(2 * r) * S], S,
+                           false);
+    model.backend().Matmul(entry->summary.data(), 1, S, Ref(rw.v), &entry->kv[(2 * r + 1) * S],
+                           S, false);
+  }
+}
 
 void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t T,
              const int32_t* tokens, LogitsMode mode, float* logits, Workspace* ws) {

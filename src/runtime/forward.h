@@ -24,6 +24,11 @@ struct Workspace {
   std::vector<uint8_t> active;
 };
 
+// Fills entry->kv (every reader's key and value projection of the note's
+// summary) for a note of layer `layer`. One note at a time: the result does
+// not depend on how notes were batched.
+void ComputeNoteProjections(const Model& model, int64_t layer, PoolEntry* entry);
+
 // Advances each of `streams[0..B)` by its T tokens (row b·T + t of `tokens`,
 // all already validated) and writes logits as `mode` asks: kLast gives row b
 // for stream b, kAll row b·T + t. Streams are updated in place; the caller
