@@ -224,7 +224,7 @@ class Parser {
       return Fail("unexpected end of input in \\u escape");
     }
     uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
+    for (size_t i = 0; i < 4; ++i) {
       const int h = HexValue(s_[pos_ + i]);
       if (h < 0) {
         return FailAt(absl::StrCat("invalid hex digit ",

@@ -107,7 +107,7 @@ struct JsonParseOptions {
   int max_depth = 64;
   // Total number of values (every scalar, array and object counts one)
   // above which the document is refused. Bounds memory at roughly
-  // 48 bytes per value plus the decoded string bytes.
+  // 40-80 bytes per value (vector growth included) plus the string bytes.
   size_t max_values = size_t{1} << 22;
 };
 

@@ -32,10 +32,11 @@ absl::string_view Sv(std::string_view s) {
   return absl::string_view(s.data(), s.size());
 }
 
-// Each tensor entry is a handful of JSON values (3 fields, the dims, two
-// offsets); 4M values is far more than any real header needs while keeping
-// the parsed tree of a hostile 100 MiB header to a few hundred MiB.
-constexpr size_t kMaxHeaderJsonValues = size_t{1} << 22;
+// A tensor entry is about 8 JSON values (the entry, dtype, shape, its dims,
+// data_offsets and its two numbers), so 2M values allow ~250k tensors, far
+// more than any real file, while a hostile 100 MiB header of tiny values
+// ("[0,0,0,...") is refused before its parsed tree passes ~100 MiB.
+constexpr size_t kMaxHeaderJsonValues = size_t{1} << 21;
 
 struct DTypeEntry {
   DType dtype;
@@ -232,7 +233,7 @@ absl::Status ParseTensorEntry(const std::string& name, const JsonValue& entry,
         name, "\"data_offsets\" must be an array of two unsigned integers");
   }
   uint64_t begin_end[2];
-  for (int i = 0; i < 2; ++i) {
+  for (size_t i = 0; i < 2; ++i) {
     auto v = offsets->array()[i].AsUint64();
     if (!v.ok()) {
       return TensorCorrupt(name, absl::StrCat("data_offsets[", i, "]: ",
@@ -537,7 +538,10 @@ absl::Status SafetensorsReader::CopyAsFloat(const TensorInfo& info, float* out,
                                             size_t out_count) const {
   const uint8_t* src = data(info);
   const size_t n = info.num_elements;
-  if (src == nullptr || info.nbytes != n * DTypeSize(info.dtype)) {
+  const size_t elem_size = DTypeSize(info.dtype);
+  // Checked by division so that a forged num_elements cannot wrap around.
+  if (src == nullptr || elem_size == 0 || info.nbytes % elem_size != 0 ||
+      info.nbytes / elem_size != n) {
     return Errorf(ErrorCode::kInvalidArgument, "tensor ",
                   NameForMessage(info.name),
                   ": TensorInfo does not describe this file's data");

@@ -18,7 +18,7 @@
 //   - file shorter than 8 bytes; header length above 100 MiB or above the
 //     bytes that follow the length prefix;
 //   - header not valid JSON (see json.h: strict UTF-8, no duplicate keys,
-//     depth <= 64) or not an object;
+//     depth <= 64, at most 2M values) or not an object;
 //   - `__metadata__` not an object of string -> string;
 //   - an entry that is not an object, lacks dtype/shape/data_offsets, or
 //     has any other field (no writer produces one; refusing it catches
@@ -103,7 +103,8 @@ struct TensorInfo {
 // Threads: const methods may be called from any number of threads at once.
 class SafetensorsReader {
  public:
-  // Largest header accepted, as in the reference implementation.
+  // Largest header accepted: 100 MiB. (The reference implementation stops
+  // at 100,000,000 bytes; no real header comes near either bound.)
   static constexpr uint64_t kMaxHeaderBytes = uint64_t{100} << 20;
 
   // Validates `bytes` as a safetensors file and takes ownership of them.
