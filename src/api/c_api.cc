@@ -12,7 +12,9 @@
 #include "common/status.h"
 #include "memmamba/memmamba.h"
 #include "model/model.h"
+#include "model/safetensors.h"
 #include "runtime/session.h"
+#include "runtime/snapshot.h"
 
 namespace memmamba {
 namespace {
@@ -33,6 +35,9 @@ static_assert(static_cast<int>(ErrorCode::kModelMismatch) == MM_ERR_MODEL_MISMAT
 static_assert(static_cast<int>(ErrorCode::kUnsupported) == MM_ERR_UNSUPPORTED, "");
 static_assert(static_cast<int>(ErrorCode::kBufferTooSmall) == MM_ERR_BUFFER_TOO_SMALL, "");
 static_assert(static_cast<int>(ErrorCode::kInternal) == MM_ERR_INTERNAL, "");
+static_assert(static_cast<int>(ErrorCode::kChecksum) == MM_ERR_CHECKSUM, "");
+static_assert(static_cast<int>(ErrorCode::kVersion) == MM_ERR_VERSION, "");
+static_assert(kLowestErrorCode == ErrorCode::kVersion, "CodeOf's range check");
 
 thread_local std::string g_last_error;
 
@@ -63,16 +68,29 @@ mm_status Guard(mm_session* session, Body&& body) {
   }
 }
 
+// The versions of each options struct the library has shipped: the
+// smallest size it accepts is the first one's.
+constexpr size_t kConfigV1Size = sizeof(mm_model_config);
+constexpr size_t kModelOptionsV1Size = sizeof(mm_model_options);
+constexpr size_t kSessionOptionsV1Size = sizeof(mm_session_options);
+// Sizes above this are garbage, not a newer header.
+constexpr size_t kMaxStructSize = 1u << 20;
+
 // Reads a caller's options struct of `struct_size` bytes into `out` (which
 // holds the defaults): fields the caller does not know keep their defaults;
 // fields the library does not know must be zero.
+// The smallest size accepted is the struct's first published version.
 template <typename T>
-absl::Status ReadStruct(const T* in, T* out, const char* what) {
+absl::Status ReadStruct(const T* in, T* out, const char* what, size_t v1_size) {
   if (in == nullptr) return absl::OkStatus();
   const size_t size = in->struct_size;
-  if (size < sizeof(uint32_t) * 2) {
+  if (size < v1_size) {
     return Errorf(ErrorCode::kStructSize, what, ".struct_size = ", size,
-                  " is smaller than any version of the struct");
+                  " is smaller than any version of the struct (", v1_size, " bytes)");
+  }
+  if (size > kMaxStructSize) {
+    return Errorf(ErrorCode::kStructSize, what, ".struct_size = ", size,
+                  " is not a plausible struct size");
   }
   if (size > sizeof(T)) {
     const unsigned char* tail = reinterpret_cast<const unsigned char*>(in) + sizeof(T);
@@ -89,16 +107,12 @@ absl::Status ReadStruct(const T* in, T* out, const char* what) {
   return absl::OkStatus();
 }
 
-// The versions of each options struct the library has shipped: the
-// smallest size it accepts is the first one's.
-constexpr size_t kConfigV1Size = sizeof(mm_model_config);
-constexpr size_t kModelOptionsV1Size = sizeof(mm_model_options);
-constexpr size_t kSessionOptionsV1Size = sizeof(mm_session_options);
+constexpr size_t kSnapshotInfoV1Size = sizeof(mm_snapshot_info);
 
 template <typename T>
 mm_status InitStruct(T* s, size_t size, size_t v1_size, const T& defaults) {
   if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "options pointer is NULL");
-  if (size < v1_size || size > (1u << 20)) {
+  if (size < v1_size || size > kMaxStructSize) {
     return Fail(Errorf(ErrorCode::kStructSize, "size ", size, " is not a known struct size"));
   }
   std::memset(static_cast<void*>(s), 0, size);  // fields of newer versions: zero
@@ -135,7 +149,7 @@ mm_model_config DefaultConfig() {
 
 absl::StatusOr<ModelConfig> ToConfig(const mm_model_config* in) {
   mm_model_config c = DefaultConfig();
-  MM_RETURN_IF_ERROR(ReadStruct(in, &c, "mm_model_config"));
+  MM_RETURN_IF_ERROR(ReadStruct(in, &c, "mm_model_config", kConfigV1Size));
   if (c.pool_policy != MM_POOL_PRIORITY && c.pool_policy != MM_POOL_FIFO) {
     return Errorf(ErrorCode::kConfig, "config: unknown pool_policy ", c.pool_policy);
   }
@@ -170,7 +184,7 @@ absl::StatusOr<ModelConfig> ToConfig(const mm_model_config* in) {
 absl::StatusOr<ModelOptions> ToModelOptions(const mm_model_options* in) {
   mm_model_options o{};
   o.struct_size = sizeof o;
-  MM_RETURN_IF_ERROR(ReadStruct(in, &o, "mm_model_options"));
+  MM_RETURN_IF_ERROR(ReadStruct(in, &o, "mm_model_options", kModelOptionsV1Size));
   ModelOptions m;
   if (o.device != MM_DEVICE_CPU && o.device != MM_DEVICE_CUDA) {
     return Errorf(ErrorCode::kInvalidArgument, "unknown device ", o.device);
@@ -192,6 +206,39 @@ mm_status Succeed(std::unique_ptr<Model> model, mm_model** out) {
   auto handle = std::make_unique<mm_model>();
   handle->impl = std::move(model);
   *out = handle.release();
+  return MM_OK;
+}
+
+// Writes the prefix of mm_snapshot_info the caller knows (info->struct_size).
+mm_status FillSnapshotInfo(const SnapshotInfo& in, mm_snapshot_info* out) {
+  mm_snapshot_info i{};
+  i.struct_size = sizeof i;
+  i.format_version = in.format_version;
+  i.position = static_cast<uint64_t>(in.position);
+  i.model_fingerprint = in.model_fingerprint;
+  i.n_layer = static_cast<uint32_t>(in.n_layer);
+  i.d_model = static_cast<uint32_t>(in.d_model);
+  i.d_inner = static_cast<uint32_t>(in.d_inner);
+  i.d_state = static_cast<uint32_t>(in.d_state);
+  i.d_conv = static_cast<uint32_t>(in.d_conv);
+  i.summary_dim = static_cast<uint32_t>(in.summary_dim);
+  i.note_window = static_cast<uint32_t>(in.note_window);
+  i.pool_capacity = static_cast<uint32_t>(in.pool_capacity);
+  i.pool_policy = static_cast<int32_t>(in.pool_policy);
+  i.notes_total = static_cast<uint32_t>(in.notes_total);
+  i.state_bytes = in.state_bytes;
+  const uint32_t size = out->struct_size;
+  std::memcpy(out, &i, size < sizeof i ? size : sizeof i);
+  out->struct_size = size;
+  return MM_OK;
+}
+
+mm_status CheckInfoStruct(const mm_snapshot_info* info) {
+  if (info == nullptr) return Fail(ErrorCode::kInvalidArgument, "info is NULL");
+  if (info->struct_size < kSnapshotInfoV1Size) {
+    return Fail(Errorf(ErrorCode::kStructSize, "mm_snapshot_info.struct_size = ",
+                       info->struct_size, " is too small"));
+  }
   return MM_OK;
 }
 
@@ -226,6 +273,8 @@ const char* mm_status_string(mm_status status) {
     case MM_ERR_UNSUPPORTED: return "MM_ERR_UNSUPPORTED: not supported by this build or machine";
     case MM_ERR_BUFFER_TOO_SMALL: return "MM_ERR_BUFFER_TOO_SMALL: buffer too small";
     case MM_ERR_INTERNAL: return "MM_ERR_INTERNAL: internal error";
+    case MM_ERR_CHECKSUM: return "MM_ERR_CHECKSUM: snapshot checksum mismatch";
+    case MM_ERR_VERSION: return "MM_ERR_VERSION: snapshot format version newer than this library";
     default: return "MM_ERR_UNKNOWN: unknown status code";
   }
 }
@@ -301,10 +350,11 @@ mm_status mm_model_import_mamba(mm_model** out, const char* path,
     if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL");
     // Memory knobs are validated with the checkpoint's shapes, in ImportMamba.
     mm_model_config c = memmamba::DefaultConfig();
-    absl::Status read = memmamba::ReadStruct(memory_config, &c, "mm_model_config");
+    absl::Status read =
+        memmamba::ReadStruct(memory_config, &c, "mm_model_config", memmamba::kConfigV1Size);
     if (!read.ok()) return Fail(read);
+    // Shapes come from the checkpoint; placeholders let the knobs validate now.
     c.vocab_size = c.d_model = c.n_layer = c.d_state = c.d_conv = c.expand = 1;
-    c.attn_heads = c.attn_heads ? c.attn_heads : 1;
     auto cfg = memmamba::ToConfig(&c);
     if (!cfg.ok()) return Fail(cfg.status());
     auto opts = memmamba::ToModelOptions(options);
@@ -356,6 +406,15 @@ uint64_t mm_model_parameter_count(const mm_model* model) {
   return model ? model->impl->ParameterCount() : 0;
 }
 
+uint64_t mm_model_fingerprint(const mm_model* model) {
+  if (model == nullptr) return 0;
+  try {
+    return model->impl->Fingerprint();
+  } catch (...) {  // nothing in it allocates beyond small strings
+    return 0;
+  }
+}
+
 void mm_model_free(mm_model* model) { delete model; }
 
 mm_status mm_session_create(mm_session** out, const mm_model* model,
@@ -366,7 +425,8 @@ mm_status mm_session_create(mm_session** out, const mm_model* model,
     if (model == nullptr) return Fail(ErrorCode::kInvalidArgument, "model is NULL");
     mm_session_options o{};
     o.struct_size = sizeof o;
-    absl::Status read = memmamba::ReadStruct(options, &o, "mm_session_options");
+    absl::Status read = memmamba::ReadStruct(options, &o, "mm_session_options",
+                                             memmamba::kSessionOptionsV1Size);
     if (!read.ok()) return Fail(read);
     if (o.max_chunk > (1u << 20)) {
       return Fail(ErrorCode::kInvalidArgument, "max_chunk exceeds 1048576");
@@ -399,22 +459,29 @@ mm_status mm_sessions_step(mm_session* const* sessions, size_t n_sessions,
                            const int32_t* tokens, float* logits, size_t logits_capacity) {
   return Guard(nullptr, [&]() -> mm_status {
     if (n_sessions == 0) return MM_OK;
-    if (sessions == nullptr || tokens == nullptr) {
-      return Fail(ErrorCode::kInvalidArgument, "sessions or tokens is NULL");
+    if (sessions == nullptr) return Fail(ErrorCode::kInvalidArgument, "sessions is NULL");
+    // Every failure is reported on every session passed, as documented.
+    auto fail_all = [&](const absl::Status& status) {
+      mm_status code = Fail(status);
+      for (size_t i = 0; i < n_sessions; ++i) {
+        if (sessions[i] != nullptr) sessions[i]->last_error = memmamba::g_last_error;
+      }
+      return code;
+    };
+    if (tokens == nullptr) {
+      return fail_all(memmamba::Error(ErrorCode::kInvalidArgument, "tokens is NULL"));
     }
     std::vector<memmamba::Session*> impls(n_sessions);
     for (size_t i = 0; i < n_sessions; ++i) {
       if (sessions[i] == nullptr) {
-        return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "sessions[", i, "] is NULL"));
+        return fail_all(
+            memmamba::Errorf(ErrorCode::kInvalidArgument, "sessions[", i, "] is NULL"));
       }
       impls[i] = sessions[i]->impl.get();
     }
     absl::Status s =
         memmamba::Session::StepMany(impls.data(), n_sessions, tokens, logits, logits_capacity);
-    if (s.ok()) return MM_OK;
-    mm_status code = Fail(s);
-    for (size_t i = 0; i < n_sessions; ++i) sessions[i]->last_error = memmamba::g_last_error;
-    return code;
+    return s.ok() ? MM_OK : fail_all(s);
   });
 }
 
@@ -443,6 +510,154 @@ int32_t mm_session_pool_size(const mm_session* session, uint32_t layer) {
 
 const char* mm_session_last_error(const mm_session* session) {
   return session ? session->last_error.c_str() : "";
+}
+
+// Snapshots. The calls that take a const session still record a failure's
+// message on it (last_error is the handle's diagnostic slot, not its state).
+
+mm_status mm_session_snapshot_size(const mm_session* session, size_t* size) {
+  mm_session* s = const_cast<mm_session*>(session);
+  return Guard(s, [&]() -> mm_status {
+    if (size == nullptr) return Fail(ErrorCode::kInvalidArgument, "size is NULL", s);
+    *size = 0;
+    if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+    auto n = memmamba::SnapshotSize(s->impl->model(), s->impl->state());
+    if (!n.ok()) return Fail(n.status(), s);
+    *size = *n;
+    return MM_OK;
+  });
+}
+
+mm_status mm_session_snapshot(const mm_session* session, void* buffer, size_t capacity,
+                              size_t* written) {
+  mm_session* s = const_cast<mm_session*>(session);
+  return Guard(s, [&]() -> mm_status {
+    if (written == nullptr) return Fail(ErrorCode::kInvalidArgument, "written is NULL", s);
+    *written = 0;
+    if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+    if (buffer == nullptr && capacity > 0) {
+      return Fail(ErrorCode::kInvalidArgument, "buffer is NULL with capacity > 0", s);
+    }
+    size_t needed = 0;
+    absl::Status st = memmamba::WriteSnapshot(
+        s->impl->model(), s->impl->state(), [&](const uint8_t* data, size_t n) -> absl::Status {
+          needed = n;
+          if (n > capacity) {
+            return memmamba::Errorf(ErrorCode::kBufferTooSmall, "snapshot buffer holds ",
+                                    capacity, " bytes; this snapshot needs ", n);
+          }
+          std::memcpy(buffer, data, n);
+          return absl::OkStatus();
+        });
+    if (!st.ok()) {
+      if (memmamba::CodeOf(st) == ErrorCode::kBufferTooSmall) *written = needed;
+      return Fail(st, s);
+    }
+    *written = needed;
+    return MM_OK;
+  });
+}
+
+mm_status mm_session_snapshot_alloc(const mm_session* session, void** out, size_t* size) {
+  mm_session* s = const_cast<mm_session*>(session);
+  return Guard(s, [&]() -> mm_status {
+    if (out == nullptr || size == nullptr) {
+      return Fail(ErrorCode::kInvalidArgument, "out or size is NULL", s);
+    }
+    *out = nullptr;
+    *size = 0;
+    if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+    void* buffer = nullptr;
+    size_t n = 0;
+    absl::Status st = memmamba::WriteSnapshot(
+        s->impl->model(), s->impl->state(), [&](const uint8_t* data, size_t len) -> absl::Status {
+          buffer = std::malloc(len > 0 ? len : 1);
+          if (buffer == nullptr) {
+            return memmamba::Errorf(ErrorCode::kOutOfMemory, "cannot allocate ", len,
+                                    " bytes for the snapshot");
+          }
+          std::memcpy(buffer, data, len);
+          n = len;
+          return absl::OkStatus();
+        });
+    if (!st.ok()) return Fail(st, s);
+    *out = buffer;
+    *size = n;
+    return MM_OK;
+  });
+}
+
+mm_status mm_session_snapshot_file(const mm_session* session, const char* path) {
+  mm_session* s = const_cast<mm_session*>(session);
+  return Guard(s, [&]() -> mm_status {
+    if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+    if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL", s);
+    absl::Status st = memmamba::WriteSnapshot(
+        s->impl->model(), s->impl->state(), [&](const uint8_t* data, size_t n) {
+          return memmamba::WriteFileAtomically(
+              path, std::string_view(reinterpret_cast<const char*>(data), n));
+        });
+    return st.ok() ? MM_OK : Fail(st, s);
+  });
+}
+
+mm_status mm_session_restore(mm_session* session, const void* data, size_t size) {
+  if (session == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+  return Guard(session, [&]() -> mm_status {
+    if (data == nullptr) return Fail(ErrorCode::kInvalidArgument, "data is NULL", session);
+    memmamba::Session& impl = *session->impl;
+    absl::Status st = impl.Restore([&](memmamba::StreamState* state) {
+      return memmamba::ReadSnapshot(impl.model(), data, size, state);
+    });
+    return st.ok() ? MM_OK : Fail(st, session);
+  });
+}
+
+mm_status mm_session_restore_file(mm_session* session, const char* path) {
+  if (session == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+  return Guard(session, [&]() -> mm_status {
+    if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL", session);
+    auto bytes = memmamba::ReadSnapshotFile(path);
+    if (!bytes.ok()) return Fail(bytes.status(), session);
+    memmamba::Session& impl = *session->impl;
+    absl::Status st = impl.Restore([&](memmamba::StreamState* state) {
+      absl::Status r = memmamba::ReadSnapshot(impl.model(), bytes->data(), bytes->size(), state);
+      if (r.ok()) return r;
+      return memmamba::Error(memmamba::CodeOf(r), absl::StrCat(path, ": ", r.message()));
+    });
+    return st.ok() ? MM_OK : Fail(st, session);
+  });
+}
+
+mm_status mm_snapshot_info_init(mm_snapshot_info* info, size_t size) {
+  mm_snapshot_info d{};
+  d.struct_size = sizeof d;
+  return memmamba::InitStruct(info, size, memmamba::kSnapshotInfoV1Size, d);
+}
+
+mm_status mm_snapshot_inspect(const void* data, size_t size, mm_snapshot_info* info) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (mm_status c = memmamba::CheckInfoStruct(info); c != MM_OK) return c;
+    if (data == nullptr) return Fail(ErrorCode::kInvalidArgument, "data is NULL");
+    auto parsed = memmamba::InspectSnapshot(data, size);
+    if (!parsed.ok()) return Fail(parsed.status());
+    return memmamba::FillSnapshotInfo(*parsed, info);
+  });
+}
+
+mm_status mm_snapshot_inspect_file(const char* path, mm_snapshot_info* info) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (mm_status c = memmamba::CheckInfoStruct(info); c != MM_OK) return c;
+    if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL");
+    auto bytes = memmamba::ReadSnapshotFile(path);
+    if (!bytes.ok()) return Fail(bytes.status());
+    auto parsed = memmamba::InspectSnapshot(bytes->data(), bytes->size());
+    if (!parsed.ok()) {
+      const absl::Status& r = parsed.status();
+      return Fail(memmamba::Error(memmamba::CodeOf(r), absl::StrCat(path, ": ", r.message())));
+    }
+    return memmamba::FillSnapshotInfo(*parsed, info);
+  });
 }
 
 }  // extern "C"

@@ -23,7 +23,9 @@ absl::StatusCode CanonicalFor(ErrorCode code) {
     case ErrorCode::kBufferTooSmall: return absl::StatusCode::kOutOfRange;
     case ErrorCode::kOutOfMemory: return absl::StatusCode::kResourceExhausted;
     case ErrorCode::kIo: return absl::StatusCode::kUnavailable;
-    case ErrorCode::kCorruptFile: return absl::StatusCode::kDataLoss;
+    case ErrorCode::kCorruptFile:
+    case ErrorCode::kChecksum: return absl::StatusCode::kDataLoss;
+    case ErrorCode::kVersion: return absl::StatusCode::kUnimplemented;
     case ErrorCode::kTensorMissing: return absl::StatusCode::kNotFound;
     case ErrorCode::kNonFinite: return absl::StatusCode::kFailedPrecondition;
     case ErrorCode::kUnsupported: return absl::StatusCode::kUnimplemented;
@@ -46,7 +48,7 @@ ErrorCode CodeOf(const absl::Status& status) {
   if (auto payload = status.GetPayload(kPayloadUrl)) {
     int value = 0;
     if (absl::SimpleAtoi(std::string(*payload), &value) && value < 0 &&
-        value >= static_cast<int>(ErrorCode::kInternal)) {
+        value >= static_cast<int>(kLowestErrorCode)) {
       return static_cast<ErrorCode>(value);
     }
   }

@@ -35,7 +35,12 @@ enum class ErrorCode : int {
   kUnsupported = -13,      // feature/device not available in this build
   kBufferTooSmall = -14,   // caller buffer too small
   kInternal = -15,         // a bug: please report
+  kChecksum = -16,         // snapshot checksum mismatch (corrupted bytes)
+  kVersion = -17,          // snapshot format version newer than this library
 };
+
+// The lowest (most negative) ErrorCode value.
+inline constexpr ErrorCode kLowestErrorCode = ErrorCode::kVersion;
 
 // Builds a status with the given public code and message.
 absl::Status Error(ErrorCode code, std::string_view message);

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/hash.h"
 #include "model/safetensors.h"
 
 namespace memmamba {
@@ -17,6 +18,27 @@ namespace {
 
 float* ParamData(const ParamRef& p) {
   return p.matrix ? p.matrix->f32.data() : p.vector ? p.vector->data() : p.scalar;
+}
+
+// Appends n values of T (2, 4 or 8 bytes) as little-endian bytes.
+template <typename T>
+void HashLittleEndian(const T* values, size_t n, Xxh64* h) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  unsigned char buf[4096];
+  size_t used = 0;
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char b[sizeof(T)];
+    std::memcpy(b, &values[i], sizeof(T));
+    for (size_t k = 0; k < sizeof(T); ++k) buf[used++] = b[sizeof(T) - 1 - k];
+    if (used == sizeof buf) {
+      h->Update(buf, used);
+      used = 0;
+    }
+  }
+  h->Update(buf, used);
+#else
+  h->Update(values, n * sizeof(T));
+#endif
 }
 
 }  // namespace
@@ -48,6 +70,34 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Finish(ModelConfig config, ModelWe
 int Model::ReaderSlot(int64_t source, int64_t reader) const {
   const auto& r = readers_[source];
   return static_cast<int>(std::find(r.begin(), r.end(), reader) - r.begin());
+}
+
+uint64_t Model::Fingerprint() const {
+  std::call_once(fingerprint_once_, [this] {
+    Xxh64 h(0);
+    const std::string tag = "memmamba model fingerprint v1\n";
+    h.Update(tag.data(), tag.size());
+    for (const auto& [key, value] : config_.ToMetadata()) {
+      const std::string line = key + "=" + value + "\n";
+      h.Update(line.data(), line.size());
+    }
+    ModelWeights& w = const_cast<ModelWeights&>(weights_);  // ListParams only reads here
+    for (const ParamRef& p : ListParams(config_, &w)) {
+      h.Update(p.name.c_str(), p.name.size() + 1);  // with the NUL
+      const bool bf16 = p.matrix && p.matrix->is_bf16();
+      h.Update(bf16 ? "b" : "f", 1);
+      const int64_t rank = static_cast<int64_t>(p.shape.size());
+      HashLittleEndian(&rank, 1, &h);
+      HashLittleEndian(p.shape.data(), p.shape.size(), &h);
+      if (bf16) {
+        HashLittleEndian(p.matrix->bf16.data(), p.matrix->bf16.size(), &h);
+      } else {
+        HashLittleEndian(ParamData(p), static_cast<size_t>(p.numel()), &h);
+      }
+    }
+    fingerprint_ = h.Digest();
+  });
+  return fingerprint_;
 }
 
 uint64_t Model::ParameterCount() const {
@@ -126,9 +176,19 @@ absl::StatusOr<std::unique_ptr<Model>> Model::ImportMamba(const std::string& pat
   std::string embedding_name = "backbone.embedding.weight";
   if (!file.Find(embedding_name)) embedding_name = "backbone.embeddings.weight";
   MM_ASSIGN_OR_RETURN(const TensorInfo* emb, require(embedding_name));
+  // Layers: one more than the highest index any tensor names, so a missing
+  // tensor of any layer is reported rather than the layer silently dropped.
   int64_t n_layer = 0;
-  while (file.Find("backbone.layers." + std::to_string(n_layer) + ".mixer.in_proj.weight")) {
-    ++n_layer;
+  for (const TensorInfo& t : file.tensors()) {
+    constexpr absl::string_view kPrefix = "backbone.layers.";
+    if (!absl::StartsWith(t.name, kPrefix)) continue;
+    absl::string_view rest = absl::string_view(t.name).substr(kPrefix.size());
+    int64_t index = 0;
+    if (!absl::SimpleAtoi(rest.substr(0, rest.find('.')), &index) || index < 0 ||
+        index >= 4096) {
+      return Errorf(ErrorCode::kCorruptFile, path, ": unexpected tensor name '", t.name, "'");
+    }
+    n_layer = std::max(n_layer, index + 1);
   }
   const std::string l0 = "backbone.layers.0.mixer.";
   MM_ASSIGN_OR_RETURN(const TensorInfo* in_proj, require(l0 + "in_proj.weight"));

@@ -68,6 +68,12 @@ absl::Status Session::Feed(const int32_t* tokens, size_t n, LogitsMode mode, flo
   return absl::OkStatus();
 }
 
+absl::Status Session::Restore(absl::FunctionRef<absl::Status(StreamState*)> fill) {
+  MM_RETURN_IF_ERROR(fill(&scratch_));
+  std::swap(state_, scratch_);
+  return absl::OkStatus();
+}
+
 absl::Status Session::StepMany(Session* const* sessions, size_t n, const int32_t* tokens,
                                float* logits, size_t capacity) {
   if (n == 0) return absl::OkStatus();

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/functional/function_ref.h"
 #include "common/status.h"
 #include "model/model.h"
 #include "runtime/forward.h"
@@ -30,6 +31,12 @@ class Session {
                                              size_t capacity);
 
   void Reset() { state_.Reset(model_->config()); }
+
+  // Replaces the stream's state with the one `fill` writes into a scratch
+  // state (it may reuse that state's allocations and must set every field).
+  // If `fill` fails the session is exactly as before. Snapshot restore
+  // (runtime/snapshot.h) goes through here.
+  [[nodiscard]] absl::Status Restore(absl::FunctionRef<absl::Status(StreamState*)> fill);
 
   const Model& model() const { return *model_; }
   const StreamState& state() const { return state_; }
