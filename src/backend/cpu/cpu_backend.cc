@@ -171,31 +171,41 @@ class CpuBackend final : public Backend {
     const int64_t dh = S / H;
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
     // The model (and so its backend) is shared by threads: scratch is per thread.
-    thread_local std::vector<float> scores_;
-    scores_.resize(m);
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t off = h * dh;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < m; ++j) {
+    thread_local std::vector<float> scores;  // [H, m]
+    scores.resize(H * m);
+    // Scores: each key row is read once for all heads.
+    for (int64_t j = 0; j < m; ++j) {
+      const float* k = keys[j];
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t off = h * dh;
         float dot = 0.0f;
-        const float* k = keys[j] + off;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t d = 0; d < dh; ++d) dot += q[off + d] * k[d];
-        scores_[j] = dot * scale;
-        mx = std::max(mx, scores_[j]);
+        for (int64_t d = 0; d < dh; ++d) dot += q[off + d] * k[off + d];
+        scores[h * m + j] = dot * scale;
       }
+    }
+    // Softmax over the entries, per head.
+    for (int64_t h = 0; h < H; ++h) {
+      float* sc = &scores[h * m];
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < m; ++j) mx = std::max(mx, sc[j]);
       float sum = 0.0f;
       for (int64_t j = 0; j < m; ++j) {
-        scores_[j] = std::exp(scores_[j] - mx);
-        sum += scores_[j];
+        sc[j] = std::exp(sc[j] - mx);
+        sum += sc[j];
       }
       const float inv = 1.0f / sum;
-      float* oh = o + off;
-      for (int64_t d = 0; d < dh; ++d) oh[d] = 0.0f;
-      for (int64_t j = 0; j < m; ++j) {
-        const float p = scores_[j] * inv;
-        const float* v = values[j] + off;
-        for (int64_t d = 0; d < dh; ++d) oh[d] += p * v[d];
+      for (int64_t j = 0; j < m; ++j) sc[j] *= inv;
+    }
+    // o_h = Σ_j p_hj v_jh: each value row is read once for all heads.
+    std::fill(o, o + S, 0.0f);
+    for (int64_t j = 0; j < m; ++j) {
+      const float* v = values[j];
+      for (int64_t h = 0; h < H; ++h) {
+        const float p = scores[h * m + j];
+        const int64_t off = h * dh;
+#pragma omp simd
+        for (int64_t d = 0; d < dh; ++d) o[off + d] += p * v[off + d];
       }
     }
   }

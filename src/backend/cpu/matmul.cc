@@ -12,22 +12,22 @@
 //    the lanes are added in a fixed tree (HorizontalSum), then the K % 8 tail
 //    follows with scalar FMAs. That order is the same for every tile shape,
 //    so splitting N between threads cannot change a single bit.
-//  * fp32, large M: OpenBLAS sgemm, one single-threaded call per thread on a
-//    64-aligned slice of N (or of M when N is small). With slice boundaries
-//    on multiples of OpenBLAS' register tile the tile grid, and hence each
-//    element's reduction, is the same as in one whole call, and the K
-//    blocking of the single-threaded driver depends on K only. OpenBLAS'
-//    own threading is not used: its threaded driver blocks K differently
-//    from the serial one, so thread count would leak into the bits.
-//  * bf16, large M: W is widened panel by panel (a fixed block of rows, all
-//    of K) into a per-thread fp32 buffer and each panel goes through one
-//    sgemm; panels are handed out to threads dynamically. Panel sizes depend
-//    on (N, K) only, so every panel's call is identical whatever the team.
+//  * Large M (prefill, training): OpenBLAS sgemm on a grid of blocks whose
+//    sizes depend on the shape alone (MakeGrid); each block is one
+//    single-threaded sgemm call and threads take blocks dynamically, so
+//    every call, and every bit, is the same whatever the team. bf16 blocks
+//    first widen their rows of W (a panel: a block of rows, all of K) into
+//    a per-thread fp32 buffer sized to stay in L2.
+//    OpenBLAS' own threading is not used: its threaded driver blocks K
+//    differently from the serial one, and even serial calls on different
+//    slices of N round differently near OpenBLAS' register-tile edges, so
+//    a split that followed n_threads would leak into the bits (measured).
 //
 // The caller's OpenMP ICVs are never touched: team members call
-// omp_set_num_threads(1) inside the parallel region, which only changes
+// omp_set_num_threads(1) inside our parallel region, which only changes
 // their own implicit task's ICV, so OpenBLAS (OpenMP build, which reads
-// omp_get_max_threads()) stays single-threaded inside our team.
+// omp_get_max_threads() and stays serial inside an active region anyway)
+// runs single-threaded in every member, also in a team of one.
 #include "backend/cpu/matmul.h"
 
 #include <cblas.h>
@@ -95,9 +95,6 @@ void ForEachSlice(int64_t n, int64_t align, int team, const Body& body) {
   team = static_cast<int>(std::clamp<int64_t>(team, 1, units));
 #pragma omp parallel num_threads(team)
   {
-    // Task-local ICV: keeps OpenBLAS single-threaded in this member; the
-    // encountering thread's ICV is restored by the end of the region.
-    omp_set_num_threads(1);
     const int64_t size = omp_get_num_threads();
     const int64_t rank = omp_get_thread_num();
     const int64_t begin = std::min(n, units * rank / size * align);
@@ -141,13 +138,21 @@ inline float HorizontalSum(__m256 v) {
 // shapes used (1x8, 2x6, 3x4).
 template <typename Source, int MB, int NB>
 void Tile(const float* x, int64_t ldx, const typename Source::Elem* w,
-          int64_t K, float* y, int64_t ldy, bool accumulate) {
+          int64_t K, float* y, int64_t ldy, bool accumulate,
+          const char* prefetch) {
   __m256 acc[MB][NB];
   for (int m = 0; m < MB; ++m) {
     for (int n = 0; n < NB; ++n) acc[m][n] = _mm256_setzero_ps();
   }
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
+#ifdef MM_PREFETCH
+    if (prefetch != nullptr) {
+      constexpr int kBytes = NB * 8 * sizeof(typename Source::Elem);
+      for (int b = 0; b < kBytes; b += 64) _mm_prefetch(prefetch + b, MM_PREFETCH);
+      prefetch += kBytes;
+    }
+#endif
     __m256 xv[MB];
     for (int m = 0; m < MB; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + k);
     for (int n = 0; n < NB; ++n) {
@@ -174,7 +179,7 @@ constexpr int kMaxTileN = 8;
 
 template <typename Source>
 using TileFn = void (*)(const float*, int64_t, const typename Source::Elem*,
-                        int64_t, float*, int64_t, bool);
+                        int64_t, float*, int64_t, bool, const char*);
 
 template <typename Source, int MB, size_t... I>
 constexpr std::array<TileFn<Source>, kMaxTileN> TileRow(
@@ -207,8 +212,9 @@ void StreamRows(const float* x, int64_t M, int64_t K, int64_t ldx,
     for (int64_t b = 0; b < m_blocks; ++b) {
       // Balanced blocks (16 = 3+3+3+3+2+2) keep tiles as wide as possible.
       const int mb = static_cast<int>(M / m_blocks + (b < M % m_blocks));
-      GetTile<Source>(mb, nb)(x + m * ldx, ldx, w + n * K, K, y + m * ldy + n,
-                              ldy, accumulate);
+      GetTile<Source>(mb, nb)(
+          x + m * ldx, ldx, w + n * K, K, y + m * ldy + n, ldy, accumulate,
+          b == 0 ? reinterpret_cast<const char*>(w + (n + nb) * K) : nullptr);
       m += mb;
     }
   }
@@ -338,7 +344,8 @@ bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx,
   }
 #pragma omp parallel num_threads(team)
   {
-    omp_set_num_threads(1);  // task-local, see ForEachSlice
+    // Task-local ICV (see the top of the file): OpenBLAS stays serial here.
+    omp_set_num_threads(1);
     float* panel = nullptr;
     if constexpr (kWiden) panel = buffer.get() + omp_get_thread_num() * g.n_rows * K;
     int64_t widened = -1;  // the block row held in panel

@@ -1,0 +1,316 @@
+// Tests of src/backend/cpu/matmul.h and bf16.h.
+//
+// Checks  y[m, n] (=|+=) sum_k x[m, k] * W[n, k]  against a float64 loop, with
+// the error bounded by the worst case of an fp32 sum in any order:
+//   |y - ref| <= (K + 3) * 2^-24 * (sum_k |x[m, k]| * |W[n, k]| + |y0[m, n]|),
+// checks that n_threads never changes a bit, that padding columns are left
+// alone, and that the caller's OpenMP ICV survives the call. The bf16 tests
+// cover the round trip of every bf16 value and the rounding rule (ties to
+// even, NaN, Inf, overflow).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/bf16.h"
+#include "backend/cpu/matmul.h"
+#include "gtest/gtest.h"
+
+namespace memmamba::cpu {
+namespace {
+
+uint32_t Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+float FromBits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// ---------------------------------------------------------------------------
+// bf16 conversion.
+
+TEST(Bf16Test, EveryBf16RoundTrips) {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> widened(all.size());
+  ConvertBf16ToF32(all.data(), widened.data(), all.size());
+  std::vector<uint16_t> back(all.size());
+  ConvertF32ToBf16(widened.data(), back.data(), widened.size());
+  for (uint32_t i = 0; i < 65536; ++i) {
+    ASSERT_EQ(Bits(widened[i]), i << 16) << i;
+    if (std::isnan(widened[i])) {
+      // Signalling NaNs come back quiet; sign and payload are kept.
+      EXPECT_EQ(back[i], i | 0x0040u) << i;
+    } else {
+      EXPECT_EQ(back[i], i) << i;
+    }
+  }
+}
+
+TEST(Bf16Test, RoundsToNearestEven) {
+  struct Case {
+    uint32_t f32;
+    uint16_t bf16;
+  };
+  const Case cases[] = {
+      {0x3f800000u, 0x3f80},  // 1.0
+      {0x3f808000u, 0x3f80},  // 1 + 2^-8: tie, even stays (mantissa ...0)
+      {0x3f818000u, 0x3f82},  // 1 + 3*2^-8: tie, odd rounds up to even
+      {0x3f808001u, 0x3f81},  // just above the tie: up
+      {0x3f807fffu, 0x3f80},  // just below the tie: down
+      {0xbf808000u, 0xbf80},  // negative tie to even
+      {0xbf818000u, 0xbf82},
+      {0x00000000u, 0x0000},  // +0
+      {0x80000000u, 0x8000},  // -0
+      {0x00000001u, 0x0000},  // smallest subnormal rounds to 0
+      {0x00008000u, 0x0000},  // subnormal tie to even (0)
+      {0x00018000u, 0x0002},  // subnormal tie to even (up)
+      {0x7f800000u, 0x7f80},  // +Inf
+      {0xff800000u, 0xff80},  // -Inf
+      {0x7f7fffffu, 0x7f80},  // FLT_MAX overflows to +Inf
+      {0xff7fffffu, 0xff80},  // -FLT_MAX overflows to -Inf
+      {0x7f7f7fffu, 0x7f7f},  // largest value that stays finite
+      {0x7fc00000u, 0x7fc0},  // quiet NaN
+      {0xffc00000u, 0xffc0},  // negative quiet NaN
+      {0x7f800001u, 0x7fc0},  // NaN with only low payload bits stays NaN
+      {0x7fbfffffu, 0x7fff},  // signalling NaN: quieted, high payload kept
+      {0xff800001u, 0xffc0},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(F32ToBf16(FromBits(c.f32)), c.bf16) << std::hex << c.f32;
+    // Through the vector path too: 8 copies, then 3 more for the tail.
+    std::vector<float> src(11, FromBits(c.f32));
+    std::vector<uint16_t> dst(src.size());
+    ConvertF32ToBf16(src.data(), dst.data(), src.size());
+    for (uint16_t h : dst) EXPECT_EQ(h, c.bf16) << std::hex << c.f32;
+  }
+}
+
+TEST(Bf16Test, VectorPathMatchesScalarOnRandomBits) {
+  std::mt19937 rng(7);
+  for (size_t n : {0u, 1u, 7u, 8u, 9u, 1000u, 4099u}) {
+    std::vector<float> src(n);
+    for (float& f : src) f = FromBits(static_cast<uint32_t>(rng()));
+    std::vector<uint16_t> dst(n);
+    ConvertF32ToBf16(src.data(), dst.data(), n);
+    std::vector<float> wide(n);
+    ConvertBf16ToF32(dst.data(), wide.data(), n);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(dst[i], F32ToBf16(src[i])) << i;
+      ASSERT_EQ(Bits(wide[i]), static_cast<uint32_t>(dst[i]) << 16) << i;
+      if (std::isnan(src[i])) {
+        EXPECT_TRUE(std::isnan(wide[i]));
+      } else if (std::isfinite(wide[i])) {
+        // Rounding error at most half a bf16 ulp: 2^-9 relative.
+        // Half a bf16 ulp: 2^-8 relative for normal values, 2^-134 absolute
+        // among subnormals.
+        EXPECT_LE(std::fabs(static_cast<double>(wide[i]) - src[i]),
+                  std::max(std::ldexp(std::fabs(static_cast<double>(src[i])), -8),
+                           std::ldexp(1.0, -134)));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Matmul.
+
+enum class WeightType { kF32, kBf16 };
+
+struct Problem {
+  int64_t M, N, K, ldx, ldy;
+  std::vector<float> x;       // M * ldx, padding holds NaN (must not be read)
+  std::vector<float> w_f32;   // N * K, already rounded to bf16 values
+  std::vector<uint16_t> w_bf16;
+  std::vector<float> y0;      // M * ldy, the initial y
+};
+
+Problem MakeProblem(int64_t M, int64_t N, int64_t K, int64_t x_pad,
+                    int64_t y_pad, uint32_t seed) {
+  Problem p{M, N, K, K + x_pad, N + y_pad, {}, {}, {}, {}};
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  p.x.assign(static_cast<size_t>(M * p.ldx), nan);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t k = 0; k < K; ++k) p.x[m * p.ldx + k] = dist(rng);
+  }
+  p.w_f32.resize(static_cast<size_t>(N * K));
+  // Values exactly representable in bf16, so both entry points see the same
+  // weights and share one reference.
+  for (float& v : p.w_f32) v = Bf16ToF32(F32ToBf16(dist(rng)));
+  p.w_bf16.resize(p.w_f32.size());
+  ConvertF32ToBf16(p.w_f32.data(), p.w_bf16.data(), p.w_f32.size());
+  p.y0.resize(static_cast<size_t>(M * p.ldy));
+  for (float& v : p.y0) v = dist(rng);
+  return p;
+}
+
+std::vector<float> RunMatmul(const Problem& p, WeightType type, bool accumulate,
+                       int n_threads) {
+  std::vector<float> y = p.y0;
+  if (!accumulate) {
+    // NaN in the overwritten region must not leak into the result.
+    for (int64_t m = 0; m < p.M; ++m) {
+      for (int64_t n = 0; n < p.N; ++n) {
+        y[m * p.ldy + n] = std::numeric_limits<float>::quiet_NaN();
+      }
+    }
+  }
+  if (type == WeightType::kF32) {
+    MatmulF32(p.x.data(), p.M, p.K, p.ldx, p.w_f32.data(), p.N, y.data(),
+              p.ldy, accumulate, n_threads);
+  } else {
+    MatmulBf16(p.x.data(), p.M, p.K, p.ldx, p.w_bf16.data(), p.N, y.data(),
+               p.ldy, accumulate, n_threads);
+  }
+  return y;
+}
+
+void CheckAgainstReference(const Problem& p, bool accumulate,
+                           const std::vector<float>& y,
+                           const std::string& what) {
+  const double u = std::ldexp(1.0, -24);
+  for (int64_t m = 0; m < p.M; ++m) {
+    for (int64_t n = 0; n < p.N; ++n) {
+      double ref = 0.0, abs_sum = 0.0;
+      for (int64_t k = 0; k < p.K; ++k) {
+        const double prod = static_cast<double>(p.x[m * p.ldx + k]) *
+                            p.w_f32[n * p.K + k];
+        ref += prod;
+        abs_sum += std::fabs(prod);
+      }
+      const double y0 = p.y0[m * p.ldy + n];
+      if (accumulate) {
+        ref += y0;
+        abs_sum += std::fabs(y0);
+      }
+      const double bound = (p.K + 3) * u * abs_sum;
+      ASSERT_LE(std::fabs(y[m * p.ldy + n] - ref), bound)
+          << what << " m=" << m << " n=" << n << " y=" << y[m * p.ldy + n]
+          << " ref=" << ref;
+    }
+    // Padding columns are never written.
+    for (int64_t n = p.N; n < p.ldy; ++n) {
+      ASSERT_EQ(Bits(y[m * p.ldy + n]), Bits(p.y0[m * p.ldy + n]))
+          << what << " padding m=" << m << " n=" << n;
+    }
+  }
+}
+
+std::string Describe(const Problem& p, WeightType type, bool accumulate) {
+  return std::string(type == WeightType::kF32 ? "f32" : "bf16") +
+         " M=" + std::to_string(p.M) + " N=" + std::to_string(p.N) +
+         " K=" + std::to_string(p.K) + " ldx=" + std::to_string(p.ldx) +
+         " ldy=" + std::to_string(p.ldy) + (accumulate ? " acc" : " set");
+}
+
+// Runs every check on one shape: reference, bitwise n_threads invariance.
+void CheckShape(int64_t M, int64_t N, int64_t K, int64_t x_pad, int64_t y_pad) {
+  const Problem p = MakeProblem(M, N, K, x_pad, y_pad,
+                                static_cast<uint32_t>(M * 7919 + N * 31 + K));
+  for (WeightType type : {WeightType::kF32, WeightType::kBf16}) {
+    for (bool accumulate : {false, true}) {
+      const std::string what = Describe(p, type, accumulate);
+      const std::vector<float> y1 = RunMatmul(p, type, accumulate, 1);
+      CheckAgainstReference(p, accumulate, y1, what);
+      for (int n_threads : {2, 3}) {
+        const std::vector<float> yt = RunMatmul(p, type, accumulate, n_threads);
+        ASSERT_EQ(std::memcmp(y1.data(), yt.data(), y1.size() * sizeof(float)),
+                  0)
+            << what << ": n_threads=" << n_threads << " differs from 1";
+      }
+    }
+  }
+}
+
+class MatmulShapeTest : public testing::TestWithParam<int64_t> {};
+
+TEST_P(MatmulShapeTest, MatchesFloat64ReferenceAndIgnoresThreadCount) {
+  const int64_t M = GetParam();
+  for (int64_t K : {1, 5, 8, 13, 64, 67, 769}) {
+    for (int64_t N : {1, 3, 17, 64, 65, 130}) {
+      CheckShape(M, N, K, /*x_pad=*/0, /*y_pad=*/0);
+      CheckShape(M, N, K, /*x_pad=*/3, /*y_pad=*/5);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(DecodeAndPrefillM, MatmulShapeTest,
+                         testing::Values(1, 2, 3, 7, 16, 33, 100));
+
+// Shapes big enough that every path really splits its work between threads:
+// streaming over N, sgemm over N and over M, bf16 panels, K above the sgemm
+// K block.
+TEST(MatmulTest, LargeShapesSplitAcrossThreads) {
+  CheckShape(1, 1000, 768, 0, 0);
+  CheckShape(16, 700, 1537, 8, 1);
+  CheckShape(17, 300, 771, 1, 1);
+  CheckShape(64, 1003, 515, 0, 3);
+  CheckShape(300, 50, 257, 2, 2);
+  CheckShape(129, 200, 1601, 0, 0);
+}
+
+TEST(MatmulTest, EmptyKOverwritesWithZeroOrKeeps) {
+  std::vector<float> y(6, 5.0f);
+  MatmulF32(nullptr, 2, 0, 0, nullptr, 2, y.data(), 3, false, 2);
+  EXPECT_EQ(y, (std::vector<float>{0, 0, 5, 0, 0, 5}));
+  std::vector<float> z(6, 5.0f);
+  MatmulBf16(nullptr, 2, 0, 0, nullptr, 2, z.data(), 3, true, 2);
+  EXPECT_EQ(z, std::vector<float>(6, 5.0f));
+  MatmulBf16(nullptr, 0, 4, 4, nullptr, 0, nullptr, 0, false, 2);  // no-op
+}
+
+// The caller's omp_get_max_threads() is the same after every call, whatever
+// the path, and results do not change when called from a parallel region.
+TEST(MatmulTest, RestoresOpenMpIcvAndWorksInsideParallelRegions) {
+  const int saved = omp_get_max_threads();
+  const Problem small = MakeProblem(1, 300, 200, 0, 0, 1);
+  const Problem large = MakeProblem(100, 300, 200, 0, 0, 2);
+  for (int icv : {1, 2, 3}) {
+    omp_set_num_threads(icv);
+    for (const Problem* p : {&small, &large}) {
+      for (WeightType type : {WeightType::kF32, WeightType::kBf16}) {
+        for (int n_threads : {1, 2, 4}) {
+          RunMatmul(*p, type, false, n_threads);
+          ASSERT_EQ(omp_get_max_threads(), icv)
+              << Describe(*p, type, false) << " n_threads=" << n_threads;
+        }
+      }
+    }
+  }
+  omp_set_num_threads(2);
+  for (const Problem* p : {&small, &large}) {
+    for (WeightType type : {WeightType::kF32, WeightType::kBf16}) {
+      const std::vector<float> expected = RunMatmul(*p, type, true, 1);
+      std::vector<float> got[2];
+#pragma omp parallel num_threads(2)
+      {
+        got[omp_get_thread_num()] = RunMatmul(*p, type, true, 2);
+        // Inside the region too: the member's ICV is unchanged.
+        EXPECT_EQ(omp_get_max_threads(), 2);
+      }
+      for (const std::vector<float>& g : got) {
+        EXPECT_EQ(std::memcmp(g.data(), expected.data(),
+                              expected.size() * sizeof(float)),
+                  0)
+            << Describe(*p, type, true);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+}  // namespace
+}  // namespace memmamba::cpu
