@@ -37,10 +37,10 @@ struct ModelConfig {
 
   int64_t d_inner() const { return expand * d_model; }
   bool memory_enabled() const { return pool_capacity > 0; }
-  // Whether layer l has a cross-layer read (DESIGN 2.3 step 2).
+  // Whether layer l has a cross-layer read (DESIGN 2.3 step 2), and so its
+  // `lay.` weights. With period 1, layer 0 has one over no sources: c_lay = 0.
   bool HasCrossLayerRead(int64_t layer) const {
-    return memory_enabled() && cross_layer_period > 0 &&
-           (layer + 1) % cross_layer_period == 0 && layer > 0;
+    return memory_enabled() && cross_layer_period > 0 && (layer + 1) % cross_layer_period == 0;
   }
   // First source layer of layer l's cross-layer read (sources are
   // [CrossLayerBegin(l), l)).

@@ -181,6 +181,7 @@ INSTANTIATE_TEST_SUITE_P(
              2, 5, 0.5f},
         Case{"priority_w1_bf16_cross", PoolPolicy::kPriority, 1, Fusion::kWeighted, 2, 6, 0.0f,
              true},
+        Case{"fifo_w2_every_layer_cross", PoolPolicy::kFifo, 2, Fusion::kWeighted, 1, 4},
         Case{"plain_mamba", PoolPolicy::kPriority, 32, Fusion::kWeighted, 4, 0}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
