@@ -70,7 +70,7 @@ TEST(Bf16Test, RoundsToNearestEven) {
       {0x3f808001u, 0x3f81},  // just above the tie: up
       {0x3f807fffu, 0x3f80},  // just below the tie: down
       {0xbf808000u, 0xbf80},  // negative tie to even
-      {0xbf818000u, 0xbf82},
+      {0xbf818000u, 0xbf82},  // negative tie, odd mantissa: to even
       {0x00000000u, 0x0000},  // +0
       {0x80000000u, 0x8000},  // -0
       {0x00000001u, 0x0000},  // smallest subnormal rounds to 0
@@ -85,7 +85,7 @@ TEST(Bf16Test, RoundsToNearestEven) {
       {0xffc00000u, 0xffc0},  // negative quiet NaN
       {0x7f800001u, 0x7fc0},  // NaN with only low payload bits stays NaN
       {0x7fbfffffu, 0x7fff},  // signalling NaN: quieted, high payload kept
-      {0xff800001u, 0xffc0},
+      {0xff800001u, 0xffc0},  // negative NaN, low payload only
   };
   for (const Case& c : cases) {
     EXPECT_EQ(F32ToBf16(FromBits(c.f32)), c.bf16) << std::hex << c.f32;
@@ -115,9 +115,10 @@ TEST(Bf16Test, VectorPathMatchesScalarOnRandomBits) {
         // Rounding error at most half a bf16 ulp: 2^-9 relative.
         // Half a bf16 ulp: 2^-8 relative for normal values, 2^-134 absolute
         // among subnormals.
-        EXPECT_LE(std::fabs(static_cast<double>(wide[i]) - src[i]),
-                  std::max(std::ldexp(std::fabs(static_cast<double>(src[i])), -8),
-                           std::ldexp(1.0, -134)));
+        const double half_ulp =
+            std::max(std::ldexp(std::fabs(static_cast<double>(src[i])), -8),
+                     std::ldexp(1.0, -134));
+        EXPECT_LE(std::fabs(static_cast<double>(wide[i]) - src[i]), half_ulp);
       }
     }
   }
@@ -130,10 +131,10 @@ enum class WeightType { kF32, kBf16 };
 
 struct Problem {
   int64_t M, N, K, ldx, ldy;
-  std::vector<float> x;       // M * ldx, padding holds NaN (must not be read)
-  std::vector<float> w_f32;   // N * K, already rounded to bf16 values
+  std::vector<float> x;      // M * ldx, padding holds NaN (must not be read)
+  std::vector<float> w_f32;  // N * K, already rounded to bf16 values
   std::vector<uint16_t> w_bf16;
-  std::vector<float> y0;      // M * ldy, the initial y
+  std::vector<float> y0;  // M * ldy, the initial y
 };
 
 Problem MakeProblem(int64_t M, int64_t N, int64_t K, int64_t x_pad,
@@ -158,7 +159,7 @@ Problem MakeProblem(int64_t M, int64_t N, int64_t K, int64_t x_pad,
 }
 
 std::vector<float> RunMatmul(const Problem& p, WeightType type, bool accumulate,
-                       int n_threads) {
+                             int n_threads) {
   std::vector<float> y = p.y0;
   if (!accumulate) {
     // NaN in the overwritten region must not leak into the result.
@@ -169,8 +170,8 @@ std::vector<float> RunMatmul(const Problem& p, WeightType type, bool accumulate,
     }
   }
   if (type == WeightType::kF32) {
-    MatmulF32(p.x.data(), p.M, p.K, p.ldx, p.w_f32.data(), p.N, y.data(),
-              p.ldy, accumulate, n_threads);
+    MatmulF32(p.x.data(), p.M, p.K, p.ldx, p.w_f32.data(), p.N, y.data(), p.ldy,
+              accumulate, n_threads);
   } else {
     MatmulBf16(p.x.data(), p.M, p.K, p.ldx, p.w_bf16.data(), p.N, y.data(),
                p.ldy, accumulate, n_threads);
@@ -186,8 +187,8 @@ void CheckAgainstReference(const Problem& p, bool accumulate,
     for (int64_t n = 0; n < p.N; ++n) {
       double ref = 0.0, abs_sum = 0.0;
       for (int64_t k = 0; k < p.K; ++k) {
-        const double prod = static_cast<double>(p.x[m * p.ldx + k]) *
-                            p.w_f32[n * p.K + k];
+        const double prod =
+            static_cast<double>(p.x[m * p.ldx + k]) * p.w_f32[n * p.K + k];
         ref += prod;
         abs_sum += std::fabs(prod);
       }

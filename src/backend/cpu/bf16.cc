@@ -18,8 +18,7 @@ void ConvertF32ToBf16(const float* src, uint16_t* dst, size_t n) {
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i quiet = _mm256_set1_epi32(0x0040);
   for (; i + 8 <= n; i += 8) {
-    const __m256i bits =
-        _mm256_castps_si256(_mm256_loadu_ps(src + i));
+    const __m256i bits = _mm256_castps_si256(_mm256_loadu_ps(src + i));
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), one);
     const __m256i rounded = _mm256_srli_epi32(
         _mm256_add_epi32(bits, _mm256_add_epi32(round_bias, lsb)), 16);

@@ -4,7 +4,7 @@
 // A bf16 value is the upper 16 bits of an IEEE-754 binary32 value:
 //   ConvertBf16ToF32:  f32_bits = uint32(bf16) << 16           (exact)
 //   ConvertF32ToBf16:  bf16 = round_to_nearest_even(f32_bits / 2^16)
-//                      NaN inputs stay NaN (quiet bit 0x0040 forced, sign kept);
+//                      NaN stays NaN (quiet bit 0x0040 forced, sign kept);
 //                      finite values beyond the largest bf16 round to +-Inf.
 // Both functions overwrite their whole output range.
 #ifndef MEMMAMBA_BACKEND_CPU_BF16_H_

@@ -5,23 +5,28 @@
 // Overwrites y[m, 0..N) when accumulate is false, adds to it when true.
 //
 // Paths (chosen from the shape alone, never from n_threads):
-//  * Streaming (small M, decode): W is read once, row block by row block, by
-//    a register-tiled AVX2 kernel (Tile); bf16 rows are widened 8 values at a
-//    time in registers. Each output element owns one 8-lane accumulator:
-//    lane j sums x[m, k] * W[n, k] for k = 8i + j in increasing i with FMA,
-//    the lanes are added in a fixed tree (HorizontalSum), then the K % 8 tail
-//    follows with scalar FMAs. That order is the same for every tile shape,
-//    so splitting N between threads cannot change a single bit.
-//  * Large M (prefill, training): OpenBLAS sgemm on a grid of blocks whose
-//    sizes depend on the shape alone (MakeGrid); each block is one
-//    single-threaded sgemm call and threads take blocks dynamically, so
+//  * Streaming (M <= 16, decode): W is read once, a block
+//    of rows at a time, by register-tiled AVX2 kernels (Tile) that widen
+//    bf16 8 values at a time in registers and prefetch W ahead; threads
+//    take contiguous slices of N. Each output element's sum has a fixed
+//    order (see Tile) that does not depend on the tile's place or shape,
+//    so the split of N cannot change a bit.
+//  * OpenBLAS (M > 16, through sgemm): a grid of
+//    blocks whose sizes depend on the shape alone (MakeGrid); each block is
+//    one single-threaded BLAS call and threads take blocks dynamically, so
 //    every call, and every bit, is the same whatever the team. bf16 blocks
 //    first widen their rows of W (a panel: a block of rows, all of K) into
 //    a per-thread fp32 buffer sized to stay in L2.
-//    OpenBLAS' own threading is not used: its threaded driver blocks K
-//    differently from the serial one, and even serial calls on different
-//    slices of N round differently near OpenBLAS' register-tile edges, so
-//    a split that followed n_threads would leak into the bits (measured).
+//    OpenBLAS' own threading is not used: it splits the product by thread
+//    count, and calls on different slices round differently near OpenBLAS'
+//    register-tile edges (measured: serial sgemm on two 64-aligned halves of
+//    N differs in the last bits from one whole call), so n_threads would
+//    leak into the bits.
+//    fp32 M == 1 once went to sgemv through this grid: it was as fast in
+//    isolation, but when the two cores were shared with another job the
+//    grid's per-call team turned single decode steps into scheduler-slice
+//    waits (measured: 8 ms per 64x768 product); the streaming kernel runs
+//    M == 1 with one small team and measured as fast.
 //
 // The caller's OpenMP ICVs are never touched: team members call
 // omp_set_num_threads(1) inside our parallel region, which only changes
@@ -51,12 +56,18 @@
 namespace memmamba::cpu {
 namespace {
 
-// M up to which the streaming kernel beats sgemm (measured with
-// bench/bench_machine.cc on a 2-core Zen 3; see the PR notes). For fp32 the
-// streaming kernel also beats sgemv at M == 1 because it has no per-call
-// setup and reaches the read bandwidth; sgemv gives the same bandwidth.
-constexpr int64_t kStreamMaxMF32 = 8;
+// M up to which the streaming kernel beats the sgemm grid (measured with
+// bench/bench_machine.cc on the 2-core Zen 3 target: at M = 16 it runs at
+// 65-75% of the FMA peak, above sgemm's efficiency on such thin products).
+// fp32 at M == 1 streams too (see the top of the file for why not sgemv).
+constexpr int64_t kStreamMaxMF32 = 16;
 constexpr int64_t kStreamMaxMBf16 = 16;
+
+// How far ahead of its reads the streaming kernel prefetches W (see Tile):
+// for one row of W at a time (M == 1) and for blocks of rows (M >= 2).
+// Prefetches never fault, so running past the end of W is harmless.
+constexpr int kPrefetchBytesRow = 1024;
+constexpr int kPrefetchBytesBlock = 3072;
 
 // Below this many weight bytes per thread the fork/join (~1-2 us) costs more
 // than the extra bandwidth of a second core brings.
@@ -73,8 +84,9 @@ constexpr int64_t kMinBlockRowsN = 128;
 constexpr int64_t kMinBlockRowsM = 64;
 
 // bf16: floats of widened W per thread buffer (the panel), which caps the rows
-// of W per block. Sized to stay in the 512 KiB L2 of a Zen 3 core beside
-// sgemm's own packed blocks.
+// of W per block: 384 KiB stays in the 512 KiB L2 of a Zen 3 core between
+// the widening and sgemm's packing of it. (Twice that measured the same
+// within noise; M = 512 bf16 runs at ~95% of the fp32 grid.)
 constexpr int64_t kPanelFloats = 96 * 1024;
 
 constexpr int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -133,58 +145,100 @@ inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// One register tile: MB rows of x times NB rows of W. MB * NB accumulators
-// plus MB x vectors plus one W vector fit the 16 ymm registers for the
-// shapes used (1x8, 2x6, 3x4).
-template <typename Source, int MB, int NB>
+// One register tile: MB rows of x times NB rows of W, accumulated in kSplit
+// interleaved 8-lane accumulators per output element (k-chunks of 8
+// alternate between them: more independent FMA chains where MB * NB is
+// small). After the loop the accumulators are added in order, the lanes
+// summed by HorizontalSum, and the K % 8 tail added with scalar FMAs. The
+// order depends on (kSplit, K) only, never on the tile's place or shape, and
+// kSplit is fixed by M (4 at M == 1, else 1).
+//
+// With `prefetch`, the tile also prefetches ahead of its block of W (the NB
+// rows are contiguous), at the rate it consumes the block: one linear stream
+// that runs on into the next block. Demand misses alone cannot stream at the
+// DRAM rate (Zen 3 has ~24 L1 miss buffers: 24 lines per ~90 ns is ~17
+// GB/s), and the hardware prefetcher follows one sequential stream much
+// better than several interleaved ones. Measured at M == 1 against a plain
+// AVX2 read of the same bytes (median call): one row at a time with 4
+// accumulators and 1 KiB ahead ~85%; 2 rows per tile ~72%; 8 rows ~60%;
+// no prefetch at 2 rows ~45%.
+template <typename Source, int MB, int NB, int kSplit>
 void Tile(const float* x, int64_t ldx, const typename Source::Elem* w,
-          int64_t K, float* y, int64_t ldy, bool accumulate,
-          const char* prefetch) {
-  __m256 acc[MB][NB];
-  for (int m = 0; m < MB; ++m) {
-    for (int n = 0; n < NB; ++n) acc[m][n] = _mm256_setzero_ps();
-  }
-  int64_t k = 0;
-  for (; k + 8 <= K; k += 8) {
-#ifdef MM_PREFETCH
-    if (prefetch != nullptr) {
-      constexpr int kBytes = NB * 8 * sizeof(typename Source::Elem);
-      for (int b = 0; b < kBytes; b += 64) _mm_prefetch(prefetch + b, MM_PREFETCH);
-      prefetch += kBytes;
+          int64_t K, float* y, int64_t ldy, bool accumulate, bool prefetch) {
+  constexpr int kStep = 8 * kSplit;
+  constexpr int kStepBytes =
+      NB * kStep * static_cast<int>(sizeof(typename Source::Elem));
+  __m256 acc[kSplit][MB][NB];
+  for (int s = 0; s < kSplit; ++s) {
+    for (int m = 0; m < MB; ++m) {
+      for (int n = 0; n < NB; ++n) acc[s][m][n] = _mm256_setzero_ps();
     }
-#endif
-    __m256 xv[MB];
-    for (int m = 0; m < MB; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + k);
-    for (int n = 0; n < NB; ++n) {
-      const __m256 wv = Source::Load8(w + n * K + k);
+  }
+  const char* ahead = reinterpret_cast<const char*>(w) +
+                      (NB == 1 ? kPrefetchBytesRow : kPrefetchBytesBlock);
+  int64_t k = 0;
+  for (; k + kStep <= K; k += kStep) {
+    if (prefetch) {
+      for (int b = 0; b < kStepBytes; b += 64) {
+        _mm_prefetch(ahead + b, _MM_HINT_T0);
+      }
+      ahead += kStepBytes;
+    }
+    for (int s = 0; s < kSplit; ++s) {
+      __m256 xv[MB];
       for (int m = 0; m < MB; ++m) {
-        acc[m][n] = _mm256_fmadd_ps(wv, xv[m], acc[m][n]);
+        xv[m] = _mm256_loadu_ps(x + m * ldx + k + 8 * s);
+      }
+      for (int n = 0; n < NB; ++n) {
+        const __m256 wv = Source::Load8(w + n * K + k + 8 * s);
+        for (int m = 0; m < MB; ++m) {
+          acc[s][m][n] = _mm256_fmadd_ps(wv, xv[m], acc[s][m][n]);
+        }
+      }
+    }
+  }
+  if constexpr (kSplit > 1) {
+    for (; k + 8 <= K; k += 8) {
+      for (int n = 0; n < NB; ++n) {
+        const __m256 wv = Source::Load8(w + n * K + k);
+        for (int m = 0; m < MB; ++m) {
+          acc[0][m][n] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + m * ldx + k),
+                                         acc[0][m][n]);
+        }
       }
     }
   }
   for (int m = 0; m < MB; ++m) {
     for (int n = 0; n < NB; ++n) {
-      float s = HorizontalSum(acc[m][n]);
+      __m256 v = acc[0][m][n];
+      for (int s = 1; s < kSplit; ++s) v = _mm256_add_ps(v, acc[s][m][n]);
+      float sum = HorizontalSum(v);
       for (int64_t t = k; t < K; ++t) {
-        s = std::fma(x[m * ldx + t], Source::Load1(w + n * K + t), s);
+        sum = std::fma(x[m * ldx + t], Source::Load1(w + n * K + t), sum);
       }
       float* out = y + m * ldy + n;
-      *out = accumulate ? *out + s : s;
+      *out = accumulate ? *out + sum : sum;
     }
   }
 }
 
-constexpr int kMaxTileM = 3;
-constexpr int kMaxTileN = 8;
-
 template <typename Source>
 using TileFn = void (*)(const float*, int64_t, const typename Source::Elem*,
-                        int64_t, float*, int64_t, bool, const char*);
+                        int64_t, float*, int64_t, bool, bool);
+
+// M == 1: one row of W at a time (a single sequential stream), four
+// accumulators: 4 FMA chains, enough to keep up with the memory.
+constexpr int kRowSplit = 4;
+
+// M >= 2: tiles of up to 3 x 4, one accumulator per output. 3 x 4 needs
+// 7 loads per 12 FMAs and exactly the 16 ymm registers.
+constexpr int kMaxTileM = 3;
+constexpr int kMaxTileN = 4;
 
 template <typename Source, int MB, size_t... I>
 constexpr std::array<TileFn<Source>, kMaxTileN> TileRow(
     std::index_sequence<I...>) {
-  return {{&Tile<Source, MB, static_cast<int>(I) + 1>...}};
+  return {{&Tile<Source, MB, static_cast<int>(I) + 1, 1>...}};
 }
 
 template <typename Source>
@@ -197,24 +251,29 @@ TileFn<Source> GetTile(int mb, int nb) {
 }
 
 // Rows n_begin..n_end of W against all M rows of x. Works for any M (it is
-// also the fallback when a buffer cannot be allocated), fastest for M <= 16.
+// also the fallback when a buffer cannot be allocated), meant for M <= 16.
+// For M > 3 the block of W read by the first x block is still in L1 for
+// the others.
 template <typename Source>
 void StreamRows(const float* x, int64_t M, int64_t K, int64_t ldx,
-                const typename Source::Elem* w, int64_t n_begin,
-                int64_t n_end, float* y, int64_t ldy, bool accumulate) {
-  // Rows of W per block: 8 independent FMA chains at M == 1 hide the FMA
-  // latency; for M >= 3 a 3x4 tile needs 7 loads per 12 FMAs.
-  const int nb_max = M == 1 ? 8 : (M == 2 ? 6 : 4);
+                const typename Source::Elem* w, int64_t n_begin, int64_t n_end,
+                float* y, int64_t ldy, bool accumulate) {
+  if (M == 1) {
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      Tile<Source, 1, 1, kRowSplit>(x, ldx, w + n * K, K, y + n, ldy,
+                                    accumulate, /*prefetch=*/true);
+    }
+    return;
+  }
   const int64_t m_blocks = CeilDiv(M, kMaxTileM);
-  for (int64_t n = n_begin; n < n_end; n += nb_max) {
-    const int nb = static_cast<int>(std::min<int64_t>(nb_max, n_end - n));
+  for (int64_t n = n_begin; n < n_end; n += kMaxTileN) {
+    const int nb = static_cast<int>(std::min<int64_t>(kMaxTileN, n_end - n));
     int64_t m = 0;
     for (int64_t b = 0; b < m_blocks; ++b) {
       // Balanced blocks (16 = 3+3+3+3+2+2) keep tiles as wide as possible.
       const int mb = static_cast<int>(M / m_blocks + (b < M % m_blocks));
-      GetTile<Source>(mb, nb)(
-          x + m * ldx, ldx, w + n * K, K, y + m * ldy + n, ldy, accumulate,
-          b == 0 ? reinterpret_cast<const char*>(w + (n + nb) * K) : nullptr);
+      GetTile<Source>(mb, nb)(x + m * ldx, ldx, w + n * K, K, y + m * ldy + n,
+                              ldy, accumulate, /*prefetch=*/b == 0);
       m += mb;
     }
   }
@@ -234,8 +293,8 @@ struct Bf16Source {
 
 template <typename Source>
 void StreamRows(const float* x, int64_t M, int64_t K, int64_t ldx,
-                const typename Source::Elem* w, int64_t n_begin,
-                int64_t n_end, float* y, int64_t ldy, bool accumulate) {
+                const typename Source::Elem* w, int64_t n_begin, int64_t n_end,
+                float* y, int64_t ldy, bool accumulate) {
   for (int64_t n = n_begin; n < n_end; ++n) {
     const typename Source::Elem* row = w + n * K;
     for (int64_t m = 0; m < M; ++m) {
@@ -256,8 +315,8 @@ void StreamParallel(const float* x, int64_t M, int64_t K, int64_t ldx,
                     int64_t ldy, bool accumulate, int n_threads) {
   const int64_t bytes =
       N * K * static_cast<int64_t>(sizeof(typename Source::Elem));
-  const int team = static_cast<int>(std::clamp<int64_t>(
-      bytes / kMinStreamBytesPerThread, 1, n_threads));
+  const int team = static_cast<int>(
+      std::clamp<int64_t>(bytes / kMinStreamBytesPerThread, 1, n_threads));
   if (team == 1) {
     StreamRows<Source>(x, M, K, ldx, w, 0, N, y, ldy, accumulate);
     return;
@@ -313,23 +372,35 @@ void Sgemm(const float* x, int64_t M, int64_t K, int64_t ldx, const float* w,
               static_cast<int>(ldy));
 }
 
-// Runs the grid. For bf16 each thread widens the W rows of its current block
-// into its own buffer (reused while consecutive blocks share those rows).
-// Returns false, having written nothing, when that buffer cannot be had.
+// y[0, 0..N) = x[0, :] W^T (+ y): a row, single-threaded.
+void Sgemv(const float* x, int64_t K, const float* w, int64_t N, float* y,
+           float beta) {
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(N),
+              static_cast<int>(K), 1.0f, w, static_cast<int>(K), x, 1, beta, y,
+              1);
+}
+
+// Runs the grid (blocks of one row of x go through sgemv). For bf16 each
+// thread widens the W rows of its current block into its own buffer, reused
+// while consecutive blocks share those rows. Returns false, having written
+// nothing, when that buffer cannot be had.
 template <typename Elem>
-bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx,
-               const Elem* w, int64_t N, float* y, int64_t ldy,
-               bool accumulate, int n_threads) {
+bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx, const Elem* w,
+               int64_t N, float* y, int64_t ldy, bool accumulate,
+               int n_threads) {
   constexpr bool kWiden = std::is_same_v<Elem, uint16_t>;
   const float beta = accumulate ? 1.0f : 0.0f;
   const BlockGrid g = MakeGrid(
-      M, N,
-      kWiden ? std::max<int64_t>(16, kPanelFloats / K / 16 * 16) : N);
+      M, N, kWiden ? std::max<int64_t>(16, kPanelFloats / K / 16 * 16) : N);
   const int64_t blocks = g.n_blocks * g.m_blocks;
-  const double flops = 2.0 * M * N * K;
-  int team = static_cast<int>(std::min<double>(
-      {static_cast<double>(n_threads), static_cast<double>(blocks),
-       std::max(1.0, flops / kMinBlasFlopsPerThread)}));
+  // A thread must have enough work to pay for itself: flops for products,
+  // bytes of W for a matrix-vector product (M == 1, memory-bound).
+  const double per_thread = M == 1 ? static_cast<double>(N * K) * sizeof(Elem) /
+                                         kMinStreamBytesPerThread
+                                   : 2.0 * M * N * K / kMinBlasFlopsPerThread;
+  int team = static_cast<int>(std::min<double>({static_cast<double>(n_threads),
+                                                static_cast<double>(blocks),
+                                                std::max(1.0, per_thread)}));
   std::unique_ptr<float[]> buffer;
   if constexpr (kWiden) {
     const size_t panel = static_cast<size_t>(g.n_rows * K);
@@ -347,7 +418,9 @@ bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx,
     // Task-local ICV (see the top of the file): OpenBLAS stays serial here.
     omp_set_num_threads(1);
     float* panel = nullptr;
-    if constexpr (kWiden) panel = buffer.get() + omp_get_thread_num() * g.n_rows * K;
+    if constexpr (kWiden) {
+      panel = buffer.get() + omp_get_thread_num() * g.n_rows * K;
+    }
     int64_t widened = -1;  // the block row held in panel
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < blocks; ++i) {
@@ -364,7 +437,11 @@ bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx,
       } else {
         wf = w + n0 * K;
       }
-      Sgemm(x + m0 * ldx, mr, K, ldx, wf, nr, y + m0 * ldy + n0, ldy, beta);
+      if (mr == 1) {
+        Sgemv(x + m0 * ldx, K, wf, nr, y + m0 * ldy + n0, beta);
+      } else {
+        Sgemm(x + m0 * ldx, mr, K, ldx, wf, nr, y + m0 * ldy + n0, ldy, beta);
+      }
     }
   }
   return true;
@@ -374,7 +451,9 @@ bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx,
 void EmptyProduct(int64_t M, int64_t N, float* y, int64_t ldy,
                   bool accumulate) {
   if (accumulate) return;
-  for (int64_t m = 0; m < M; ++m) std::fill(y + m * ldy, y + m * ldy + N, 0.0f);
+  for (int64_t m = 0; m < M; ++m) {
+    std::fill(y + m * ldy, y + m * ldy + N, 0.0f);
+  }
 }
 
 }  // namespace

@@ -1,19 +1,21 @@
 // Dense matrix products of the CPU backend (DESIGN.md section 3).
 //
-//   y[m, n] = sum_{k < K} x[m, k] * W[n, k]                  (accumulate == false)
-//   y[m, n] = y[m, n] + sum_{k < K} x[m, k] * W[n, k]        (accumulate == true)
+//   y[m, n] = sum_{k < K} x[m, k] * W[n, k]             (accumulate == false)
+//   y[m, n] = y[m, n] + sum_{k < K} x[m, k] * W[n, k]   (accumulate == true)
 //
 // for 0 <= m < M, 0 <= n < N: a PyTorch Linear without bias, y = x W^T.
 // x is row-major with row stride ldx (>= K); W is row-major [N, K] with row
 // stride exactly K (fp32 or bf16, bf16 being the upper 16 bits of a float);
 // y is row-major with row stride ldy (>= N). All arithmetic is fp32.
-// Only y[m, 0..N) of each row is written; the padding columns of y are untouched.
+// Only y[m, 0..N) of each row is written; padding columns stay untouched.
 //
 // Determinism: the result is bitwise independent of n_threads. Work is split
 // over N (or M) only, never over K, and each output element's reduction order
 // depends on (M, N, K) alone. Results may differ between the bf16 and fp32
 // entry points, between machines, and between the small-M and large-M paths
-// (the choice of path depends on the shape only).
+// (the choice of path depends on the shape only). Against the exact result
+// the error stays within the worst-case fp32 bound the tests check:
+// (K + 3) * 2^-24 * (sum_k |x[m, k] * W[n, k]| + |y_before[m, n]|).
 //
 // Threads: n_threads >= 1 is this call's thread budget (values < 1 are
 // treated as 1). The call may fork an OpenMP team of up to n_threads; when
@@ -37,17 +39,19 @@
 
 namespace memmamba::cpu {
 
-// fp32 weights. Large products go through OpenBLAS sgemm (one single-threaded
-// call per thread on a 64-aligned slice of N or M); decode-sized products
-// (small M) use a streaming AVX2 kernel parallel over N.
+// fp32 weights. M <= 16 (decode, except M == 1): the streaming AVX2 kernel,
+// parallel over N. M == 1 and M > 16: OpenBLAS (sgemv, sgemm) on a grid of
+// blocks fixed by the shape, one single-threaded call per block, blocks
+// shared out dynamically.
 void MatmulF32(const float* x, int64_t M, int64_t K, int64_t ldx,
                const float* w, int64_t N, float* y, int64_t ldy,
                bool accumulate, int n_threads);
 
-// bf16 weights, fp32 activations and outputs. Small M (decode): an AVX2
-// kernel that streams W once, widening 8 bf16 at a time, parallel over N.
-// Large M (prefill, training): W is widened panel by panel into a per-thread
-// fp32 buffer and each panel goes through sgemm, parallel over panels.
+// bf16 weights, fp32 activations and outputs. M <= 16 (decode): an AVX2
+// kernel that streams W once, widening 8 bf16 at a time in registers,
+// parallel over N. M > 16 (prefill, training): W is widened panel by panel
+// (a block of rows, all of K, 384 KiB) into a per-thread fp32 buffer and each
+// panel goes through sgemm, parallel over panels.
 void MatmulBf16(const float* x, int64_t M, int64_t K, int64_t ldx,
                 const uint16_t* w_bf16, int64_t N, float* y, int64_t ldy,
                 bool accumulate, int n_threads);
