@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ struct Case {
   float gate_threshold = 0.0f;
   bool bf16 = false;
 };
+
+// Names the case in test output instead of dumping its bytes.
+void PrintTo(const Case& k, std::ostream* os) { *os << k.name; }
 
 ModelConfig SmallConfig(const Case& k) {
   ModelConfig c;
