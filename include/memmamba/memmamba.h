@@ -436,6 +436,176 @@ MM_API mm_status mm_snapshot_inspect(const void *data, size_t size, mm_snapshot_
 /* mm_snapshot_inspect of the file `path`; also returns MM_ERR_IO. Any thread. */
 MM_API mm_status mm_snapshot_inspect_file(const char *path, mm_snapshot_info *info);
 
+/* ------------------------------------------------------------------------ */
+/* Training (DESIGN 2.4, 6)                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A trainer owns a float32 copy of a model's weights (the master weights),
+ * the AdamW moments and the gradient accumulator. Sessions never see a
+ * trainer's weights change under them: mm_trainer_export_model hands out an
+ * immutable model of the current weights, which can be streamed or saved at
+ * any time while training goes on.
+ *
+ * One step (mm_train_step) runs the whole-sequence forward of B sequences of
+ * T tokens from empty state, the next-token cross-entropy, the backward, and
+ * every `accum_steps` calls: global-norm clipping and an AdamW update (no
+ * weight decay on norms, biases, A_log, D and alpha). On one machine, build
+ * and thread count a run is deterministic: training N steps, or k steps,
+ * mm_trainer_save, mm_trainer_load and N-k steps gives identical weights.
+ */
+typedef struct mm_trainer mm_trainer;
+
+typedef struct mm_trainer_options {
+  uint32_t struct_size;
+  float learning_rate;   /* 1e-3; changeable later (mm_trainer_set_learning_rate) */
+  float beta1;           /* 0.9 */
+  float beta2;           /* 0.95 */
+  float eps;             /* 1e-8 */
+  float weight_decay;    /* 0.1, decoupled (AdamW), on matrices and embeddings only */
+  float grad_clip;       /* 1.0: clip the global gradient L2 norm to this; 0 = off */
+  uint32_t accum_steps;  /* 1: calls of mm_train_step per optimizer update */
+  int32_t n_threads;     /* 0 = all cores */
+  bool note_straight_through; /* false: see DESIGN 6; every earlier window of a
+                                 sequence becomes a read candidate weighted by
+                                 keep + score - stopgrad(score) (training only) */
+} mm_trainer_options;
+
+/* Fills *options with the defaults. Same codes as mm_model_config_init. */
+MM_API mm_status mm_trainer_options_init(mm_trainer_options *options, size_t size);
+
+/* Creates a trainer starting from `model`'s weights (bf16 weights are widened
+ * to float32 master weights); the model is only read during the call and may
+ * be freed afterwards. `options` may be NULL. Returns
+ * MM_ERR_INVALID_ARGUMENT (NULL, learning rate <= 0 or not finite, betas
+ * outside [0, 1), eps <= 0, weight decay < 0, clip < 0, accum_steps 0),
+ * MM_ERR_STRUCT_SIZE, MM_ERR_OUT_OF_MEMORY. Any thread. */
+MM_API mm_status mm_trainer_create(mm_trainer **out, const mm_model *model,
+                                   const mm_trainer_options *options);
+
+/* Frees a trainer. mm_trainer_free(NULL) is a no-op. */
+MM_API void mm_trainer_free(mm_trainer *trainer);
+
+/* What one mm_train_step did. Grows only at the end, like the options. */
+typedef struct mm_train_result {
+  uint32_t struct_size;
+  float loss;          /* mean cross-entropy (nats) over this call's targets */
+  float grad_norm;     /* global L2 norm of the accumulated gradient before
+                          clipping; meaningful when `updated` */
+  uint64_t tokens;     /* targets this call counted (unmasked, t >= 1) */
+  bool updated;        /* this call completed an accumulation and updated the weights */
+  uint64_t step;       /* optimizer updates so far */
+} mm_train_result;
+
+/* Zeroes *result and sets result->struct_size = size. Same codes as
+ * mm_snapshot_info_init. Any thread. */
+MM_API mm_status mm_train_result_init(mm_train_result *result, size_t size);
+
+/* One training call on `batch` sequences of `seq_len` tokens (row-major:
+ * sequence b is tokens[b*seq_len .. (b+1)*seq_len)). Position t (t >= 1) of
+ * each sequence is a target predicted from positions < t. `loss_mask` may be
+ * NULL (every target counts) or hold batch*seq_len bytes aligned with
+ * `tokens`: a non-zero byte makes that token a target; entries at t = 0 are
+ * ignored. The gradient of a call is that of its mean loss, divided by
+ * accum_steps. `result` may be NULL, else its struct_size must be set.
+ * Validation happens first; a non-finite loss or gradient refuses the step:
+ * on any error the trainer (weights, moments, accumulator, step) is exactly
+ * as before. Returns MM_ERR_INVALID_ARGUMENT (NULL, batch or seq_len < 1 or
+ * 1 x 1, no target counted), MM_ERR_STRUCT_SIZE, MM_ERR_TOKEN_OUT_OF_RANGE,
+ * MM_ERR_NON_FINITE, MM_ERR_OUT_OF_MEMORY. One thread per trainer. */
+MM_API mm_status mm_train_step(mm_trainer *trainer, const int32_t *tokens, size_t batch,
+                               size_t seq_len, const uint8_t *loss_mask,
+                               mm_train_result *result);
+
+/* Sets the learning rate used by the following updates (warm-up and decay
+ * schedules are the caller's). Returns MM_ERR_INVALID_ARGUMENT for NULL or a
+ * rate <= 0 or not finite. One thread per trainer. */
+MM_API mm_status mm_trainer_set_learning_rate(mm_trainer *trainer, float learning_rate);
+
+/* Optimizer updates applied so far, or 0 for NULL. One thread per trainer. */
+MM_API uint64_t mm_trainer_step_count(const mm_trainer *trainer);
+
+/* Per layer, the fraction of the note windows closed by the last
+ * mm_train_step whose score passed note_threshold (DESIGN 6: a layer stuck at
+ * 0 gets no memory gradient). Writes min(n_layer, capacity) floats. Returns
+ * MM_ERR_INVALID_ARGUMENT (NULL). One thread per trainer. */
+MM_API mm_status mm_trainer_keep_fraction(const mm_trainer *trainer, float *fractions,
+                                          size_t capacity);
+
+/* A new immutable model holding the trainer's current weights (float32,
+ * `options` as for mm_model_create; may be NULL). Free it with
+ * mm_model_free; it does not depend on the trainer. Returns
+ * MM_ERR_INVALID_ARGUMENT, MM_ERR_STRUCT_SIZE, MM_ERR_OUT_OF_MEMORY.
+ * One thread per trainer. */
+MM_API mm_status mm_trainer_export_model(const mm_trainer *trainer,
+                                         const mm_model_options *options,
+                                         mm_model **out);
+
+/* Writes the whole trainer (weights, moments, pending accumulated gradient,
+ * step count, options but the thread count) to `path` atomically, as
+ * safetensors: the model's tensors under their own names, the optimizer's
+ * under "optimizer.", the rest in the metadata. It is not a model file
+ * (mm_model_load refuses it): export the model for that. Returns
+ * MM_ERR_INVALID_ARGUMENT, MM_ERR_IO, MM_ERR_OUT_OF_MEMORY. One thread per
+ * trainer. */
+MM_API mm_status mm_trainer_save(const mm_trainer *trainer, const char *path);
+
+/* Loads a trainer written by mm_trainer_save; training continues exactly
+ * where it stopped. `n_threads` 0 = all cores. Returns
+ * MM_ERR_INVALID_ARGUMENT, MM_ERR_IO, MM_ERR_CORRUPT_FILE,
+ * MM_ERR_TENSOR_MISSING, MM_ERR_TENSOR_SHAPE, MM_ERR_TENSOR_DTYPE,
+ * MM_ERR_NON_FINITE, MM_ERR_CONFIG, MM_ERR_OUT_OF_MEMORY. Any thread. */
+MM_API mm_status mm_trainer_load(mm_trainer **out, const char *path, int32_t n_threads);
+
+/* The message of this trainer's last failed call, or "". One thread per
+ * trainer. */
+MM_API const char *mm_trainer_last_error(const mm_trainer *trainer);
+
+/* ------------------------------------------------------------------------ */
+/* Evaluation (DESIGN 7)                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mm_eval_result {
+  uint32_t struct_size;
+  double loss;        /* mean next-token cross-entropy, nats */
+  double perplexity;  /* exp(loss) */
+  uint64_t tokens;    /* targets counted */
+} mm_eval_result;
+
+/* Zeroes *result and sets struct_size. Same codes as mm_snapshot_info_init. */
+MM_API mm_status mm_eval_result_init(mm_eval_result *result, size_t size);
+
+/* Mean next-token loss of `model` over `tokens`, cut into consecutive pieces
+ * of `context` tokens each read from an empty state (the last piece may be
+ * shorter; a piece's first token is not a target). context = 0 reads the
+ * whole sequence as one stream. Memory stays bounded whatever n_tokens is.
+ * Returns MM_ERR_INVALID_ARGUMENT (NULL, fewer than 2 tokens),
+ * MM_ERR_STRUCT_SIZE, MM_ERR_TOKEN_OUT_OF_RANGE, MM_ERR_OUT_OF_MEMORY.
+ * Any thread. */
+MM_API mm_status mm_eval_loss(const mm_model *model, const int32_t *tokens, size_t n_tokens,
+                              size_t context, mm_eval_result *result);
+
+typedef struct mm_fidelity {
+  uint32_t struct_size;
+  double etmf;         /* mean cos(E[x_j], sum_v p_j(v) E[v]) over targets j */
+  double eclmf[3];     /* ECLMF for G = 2, 5, 10; NaN where G > n_layer */
+  uint64_t tokens;     /* positions used */
+} mm_fidelity;
+
+/* Zeroes *result and sets struct_size. Same codes as mm_snapshot_info_init. */
+MM_API mm_status mm_fidelity_init(mm_fidelity *result, size_t size);
+
+/* The memory measures of DESIGN 7 over one stream of `n_tokens` tokens:
+ * ETMF, and ECLMF_G from ridge regressions (lambda 1e-4) between the
+ * residual streams h_l and h_{l+G} (h_0 the embeddings, h_l the output of
+ * layer l) over all positions, averaged over l = 0 .. n_layer - G. The
+ * regressions' Gram matrices are accumulated as the stream goes, so memory
+ * does not grow with n_tokens (it is O(n_layer * d_model^2)). Returns MM_ERR_INVALID_ARGUMENT (NULL, fewer than 2
+ * tokens), MM_ERR_STRUCT_SIZE, MM_ERR_TOKEN_OUT_OF_RANGE,
+ * MM_ERR_OUT_OF_MEMORY. Any thread. */
+MM_API mm_status mm_eval_fidelity(const mm_model *model, const int32_t *tokens,
+                                  size_t n_tokens, mm_fidelity *result);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

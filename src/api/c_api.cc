@@ -15,6 +15,9 @@
 #include "model/safetensors.h"
 #include "runtime/session.h"
 #include "runtime/snapshot.h"
+#include "train/eval.h"
+#include "train/trainer.h"
+#include <cmath>
 
 namespace memmamba {
 namespace {
@@ -661,3 +664,260 @@ mm_status mm_snapshot_inspect_file(const char* path, mm_snapshot_info* info) {
 }
 
 }  // extern "C"
+
+// ---------------------------------------------------------------------------
+// Training and evaluation (src/train).
+
+namespace memmamba {
+namespace {
+
+constexpr size_t kTrainerOptionsV1Size = sizeof(mm_trainer_options);
+constexpr size_t kTrainResultV1Size = sizeof(mm_train_result);
+constexpr size_t kEvalResultV1Size = sizeof(mm_eval_result);
+constexpr size_t kFidelityV1Size = sizeof(mm_fidelity);
+
+mm_trainer_options DefaultTrainerOptions() {
+  const TrainerOptions d;
+  mm_trainer_options o{};
+  o.struct_size = sizeof o;
+  o.learning_rate = d.learning_rate;
+  o.beta1 = d.beta1;
+  o.beta2 = d.beta2;
+  o.eps = d.eps;
+  o.weight_decay = d.weight_decay;
+  o.grad_clip = d.grad_clip;
+  o.accum_steps = static_cast<uint32_t>(d.accum_steps);
+  o.n_threads = d.n_threads;
+  o.note_straight_through = d.straight_through;
+  return o;
+}
+
+mm_status FailTrainer(const absl::Status& status, const mm_trainer* trainer) {
+  mm_status code = Fail(status);
+  if (trainer) trainer->last_error = g_last_error;
+  return code;
+}
+
+// Writes the prefix of an output struct the caller knows (its struct_size).
+template <typename T>
+mm_status WriteOut(const T& value, T* out, size_t v1_size, const char* what) {
+  const uint32_t size = out->struct_size;
+  if (size < v1_size || size > kMaxStructSize) {
+    return Fail(Errorf(ErrorCode::kStructSize, what, ".struct_size = ", size,
+                       " is not a known struct size (use its _init call)"));
+  }
+  std::memcpy(static_cast<void*>(out), &value, size < sizeof(T) ? size : sizeof(T));
+  out->struct_size = size;
+  return MM_OK;
+}
+
+}  // namespace
+}  // namespace memmamba
+
+mm_status mm_trainer_options_init(mm_trainer_options* options, size_t size) {
+  return memmamba::InitStruct(options, size, memmamba::kTrainerOptionsV1Size,
+                              memmamba::DefaultTrainerOptions());
+}
+
+mm_status mm_train_result_init(mm_train_result* result, size_t size) {
+  mm_train_result d{};
+  d.struct_size = sizeof d;
+  return memmamba::InitStruct(result, size, memmamba::kTrainResultV1Size, d);
+}
+
+mm_status mm_eval_result_init(mm_eval_result* result, size_t size) {
+  mm_eval_result d{};
+  d.struct_size = sizeof d;
+  return memmamba::InitStruct(result, size, memmamba::kEvalResultV1Size, d);
+}
+
+mm_status mm_fidelity_init(mm_fidelity* result, size_t size) {
+  mm_fidelity d{};
+  d.struct_size = sizeof d;
+  return memmamba::InitStruct(result, size, memmamba::kFidelityV1Size, d);
+}
+
+mm_status mm_trainer_create(mm_trainer** out, const mm_model* model,
+                            const mm_trainer_options* options) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (out == nullptr) return Fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    if (model == nullptr) return Fail(ErrorCode::kInvalidArgument, "model is NULL");
+    mm_trainer_options o = memmamba::DefaultTrainerOptions();
+    absl::Status read = memmamba::ReadStruct(options, &o, "mm_trainer_options",
+                                             memmamba::kTrainerOptionsV1Size);
+    if (!read.ok()) return Fail(read);
+    memmamba::TrainerOptions t;
+    t.learning_rate = o.learning_rate;
+    t.beta1 = o.beta1;
+    t.beta2 = o.beta2;
+    t.eps = o.eps;
+    t.weight_decay = o.weight_decay;
+    t.grad_clip = o.grad_clip;
+    t.accum_steps = o.accum_steps;
+    t.n_threads = o.n_threads;
+    t.straight_through = o.note_straight_through;
+    auto trainer = memmamba::Trainer::Create(*model->impl, t);
+    if (!trainer.ok()) return Fail(trainer.status());
+    auto handle = std::make_unique<mm_trainer>();
+    handle->impl = std::move(*trainer);
+    *out = handle.release();
+    return MM_OK;
+  });
+}
+
+void mm_trainer_free(mm_trainer* trainer) { delete trainer; }
+
+mm_status mm_train_step(mm_trainer* trainer, const int32_t* tokens, size_t batch,
+                        size_t seq_len, const uint8_t* loss_mask, mm_train_result* result) {
+  if (trainer == nullptr) return Fail(ErrorCode::kInvalidArgument, "trainer is NULL");
+  return Guard(nullptr, [&]() -> mm_status {
+    if (tokens == nullptr) {
+      return memmamba::FailTrainer(
+          memmamba::Error(ErrorCode::kInvalidArgument, "tokens is NULL"), trainer);
+    }
+    if (batch < 1 || seq_len < 1 || batch > (size_t{1} << 30) || seq_len > (size_t{1} << 30)) {
+      return memmamba::FailTrainer(
+          memmamba::Errorf(ErrorCode::kInvalidArgument, "batch ", batch, " x seq_len ", seq_len,
+                           " is not a valid batch shape"),
+          trainer);
+    }
+    if (result != nullptr && (result->struct_size < memmamba::kTrainResultV1Size ||
+                              result->struct_size > memmamba::kMaxStructSize)) {
+      return memmamba::FailTrainer(
+          memmamba::Errorf(ErrorCode::kStructSize, "mm_train_result.struct_size = ",
+                           result->struct_size, " is not a known struct size"),
+          trainer);
+    }
+    memmamba::Batch b;
+    b.tokens = tokens;
+    b.B = static_cast<int64_t>(batch);
+    b.T = static_cast<int64_t>(seq_len);
+    b.mask = loss_mask;
+    memmamba::StepResult r;
+    absl::Status s = trainer->impl->Step(b, &r);
+    if (!s.ok()) return memmamba::FailTrainer(s, trainer);
+    if (result != nullptr) {
+      mm_train_result o{};
+      o.struct_size = sizeof o;
+      o.loss = static_cast<float>(r.loss);
+      o.grad_norm = static_cast<float>(r.grad_norm);
+      o.tokens = static_cast<uint64_t>(r.tokens);
+      o.updated = r.updated;
+      o.step = static_cast<uint64_t>(r.step);
+      return memmamba::WriteOut(o, result, memmamba::kTrainResultV1Size, "mm_train_result");
+    }
+    return MM_OK;
+  });
+}
+
+mm_status mm_trainer_set_learning_rate(mm_trainer* trainer, float learning_rate) {
+  if (trainer == nullptr) return Fail(ErrorCode::kInvalidArgument, "trainer is NULL");
+  absl::Status s = trainer->impl->SetLearningRate(learning_rate);
+  return s.ok() ? MM_OK : memmamba::FailTrainer(s, trainer);
+}
+
+uint64_t mm_trainer_step_count(const mm_trainer* trainer) {
+  return trainer ? static_cast<uint64_t>(trainer->impl->step()) : 0;
+}
+
+mm_status mm_trainer_keep_fraction(const mm_trainer* trainer, float* fractions,
+                                   size_t capacity) {
+  if (trainer == nullptr || (fractions == nullptr && capacity > 0)) {
+    return Fail(ErrorCode::kInvalidArgument, "trainer or fractions is NULL");
+  }
+  const std::vector<float>& k = trainer->impl->keep_fraction();
+  for (size_t i = 0; i < k.size() && i < capacity; ++i) fractions[i] = k[i];
+  return MM_OK;
+}
+
+mm_status mm_trainer_export_model(const mm_trainer* trainer, const mm_model_options* options,
+                                  mm_model** out) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (out == nullptr) return Fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    if (trainer == nullptr) return Fail(ErrorCode::kInvalidArgument, "trainer is NULL");
+    auto opts = memmamba::ToModelOptions(options);
+    if (!opts.ok()) return memmamba::FailTrainer(opts.status(), trainer);
+    auto model = trainer->impl->ExportModel(*opts);
+    if (!model.ok()) return memmamba::FailTrainer(model.status(), trainer);
+    return memmamba::Succeed(std::move(*model), out);
+  });
+}
+
+mm_status mm_trainer_save(const mm_trainer* trainer, const char* path) {
+  if (trainer == nullptr || path == nullptr) {
+    return Fail(ErrorCode::kInvalidArgument, "trainer or path is NULL");
+  }
+  return Guard(nullptr, [&]() -> mm_status {
+    absl::Status s = trainer->impl->Save(path);
+    return s.ok() ? MM_OK : memmamba::FailTrainer(s, trainer);
+  });
+}
+
+mm_status mm_trainer_load(mm_trainer** out, const char* path, int32_t n_threads) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (out == nullptr) return Fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL");
+    if (n_threads < 0) return Fail(ErrorCode::kInvalidArgument, "n_threads must be >= 0");
+    auto trainer = memmamba::Trainer::Load(path, n_threads);
+    if (!trainer.ok()) return Fail(trainer.status());
+    auto handle = std::make_unique<mm_trainer>();
+    handle->impl = std::move(*trainer);
+    *out = handle.release();
+    return MM_OK;
+  });
+}
+
+const char* mm_trainer_last_error(const mm_trainer* trainer) {
+  return trainer ? trainer->last_error.c_str() : "";
+}
+
+mm_status mm_eval_loss(const mm_model* model, const int32_t* tokens, size_t n_tokens,
+                       size_t context, mm_eval_result* result) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (model == nullptr || tokens == nullptr || result == nullptr) {
+      return Fail(ErrorCode::kInvalidArgument, "model, tokens or result is NULL");
+    }
+    if (result->struct_size < memmamba::kEvalResultV1Size ||
+        result->struct_size > memmamba::kMaxStructSize) {
+      return Fail(memmamba::Errorf(ErrorCode::kStructSize, "mm_eval_result.struct_size = ",
+                                   result->struct_size, " is not a known struct size"));
+    }
+    memmamba::LossEval e;
+    absl::Status s = memmamba::EvalLoss(*model->impl, tokens, static_cast<int64_t>(n_tokens),
+                                        static_cast<int64_t>(context), &e);
+    if (!s.ok()) return Fail(s);
+    mm_eval_result o{};
+    o.struct_size = sizeof o;
+    o.loss = e.targets ? e.loss_sum / static_cast<double>(e.targets) : 0.0;
+    o.perplexity = std::exp(o.loss);
+    o.tokens = static_cast<uint64_t>(e.targets);
+    return memmamba::WriteOut(o, result, memmamba::kEvalResultV1Size, "mm_eval_result");
+  });
+}
+
+mm_status mm_eval_fidelity(const mm_model* model, const int32_t* tokens, size_t n_tokens,
+                           mm_fidelity* result) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (model == nullptr || tokens == nullptr || result == nullptr) {
+      return Fail(ErrorCode::kInvalidArgument, "model, tokens or result is NULL");
+    }
+    if (result->struct_size < memmamba::kFidelityV1Size ||
+        result->struct_size > memmamba::kMaxStructSize) {
+      return Fail(memmamba::Errorf(ErrorCode::kStructSize, "mm_fidelity.struct_size = ",
+                                   result->struct_size, " is not a known struct size"));
+    }
+    memmamba::FidelityEval e;
+    absl::Status s =
+        memmamba::EvalFidelity(*model->impl, tokens, static_cast<int64_t>(n_tokens), &e);
+    if (!s.ok()) return Fail(s);
+    mm_fidelity o{};
+    o.struct_size = sizeof o;
+    o.etmf = e.etmf;
+    for (int g = 0; g < 3; ++g) o.eclmf[g] = e.eclmf[g];
+    o.tokens = static_cast<uint64_t>(e.tokens);
+    return memmamba::WriteOut(o, result, memmamba::kFidelityV1Size, "mm_fidelity");
+  });
+}

@@ -9,6 +9,7 @@
 #include "memmamba/memmamba.h"
 #include "model/model.h"
 #include "runtime/session.h"
+#include "train/trainer.h"
 
 struct mm_model {
   std::unique_ptr<memmamba::Model> impl;
@@ -17,6 +18,11 @@ struct mm_model {
 struct mm_session {
   std::unique_ptr<memmamba::Session> impl;
   std::string last_error;
+};
+
+struct mm_trainer {
+  std::unique_ptr<memmamba::Trainer> impl;
+  mutable std::string last_error;
 };
 
 #endif  // MEMMAMBA_API_HANDLES_H_

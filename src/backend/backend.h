@@ -37,6 +37,33 @@ struct ScanArgs {
   int64_t ld_z = 0;
   float* state = nullptr;         // [N, E], read and updated in place
   float* y = nullptr;             // [T, E], overwritten: (Σ_n s·C + D·ξc)·SiLU(z)
+  // Training: when set, the state before positions 0, kScanChunk, 2·kScanChunk…
+  // is written here ([ceil(T / kScanChunk), N, E]) for SelectiveScanBackward.
+  float* checkpoints = nullptr;
+};
+
+// Positions between two saved scan states (ScanArgs::checkpoints).
+constexpr int64_t kScanChunk = 64;
+
+// The backward of SelectiveScan for one stream that started from the state
+// `checkpoints` holds (the forward's inputs, again, plus the gradient of y).
+// Overwrites dxc, ddt (gradient of dt before bias and softplus), dB and dC
+// (rows at dB + t·ld_dbc); accumulates into dA ([N, E], gradient of A),
+// dD and ddt_bias ([E]).
+struct ScanBackwardArgs {
+  ScanArgs fwd;                    // as in the forward (state unused)
+  const float* checkpoints = nullptr;
+  const float* dy = nullptr;       // [T, E]
+  float* dxc = nullptr;            // [T, E]
+  float* ddt = nullptr;            // [T, E]
+  float* dB = nullptr;             // row t at dB + t*ld_dbc, N values
+  float* dC = nullptr;             // row t at dC + t*ld_dbc, N values
+  int64_t ld_dbc = 0;
+  float* dz = nullptr;             // row t at dz + t*ld_dz, E values (overwritten)
+  int64_t ld_dz = 0;
+  float* dA = nullptr;             // [N, E], accumulated
+  float* dD = nullptr;             // [E], accumulated
+  float* ddt_bias = nullptr;       // [E], accumulated
 };
 
 // Causal depthwise conv + bias + SiLU over T positions of one stream:
@@ -51,6 +78,22 @@ struct ConvArgs {
   const float* b = nullptr;   // [E]
   float* state = nullptr;     // [K-1, E]
   float* out = nullptr;       // [T, E]
+};
+
+// The backward of ConvSilu for one stream that started from a zero state
+// (training). Recomputes the pre-activation from xi; overwrites dxi (row t at
+// dxi + t·ld_dxi, E values); accumulates into dw [E, K] and db [E].
+struct ConvBackwardArgs {
+  int64_t T = 0, E = 0, K = 0;
+  const float* xi = nullptr;
+  int64_t ld_xi = 0;
+  const float* w = nullptr;
+  const float* b = nullptr;
+  const float* dout = nullptr;  // [T, E]
+  float* dxi = nullptr;
+  int64_t ld_dxi = 0;
+  float* dw = nullptr;
+  float* db = nullptr;
 };
 
 class Backend {
@@ -80,6 +123,50 @@ class Backend {
   // keys[j] / values[j] point at S floats. Overwrites o[S]. m >= 1.
   virtual void PoolAttend(const float* q, int64_t m, const float* const* keys,
                           const float* const* values, int64_t S, int64_t H, float* o) = 0;
+
+  // --- Training (DESIGN 2.4, 6). Backward ops take the forward's inputs again
+  // and the gradient of its output; "accumulates" means +=.
+
+  // Gradient of Matmul's input: dx[m, :] (ldx) = dy[m, :] (ldy) · W
+  // (W [N, K], f32); accumulates into dx when `accumulate`.
+  virtual void MatmulBackwardInput(const float* dy, int64_t M, int64_t ldy, const float* w,
+                                   int64_t N, int64_t K, float* dx, int64_t ldx,
+                                   bool accumulate) = 0;
+  // Gradient of Matmul's weight: dw [N, K] += Σ_m dy[m, :]ᵀ x[m, :].
+  virtual void MatmulBackwardWeight(const float* dy, int64_t M, int64_t ldy, const float* x,
+                                    int64_t ldx, int64_t N, int64_t K, float* dw) = 0;
+
+  // Gradient of RmsNorm: overwrites dx [M, D] (or accumulates when
+  // `accumulate`), accumulates into dw [D].
+  virtual void RmsNormBackward(const float* x, int64_t M, int64_t D, const float* w, float eps,
+                               const float* dy, float* dx, bool accumulate, float* dw) = 0;
+
+  virtual void ConvSiluBackward(const ConvBackwardArgs* streams, int64_t n) = 0;
+  virtual void SelectiveScanBackward(const ScanBackwardArgs* streams, int64_t n) = 0;
+
+  // Gradient of PoolAttend (same inputs, do = gradient of o): overwrites
+  // dq[S]; accumulates into dkeys[j] and dvalues[j] (S floats each).
+  virtual void PoolAttendBackward(const float* q, int64_t m, const float* const* keys,
+                                  const float* const* values, int64_t S, int64_t H,
+                                  const float* dout, float* dq, float* const* dkeys,
+                                  float* const* dvalues) = 0;
+
+  // Next-token cross-entropy of M rows of logits [M, V], in place: row m with
+  // targets[m] >= 0 becomes scale·(softmax(row) − onehot(target)) and adds
+  // −log softmax(row)[target] to *loss_sum (a double, summed in row order);
+  // rows with targets[m] < 0 become 0.
+  virtual void SoftmaxCrossEntropy(float* logits, int64_t M, int64_t V, const int32_t* targets,
+                                   float scale, double* loss_sum) = 0;
+
+  // Σ x[i]² in double, in a fixed order (the global gradient norm).
+  virtual double SumSquares(const float* x, int64_t n) = 0;
+
+  // One AdamW update of n parameters (DESIGN 6), `step` counting from 1:
+  // m = β1·m + (1−β1)·g·gs;  v = β2·v + (1−β2)·(g·gs)²;
+  // w -= lr·( m/(1−β1^step) / (sqrt(v/(1−β2^step)) + eps) + wd·w ).
+  // gs scales the gradient (clipping, accumulation).
+  virtual void AdamW(float* w, const float* g, float* m, float* v, int64_t n, float gs,
+                     float lr, float beta1, float beta2, float eps, float wd, int64_t step) = 0;
 };
 
 // The CPU backend using `n_threads` threads (>= 1).

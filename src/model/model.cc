@@ -67,6 +67,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Finish(ModelConfig config, ModelWe
   return model;
 }
 
+absl::StatusOr<std::unique_ptr<Model>> Model::FromWeights(ModelConfig config,
+                                                          ModelWeights weights,
+                                                          const ModelOptions& options) {
+  MM_RETURN_IF_ERROR(config.Resolve());
+  return Finish(std::move(config), std::move(weights), options);
+}
+
 int Model::ReaderSlot(int64_t source, int64_t reader) const {
   const auto& r = readers_[source];
   return static_cast<int>(std::find(r.begin(), r.end(), reader) - r.begin());

@@ -36,7 +36,18 @@ class Model {
       const std::string& path, const ModelConfig& memory_config, uint64_t seed,
       const ModelOptions& options);
 
+  // A model of `weights` (sized for `config` by AllocateWeights, f32):
+  // checked finite, derived values prepared, converted as `options` asks.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model>> FromWeights(
+      ModelConfig config, ModelWeights weights, const ModelOptions& options);
+
   [[nodiscard]] absl::Status Save(const std::string& path) const;
+
+  // Training only: a trainer owns a private model whose weights it updates
+  // in place; such a model is never shared with sessions, and its
+  // fingerprint is never taken. Call RefreshDerivedWeights() after a change.
+  ModelWeights* mutable_weights_for_training() { return &weights_; }
+  void RefreshDerivedWeights() { PrepareWeights(config_, &weights_); }
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }

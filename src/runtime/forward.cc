@@ -183,7 +183,8 @@ void ComputeNoteProjections(const Model& model, int64_t layer, PoolEntry* entry)
 }
 
 void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t T,
-             const int32_t* tokens, LogitsMode mode, float* logits, Workspace* ws) {
+             const int32_t* tokens, LogitsMode mode, float* logits, Workspace* ws,
+             float* hidden) {
   const ModelConfig& c = model.config();
   const ModelWeights& W = model.weights();
   Backend& be = model.backend();
@@ -216,6 +217,7 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
   std::vector<ConvArgs> conv_args(B);
   std::vector<ScanArgs> scan_args(B);
 
+  if (hidden) std::memcpy(hidden, x, M * D * sizeof(float));
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& LW = W.layers[l];
     if (c.memory_enabled()) {
@@ -271,6 +273,7 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
     }
     be.SelectiveScan(scan_args.data(), B);
     be.Matmul(y, M, E, Ref(LW.out_proj), x, D, true);
+    if (hidden) std::memcpy(hidden + (l + 1) * M * D, x, M * D * sizeof(float));
   }
 
   for (int64_t b = 0; b < B; ++b) streams[b]->position += T;

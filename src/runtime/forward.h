@@ -32,9 +32,12 @@ void ComputeNoteProjections(const Model& model, int64_t layer, PoolEntry* entry)
 // Advances each of `streams[0..B)` by its T tokens (row b·T + t of `tokens`,
 // all already validated) and writes logits as `mode` asks: kLast gives row b
 // for stream b, kAll row b·T + t. Streams are updated in place; the caller
-// makes this transactional. Never fails on valid input.
+// makes this transactional. Never fails on valid input. `hidden`, when not
+// NULL, receives the residual stream: n_layer + 1 blocks of [B·T, D], block 0
+// the embeddings and block l + 1 the output of layer l (evaluation).
 void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t T,
-             const int32_t* tokens, LogitsMode mode, float* logits, Workspace* ws);
+             const int32_t* tokens, LogitsMode mode, float* logits, Workspace* ws,
+             float* hidden = nullptr);
 
 }  // namespace memmamba
 

@@ -107,6 +107,119 @@ void ConvChannels(const ConvArgs& a, int64_t e0, int64_t e1) {
   }
 }
 
+// d SiLU(x) / dx = σ(x)·(1 + x·(1 − σ(x))).
+inline float SiluGrad(float x) {
+  const float s = Sigmoid(x);
+  return s * (1.0f + x * (1.0f - s));
+}
+
+// The scan backward for channels [e0, e1) of one stream (ScanBackwardArgs),
+// chunk by chunk from the last: the chunk's states are recomputed from its
+// checkpoint into `states` ([kScanChunk, N, nb]), then walked backwards with
+// the gradient carried into the previous state in `carry` ([N, nb]).
+// dB / dC of these channels go to part_b / part_c ([T, N]): the caller sums
+// the channel blocks in a fixed order.
+void ScanBackwardChannels(const ScanBackwardArgs& g, int64_t e0, int64_t e1, float* states,
+                          float* carry, float* deltas, float* part_b, float* part_c) {
+  const ScanArgs& a = g.fwd;
+  const int64_t N = a.N, E = a.E, T = a.T, nb = e1 - e0;
+  std::fill(carry, carry + N * nb, 0.0f);
+  std::fill(part_b, part_b + T * N, 0.0f);
+  std::fill(part_c, part_c + T * N, 0.0f);
+  std::vector<float> ddelta(nb), du(nb), dyy(nb);
+  for (int64_t c = (T + kScanChunk - 1) / kScanChunk - 1; c >= 0; --c) {
+    const int64_t t0 = c * kScanChunk, t1 = std::min(T, t0 + kScanChunk);
+    const float* cp = g.checkpoints + c * N * E;
+    // Recompute the states after each position of the chunk.
+    for (int64_t t = t0; t < t1; ++t) {
+      float* st = states + (t - t0) * N * nb;
+      const float* prev = t > t0 ? st - N * nb : nullptr;
+      const float* B = a.B + t * a.ld_bc;
+      float* dl = deltas + (t - t0) * nb;
+      for (int64_t i = 0; i < nb; ++i) dl[i] = Softplus(a.dt[t * E + e0 + i] + a.dt_bias[e0 + i]);
+      for (int64_t n = 0; n < N; ++n) {
+        const float* A = a.A + n * E + e0;
+        const float* sp = prev ? prev + n * nb : cp + n * E + e0;
+        const float* u = a.xc + t * E + e0;
+        for (int64_t i = 0; i < nb; ++i) {
+          st[n * nb + i] = std::exp(dl[i] * A[i]) * sp[i] + dl[i] * B[n] * u[i];
+        }
+      }
+    }
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const float* st = states + (t - t0) * N * nb;
+      const float* B = a.B + t * a.ld_bc;
+      const float* C = a.C + t * a.ld_bc;
+      const float* u = a.xc + t * E + e0;
+      const float* z = a.z + t * a.ld_z + e0;
+      const float* dy = g.dy + t * E + e0;
+      const float* dl = deltas + (t - t0) * nb;
+      float* dz = g.dz + t * g.ld_dz + e0;
+      // y = yy·SiLU(z), yy = Σ_n s·C + D·u.
+      for (int64_t i = 0; i < nb; ++i) {
+        float yy = a.D[e0 + i] * u[i];
+        for (int64_t n = 0; n < N; ++n) yy += st[n * nb + i] * C[n];
+        dz[i] = dy[i] * yy * SiluGrad(z[i]);
+        dyy[i] = dy[i] * Silu(z[i]);
+        g.dD[e0 + i] += dyy[i] * u[i];
+        du[i] = dyy[i] * a.D[e0 + i];
+        ddelta[i] = 0.0f;
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        const float* A = a.A + n * E + e0;
+        const float* sprev = t > t0 ? st - N * nb + n * nb : cp + n * E + e0;
+        const float* s_t = st + n * nb;
+        float* cr = carry + n * nb;
+        float* dA = g.dA + n * E + e0;
+        float db = 0.0f, dc = 0.0f;
+        for (int64_t i = 0; i < nb; ++i) {
+          const float gs = cr[i] + dyy[i] * C[n];
+          dc += dyy[i] * s_t[i];
+          const float decay = std::exp(dl[i] * A[i]);
+          const float d_decay = gs * sprev[i];
+          ddelta[i] += d_decay * decay * A[i] + gs * B[n] * u[i];
+          dA[i] += d_decay * decay * dl[i];
+          db += gs * dl[i] * u[i];
+          du[i] += gs * dl[i] * B[n];
+          cr[i] = gs * decay;
+        }
+        part_b[t * N + n] += db;
+        part_c[t * N + n] += dc;
+      }
+      for (int64_t i = 0; i < nb; ++i) {
+        const float ddt = ddelta[i] * Sigmoid(a.dt[t * E + e0 + i] + a.dt_bias[e0 + i]);
+        g.ddt[t * E + e0 + i] = ddt;
+        g.ddt_bias[e0 + i] += ddt;
+        g.dxc[t * E + e0 + i] = du[i];
+      }
+    }
+  }
+}
+
+void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
+  const int64_t K = a.K;
+  for (int64_t t = 0; t < a.T; ++t) {
+    for (int64_t e = e0; e < e1; ++e) a.dxi[t * a.ld_dxi + e] = 0.0f;
+  }
+  for (int64_t t = 0; t < a.T; ++t) {
+    for (int64_t e = e0; e < e1; ++e) {
+      float pre = a.b[e];
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t src = t - K + 1 + k;
+        if (src >= 0) pre += a.w[e * K + k] * a.xi[src * a.ld_xi + e];
+      }
+      const float dpre = a.dout[t * a.E + e] * SiluGrad(pre);
+      a.db[e] += dpre;
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t src = t - K + 1 + k;
+        if (src < 0) continue;
+        a.dw[e * K + k] += dpre * a.xi[src * a.ld_xi + e];
+        a.dxi[src * a.ld_dxi + e] += dpre * a.w[e * K + k];
+      }
+    }
+  }
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int n_threads) : n_threads_(std::max(1, n_threads)) {}
@@ -162,7 +275,15 @@ class CpuBackend final : public Backend {
       const ScanArgs& a = streams[task / blocks];
       const int64_t e0 = (task % blocks) * kScanBlock;
       const int64_t e1 = std::min(E, e0 + kScanBlock);
-      for (int64_t t = 0; t < a.T; ++t) ScanPosition(a, t, e0, e1);
+      for (int64_t t = 0; t < a.T; ++t) {
+        if (a.checkpoints != nullptr && t % kScanChunk == 0) {
+          float* cp = a.checkpoints + (t / kScanChunk) * a.N * E;
+          for (int64_t n = 0; n < a.N; ++n) {
+            std::memcpy(cp + n * E + e0, a.state + n * E + e0, (e1 - e0) * sizeof(float));
+          }
+        }
+        ScanPosition(a, t, e0, e1);
+      }
     }
   }
 
@@ -207,6 +328,204 @@ class CpuBackend final : public Backend {
 #pragma omp simd
         for (int64_t d = 0; d < dh; ++d) o[off + d] += p * v[off + d];
       }
+    }
+  }
+
+  void MatmulBackwardInput(const float* dy, int64_t M, int64_t ldy, const float* w, int64_t N,
+                           int64_t K, float* dx, int64_t ldx, bool accumulate) override {
+    cpu::Gemm(false, false, M, K, N, dy, ldy, w, K, dx, ldx, accumulate, n_threads_);
+  }
+
+  void MatmulBackwardWeight(const float* dy, int64_t M, int64_t ldy, const float* x,
+                            int64_t ldx, int64_t N, int64_t K, float* dw) override {
+    cpu::Gemm(true, false, N, K, M, dy, ldy, x, ldx, dw, K, true, n_threads_);
+  }
+
+  // y = x·r·w with r = 1/sqrt(mean(x²) + eps):
+  // dx = r·(dy⊙w) − x·r³·Σ_d(dy⊙w⊙x)/D;  dw += Σ_m dy⊙x·r.
+  void RmsNormBackward(const float* x, int64_t M, int64_t D, const float* w, float eps,
+                       const float* dy, float* dx, bool accumulate, float* dw) override {
+    std::vector<float> inv(M);
+    const int threads = M * D >= (1 << 16) ? n_threads_ : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xr = x + m * D;
+      const float* g = dy + m * D;
+      double ss = 0.0, dot = 0.0;
+      for (int64_t d = 0; d < D; ++d) {
+        ss += static_cast<double>(xr[d]) * xr[d];
+        dot += static_cast<double>(g[d]) * w[d] * xr[d];
+      }
+      const double r = 1.0 / std::sqrt(ss / D + eps);
+      inv[m] = static_cast<float>(r);
+      const float k = static_cast<float>(r * r * r * dot / D);
+      const float rf = static_cast<float>(r);
+      float* o = dx + m * D;
+      for (int64_t d = 0; d < D; ++d) {
+        const float v = rf * g[d] * w[d] - xr[d] * k;
+        o[d] = accumulate ? o[d] + v : v;
+      }
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xr = x + m * D;
+      const float* g = dy + m * D;
+      for (int64_t d = 0; d < D; ++d) dw[d] += g[d] * xr[d] * inv[m];
+    }
+  }
+
+  void ConvSiluBackward(const ConvBackwardArgs* streams, int64_t n) override {
+    if (n == 0) return;
+    const int64_t E = streams[0].E;
+    const int64_t blocks = (E + kScanBlock - 1) / kScanBlock;
+    // Tasks are channel blocks; streams run in order inside one, so the
+    // accumulation into dw and db has a fixed order.
+    const int threads = streams[0].T * E * n >= 4096 ? n_threads_ : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t e0 = blk * kScanBlock, e1 = std::min(E, e0 + kScanBlock);
+      for (int64_t i = 0; i < n; ++i) ConvBackwardChannels(streams[i], e0, e1);
+    }
+  }
+
+  void SelectiveScanBackward(const ScanBackwardArgs* streams, int64_t n) override {
+    if (n == 0) return;
+    const int64_t E = streams[0].fwd.E, N = streams[0].fwd.N, T = streams[0].fwd.T;
+    const int64_t blocks = (E + kScanBlock - 1) / kScanBlock;
+    std::vector<float> part(static_cast<size_t>(blocks * 2 * T * N));
+    const int threads = T * E * N >= 32768 ? n_threads_ : 1;
+    for (int64_t i = 0; i < n; ++i) {
+      const ScanBackwardArgs& g = streams[i];
+#pragma omp parallel num_threads(threads)
+      {
+        std::vector<float> states(kScanChunk * N * kScanBlock), carry(N * kScanBlock),
+            deltas(kScanChunk * kScanBlock);
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < blocks; ++blk) {
+          const int64_t e0 = blk * kScanBlock, e1 = std::min(E, e0 + kScanBlock);
+          float* pb = part.data() + blk * 2 * T * N;
+          ScanBackwardChannels(g, e0, e1, states.data(), carry.data(), deltas.data(), pb,
+                               pb + T * N);
+        }
+      }
+      // dB, dC: the channel blocks summed in block order.
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t k = 0; k < N; ++k) {
+          float b = 0.0f, c = 0.0f;
+          for (int64_t blk = 0; blk < blocks; ++blk) {
+            b += part[blk * 2 * T * N + t * N + k];
+            c += part[blk * 2 * T * N + T * N + t * N + k];
+          }
+          g.dB[t * g.ld_dbc + k] = b;
+          g.dC[t * g.ld_dbc + k] = c;
+        }
+      }
+    }
+  }
+
+  void PoolAttendBackward(const float* q, int64_t m, const float* const* keys,
+                          const float* const* values, int64_t S, int64_t H, const float* dout,
+                          float* dq, float* const* dkeys, float* const* dvalues) override {
+    const int64_t dh = S / H;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+    thread_local std::vector<float> p;  // [m]
+    p.resize(m);
+    std::fill(dq, dq + S, 0.0f);
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t off = h * dh;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < m; ++j) {
+        float dot = 0.0f;
+        for (int64_t d = 0; d < dh; ++d) dot += q[off + d] * keys[j][off + d];
+        p[j] = dot * scale;
+        mx = std::max(mx, p[j]);
+      }
+      float sum = 0.0f;
+      for (int64_t j = 0; j < m; ++j) {
+        p[j] = std::exp(p[j] - mx);
+        sum += p[j];
+      }
+      const float inv = 1.0f / sum;
+      // dp_j = do_h·v_jh; ds_j = p_j (dp_j − Σ_i p_i dp_i).
+      float mean = 0.0f;
+      thread_local std::vector<float> dp;
+      dp.resize(m);
+      for (int64_t j = 0; j < m; ++j) {
+        p[j] *= inv;
+        float dot = 0.0f;
+        for (int64_t d = 0; d < dh; ++d) dot += dout[off + d] * values[j][off + d];
+        dp[j] = dot;
+        mean += p[j] * dot;
+      }
+      for (int64_t j = 0; j < m; ++j) {
+        const float ds = p[j] * (dp[j] - mean) * scale;
+        float* dk = dkeys[j] + off;
+        float* dv = dvalues[j] + off;
+        const float* k = keys[j] + off;
+        for (int64_t d = 0; d < dh; ++d) {
+          dq[off + d] += ds * k[d];
+          dk[d] += ds * q[off + d];
+          dv[d] += p[j] * dout[off + d];
+        }
+      }
+    }
+  }
+
+  void SoftmaxCrossEntropy(float* logits, int64_t M, int64_t V, const int32_t* targets,
+                           float scale, double* loss_sum) override {
+    std::vector<double> losses(M, 0.0);
+#pragma omp parallel for num_threads(M * V >= 65536 ? n_threads_ : 1) schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+      float* row = logits + m * V;
+      if (targets[m] < 0) {
+        std::fill(row, row + V, 0.0f);
+        continue;
+      }
+      float mx = -INFINITY;
+      for (int64_t v = 0; v < V; ++v) mx = std::max(mx, row[v]);
+      double sum = 0.0;
+      for (int64_t v = 0; v < V; ++v) {
+        row[v] = std::exp(row[v] - mx);
+        sum += row[v];
+      }
+      const float target_p = static_cast<float>(row[targets[m]] / sum);
+      losses[m] = -std::log(static_cast<double>(row[targets[m]]) / sum);
+      const float k = static_cast<float>(scale / sum);
+      for (int64_t v = 0; v < V; ++v) row[v] *= k;
+      row[targets[m]] = scale * (target_p - 1.0f);
+    }
+    for (int64_t m = 0; m < M; ++m) *loss_sum += losses[m];
+  }
+
+  double SumSquares(const float* x, int64_t n) override {
+    constexpr int64_t kBlock = 1 << 16;
+    const int64_t blocks = (n + kBlock - 1) / kBlock;
+    std::vector<double> part(blocks, 0.0);
+#pragma omp parallel for num_threads(blocks > 1 ? n_threads_ : 1) schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      double acc = 0.0;
+      for (int64_t i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) {
+        acc += static_cast<double>(x[i]) * x[i];
+      }
+      part[b] = acc;
+    }
+    double total = 0.0;
+    for (double v : part) total += v;
+    return total;
+  }
+
+  void AdamW(float* w, const float* g, float* m, float* v, int64_t n, float gs, float lr,
+             float beta1, float beta2, float eps, float wd, int64_t step) override {
+    const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+    const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+    const float inv_bc1 = static_cast<float>(1.0 / bc1);
+    const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+#pragma omp parallel for num_threads(n >= (1 << 16) ? n_threads_ : 1) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const float gi = g[i] * gs;
+      m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+      v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+      const float update = (m[i] * inv_bc1) / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+      w[i] -= lr * (update + wd * w[i]);
     }
   }
 

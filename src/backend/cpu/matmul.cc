@@ -496,4 +496,38 @@ void MatmulBf16(const float* x, int64_t M, int64_t K, int64_t ldx,
                              n_threads);
 }
 
+void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+          int64_t ldc, bool accumulate, int n_threads) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    EmptyProduct(M, N, C, ldc, accumulate);
+    return;
+  }
+  const float beta = accumulate ? 1.0f : 0.0f;
+  // The grid: the wider output dimension is cut first, as in MakeGrid.
+  const BlockGrid g = MakeGrid(M, N, N);
+  const int64_t blocks = g.n_blocks * g.m_blocks;
+  const int team = static_cast<int>(std::min<double>(
+      {static_cast<double>(std::max(n_threads, 1)), static_cast<double>(blocks),
+       std::max(1.0, 2.0 * M * N * K / kMinBlasFlopsPerThread)}));
+#pragma omp parallel num_threads(team)
+  {
+    omp_set_num_threads(1);  // OpenBLAS serial in each member (see the top)
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < blocks; ++i) {
+      const int64_t p = i / g.m_blocks, b = i % g.m_blocks;
+      const int64_t n0 = p * g.n_rows, nr = std::min(g.n_rows, N - n0);
+      const int64_t m0 = b * g.m_rows, mr = std::min(g.m_rows, M - m0);
+      const float* a = trans_a ? A + m0 : A + m0 * lda;
+      const float* bb = trans_b ? B + n0 * ldb : B + n0;
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                  trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(mr),
+                  static_cast<int>(nr), static_cast<int>(K), 1.0f, a,
+                  static_cast<int>(lda), bb, static_cast<int>(ldb), beta,
+                  C + m0 * ldc + n0, static_cast<int>(ldc));
+    }
+  }
+}
+
 }  // namespace memmamba::cpu

@@ -56,6 +56,17 @@ void MatmulBf16(const float* x, int64_t M, int64_t K, int64_t ldx,
                 const uint16_t* w_bf16, int64_t N, float* y, int64_t ldy,
                 bool accumulate, int n_threads);
 
+// The general product of training's backward passes:
+//   C[m, n] (ldc) = sum_k op(A)[m, k] * op(B)[k, n]   (+ C when accumulate)
+// with op(A) = A [M, K] (lda) or, when trans_a, A^T of A [K, M]; op(B) = B
+// [K, N] (ldb) or, when trans_b, B^T of B [N, K]. Row-major, fp32. The
+// output is cut into a grid of blocks fixed by (M, N, K) alone, each block
+// one single-threaded sgemm, so the bits never depend on n_threads. Same
+// thread and ownership rules as above; C must not alias A or B.
+void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+          const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+          int64_t ldc, bool accumulate, int n_threads);
+
 }  // namespace memmamba::cpu
 
 #endif  // MEMMAMBA_BACKEND_CPU_MATMUL_H_

@@ -1,0 +1,705 @@
+// The loss and gradient of a batch (DESIGN 2.4, 6), written against the
+// backend ops and their backward twins (src/backend/backend.h).
+//
+// Forward, per layer, for all B·T rows at once (every sequence from empty
+// state):
+//   a  = RMSNorm(u; note.norm)
+//   notes: per complete window k of each sequence, m_k = max of a over the
+//          window (argmax kept: its gradient goes to the first position
+//          attaining it), score_k = NoteScore(m_k), ŝ_k = score_k·(Wsum·m_k);
+//          pool membership by a scan over windows with InsertNote (the
+//          runtime's own code: the same keep/evict decisions, which are
+//          constants for the gradient)
+//   reads: token t of window k attends to the pool after windows < k
+//          (tok: this layer's pool; lay: the union of layers l-g … l-1)
+//   x̄  = u + α_tok ⊙ c_tok + α_lay ⊙ c_lay
+//   mixer: x̄ + out_proj·scan(conv(in_proj·RMSNorm(x̄)))
+// Loss: mean next-token cross-entropy over the targets; logits are formed
+// only for target rows, a block of rows at a time.
+//
+// Memory: the forward keeps each layer's input (B·T·D floats per layer) and
+// the notes (a few floats per window); the backward recomputes one layer's
+// activations at a time, and the scan keeps its state every kScanChunk
+// positions and recomputes the rest (checkpointing where it pays: the scan's
+// per-position state would be B·T·E·N floats per layer).
+#include "train/gradients.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "backend/cpu/vec_math.h"
+#include "runtime/pool.h"
+
+namespace memmamba {
+namespace {
+
+using cpu::Sigmoid;
+
+WeightRef Ref(const Matrix& m) {
+  WeightRef r;
+  r.rows = m.rows;
+  r.cols = m.cols;
+  r.f32 = m.f32.data();
+  return r;
+}
+
+// The notes of one layer over the batch.
+struct Notes {
+  int64_t nw = 0;             // complete windows per sequence
+  std::vector<float> m;       // [B·nw, D] window maxima
+  std::vector<int32_t> arg;   // [B·nw, D] position in the sequence of the max
+  std::vector<float> score;   // [B·nw]
+  std::vector<float> raw;     // [B·nw, S] note.summary·m
+  std::vector<float> s;       // [B·nw, S] ŝ = score·raw
+  std::vector<float> ds;      // [B·nw, S] gradient of ŝ, added by every reader
+  // versions[b][k]: the windows (ascending) in the pool read by tokens of
+  // window k of sequence b.
+  std::vector<std::vector<std::vector<int32_t>>> versions;
+  int64_t kept = 0;
+  bool done = false;
+};
+
+// One pool read (tok or lay) of a layer, as the backward needs it.
+struct ReadCache {
+  std::vector<float> q;       // [M, S]
+  std::vector<float> o;       // [M, S] attention output
+  std::vector<float> co;      // [M, D] = read.o · o
+  std::vector<float> gate;    // [M]: γ where active, else 0
+  // Keys and values of every note of each source layer, with this read's
+  // projections: kv[src - src_begin] is [B·nw, 2S] (key then value).
+  std::vector<std::vector<float>> kv;
+  std::vector<std::vector<float>> dkv;
+  int64_t src_begin = 0, src_end = 0;
+};
+
+// One layer's activations, recomputed in the backward.
+struct LayerCache {
+  std::vector<float> a, xbar, h, xz, xc, dbc, dt, y, checkpoints, state;
+  ReadCache tok, lay;
+};
+
+class GradientPass {
+ public:
+  GradientPass(const Model& model, const Batch& batch, Gradients* grads)
+      : model_(model),
+        c_(model.config()),
+        W_(model.weights()),
+        be_(model.backend()),
+        batch_(batch),
+        B_(batch.B),
+        T_(batch.T),
+        M_(batch.B * batch.T),
+        D_(c_.d_model),
+        E_(c_.d_inner()),
+        N_(c_.d_state),
+        R_(c_.dt_rank),
+        S_(c_.summary_dim),
+        ld_dbc_(c_.dt_rank + 2 * c_.d_state),
+        grads_out_(grads) {}
+
+  absl::Status Run(BatchStats* stats);
+
+ private:
+  // Forward of layer l from its input u: out = the layer's output. Fills
+  // cache_ (and the layer's notes the first time).
+  void LayerForward(int64_t l, const float* u, float* out);
+  void LayerBackward(int64_t l, const float* u, float* dx);
+  void TakeNotes(int64_t l);
+  void ReadForward(int64_t l, bool cross, float* xbar);
+  void ReadBackward(int64_t l, bool cross, const float* dxbar, float* da);
+  void NotesBackward(int64_t l, float* da);
+  // The entries row (b, t) of read `rc` sees, as pointers into kv (or dkv).
+  void Gather(const ReadCache& rc, int64_t l, int64_t b, int64_t t, bool grad,
+              std::vector<const float*>* keys, std::vector<const float*>* values,
+              std::vector<float*>* dkeys, std::vector<float*>* dvalues) const;
+  double LossAndHeadBackward(const float* x_last, float* dx, int64_t n_targets);
+  // Threads for the per-sequence attention loops: one for small batches.
+  int ReadThreads() const { return B_ > 1 && M_ * S_ >= 65536 ? model_.n_threads() : 1; }
+
+  const Model& model_;
+  const ModelConfig& c_;
+  const ModelWeights& W_;
+  Backend& be_;
+  const Batch& batch_;
+  const int64_t B_, T_, M_, D_, E_, N_, R_, S_, ld_dbc_;
+  Gradients* grads_out_;
+
+  ModelWeights G_;                     // gradients, shaped like the weights
+  std::vector<std::vector<float>> x_;  // x_[l]: input of layer l, [M, D]
+  std::vector<Notes> notes_;
+  LayerCache cache_;
+};
+
+float* Fit(std::vector<float>* v, int64_t n) {
+  if (v->size() < static_cast<size_t>(n)) v->resize(n);
+  return v->data();
+}
+
+void GradientPass::TakeNotes(int64_t l) {
+  Notes& nt = notes_[l];
+  const LayerWeights& LW = W_.layers[l];
+  const int64_t w = c_.note_window;
+  nt.nw = T_ / w;
+  const int64_t rows = B_ * nt.nw;
+  nt.m.assign(rows * D_, 0.0f);
+  nt.arg.assign(rows * D_, 0);
+  nt.score.assign(rows, 0.0f);
+  nt.raw.assign(rows * S_, 0.0f);
+  nt.s.assign(rows * S_, 0.0f);
+  nt.ds.assign(rows * S_, 0.0f);
+  const float* a = cache_.a.data();
+  for (int64_t b = 0; b < B_; ++b) {
+    for (int64_t k = 0; k < nt.nw; ++k) {
+      float* m = &nt.m[(b * nt.nw + k) * D_];
+      int32_t* arg = &nt.arg[(b * nt.nw + k) * D_];
+      std::fill(m, m + D_, -std::numeric_limits<float>::infinity());
+      for (int64_t t = k * w; t < (k + 1) * w; ++t) {
+        const float* row = a + (b * T_ + t) * D_;
+        for (int64_t d = 0; d < D_; ++d) {
+          if (row[d] > m[d]) {  // strict: the first position attaining the max
+            m[d] = row[d];
+            arg[d] = static_cast<int32_t>(t);
+          }
+        }
+      }
+      nt.score[b * nt.nw + k] = NoteScore(m, D_, LW.note_score.data(), LW.note_score_bias);
+    }
+  }
+  if (rows > 0) be_.Matmul(nt.m.data(), rows, D_, Ref(LW.note_summary), nt.raw.data(), S_, false);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < S_; ++j) nt.s[r * S_ + j] = nt.score[r] * nt.raw[r * S_ + j];
+  }
+  // Pool membership: the runtime's InsertNote on entries carrying only the
+  // window and score.
+  const int64_t n_versions = (T_ - 1) / w + 1;
+  nt.versions.assign(B_, {});
+  nt.kept = 0;
+  for (int64_t b = 0; b < B_; ++b) {
+    Pool pool;
+    auto& vs = nt.versions[b];
+    vs.reserve(n_versions);
+    for (int64_t k = 0; k < n_versions; ++k) {
+      std::vector<int32_t> windows;
+      for (const PoolEntryPtr& e : pool) windows.push_back(static_cast<int32_t>(e->window));
+      vs.push_back(std::move(windows));
+      if (k < nt.nw && nt.score[b * nt.nw + k] > c_.note_threshold) {
+        ++nt.kept;
+        auto entry = std::make_shared<PoolEntry>();
+        entry->window = k;
+        entry->score = nt.score[b * nt.nw + k];
+        InsertNote(c_.pool_policy, c_.pool_capacity, std::move(entry), &pool);
+      }
+    }
+  }
+  nt.done = true;
+}
+
+void GradientPass::Gather(const ReadCache& rc, int64_t l, int64_t b, int64_t t, bool grad,
+                          std::vector<const float*>* keys, std::vector<const float*>* values,
+                          std::vector<float*>* dkeys, std::vector<float*>* dvalues) const {
+  keys->clear();
+  values->clear();
+  if (grad) {
+    dkeys->clear();
+    dvalues->clear();
+  }
+  const int64_t k = t / c_.note_window;
+  for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {
+    const Notes& nt = notes_[src];
+    const int64_t i = src - rc.src_begin;
+    for (int32_t win : nt.versions[b][k]) {
+      const int64_t r = (b * nt.nw + win) * 2 * S_;
+      keys->push_back(&rc.kv[i][r]);
+      values->push_back(&rc.kv[i][r + S_]);
+      if (grad) {
+        dkeys->push_back(const_cast<float*>(&rc.dkv[i][r]));
+        dvalues->push_back(const_cast<float*>(&rc.dkv[i][r + S_]));
+      }
+    }
+  }
+}
+
+void GradientPass::ReadForward(int64_t l, bool cross, float* xbar) {
+  const ReadWeights& rw = cross ? W_.layers[l].lay : W_.layers[l].tok;
+  ReadCache& rc = cross ? cache_.lay : cache_.tok;
+  const float* a = cache_.a.data();
+  rc.src_begin = cross ? c_.CrossLayerBegin(l) : l;
+  rc.src_end = cross ? l : l + 1;
+  const int64_t n_src = rc.src_end - rc.src_begin;
+  rc.kv.resize(n_src);
+  rc.dkv.resize(n_src);
+  for (int64_t i = 0; i < n_src; ++i) {
+    const Notes& nt = notes_[rc.src_begin + i];
+    const int64_t rows = B_ * nt.nw;
+    rc.kv[i].assign(rows * 2 * S_, 0.0f);
+    rc.dkv[i].assign(rows * 2 * S_, 0.0f);
+    if (rows == 0) continue;
+    be_.Matmul(nt.s.data(), rows, S_, Ref(rw.k), rc.kv[i].data(), 2 * S_, false);
+    be_.Matmul(nt.s.data(), rows, S_, Ref(rw.v), rc.kv[i].data() + S_, 2 * S_, false);
+  }
+  float* q = Fit(&rc.q, M_ * S_);
+  float* o = Fit(&rc.o, M_ * S_);
+  float* co = Fit(&rc.co, M_ * D_);
+  float* gate = Fit(&rc.gate, M_);
+  be_.Matmul(a, M_, D_, Ref(rw.q), q, S_, false);
+  std::fill(o, o + M_ * S_, 0.0f);
+#pragma omp parallel for num_threads(ReadThreads()) schedule(static)
+  for (int64_t b = 0; b < B_; ++b) {
+    std::vector<const float*> keys, values;
+    for (int64_t t = 0; t < T_; ++t) {
+      const int64_t row = b * T_ + t;
+      Gather(rc, l, b, t, false, &keys, &values, nullptr, nullptr);
+      const float* ar = a + row * D_;
+      float g = rw.gate_bias;
+      for (int64_t d = 0; d < D_; ++d) g += rw.gate[d] * ar[d];
+      g = Sigmoid(g);
+      const bool active = !keys.empty() && g > c_.gate_threshold;
+      gate[row] = active ? g : 0.0f;
+      if (!active) continue;
+      be_.PoolAttend(q + row * S_, static_cast<int64_t>(keys.size()), keys.data(),
+                     values.data(), S_, c_.attn_heads, o + row * S_);
+    }
+  }
+  be_.Matmul(o, M_, S_, Ref(rw.o), co, D_, false);
+  for (int64_t row = 0; row < M_; ++row) {
+    const float g = gate[row];
+    if (g == 0.0f) continue;
+    float* xr = xbar + row * D_;
+    const float* cr = co + row * D_;
+    const float* ar = a + row * D_;
+    switch (c_.fusion) {
+      case Fusion::kWeighted:
+        for (int64_t d = 0; d < D_; ++d) xr[d] += rw.alpha[d] * (g * cr[d]);
+        break;
+      case Fusion::kResidual:
+        for (int64_t d = 0; d < D_; ++d) xr[d] += g * cr[d];
+        break;
+      case Fusion::kGated:
+        for (int64_t d = 0; d < D_; ++d) xr[d] += Sigmoid(rw.fuse[d] * ar[d]) * (g * cr[d]);
+        break;
+    }
+  }
+}
+
+void GradientPass::LayerForward(int64_t l, const float* u, float* out) {
+  const LayerWeights& LW = W_.layers[l];
+  LayerCache& lc = cache_;
+  const int64_t K = c_.d_conv;
+  float* xbar = Fit(&lc.xbar, M_ * D_);
+  std::memcpy(xbar, u, M_ * D_ * sizeof(float));
+  if (c_.memory_enabled()) {
+    float* a = Fit(&lc.a, M_ * D_);
+    be_.RmsNorm(u, M_, D_, LW.note_norm.data(), c_.norm_eps, a);
+    if (!notes_[l].done) TakeNotes(l);
+    ReadForward(l, /*cross=*/false, xbar);
+    if (LW.has_lay) ReadForward(l, /*cross=*/true, xbar);
+  }
+  float* h = Fit(&lc.h, M_ * D_);
+  float* xz = Fit(&lc.xz, M_ * 2 * E_);
+  float* xc = Fit(&lc.xc, M_ * E_);
+  float* dbc = Fit(&lc.dbc, M_ * ld_dbc_);
+  float* dt = Fit(&lc.dt, M_ * E_);
+  float* y = Fit(&lc.y, M_ * E_);
+  const int64_t n_chunks = (T_ + kScanChunk - 1) / kScanChunk;
+  float* cps = Fit(&lc.checkpoints, B_ * n_chunks * N_ * E_);
+  float* state = Fit(&lc.state, B_ * (N_ + K) * E_);
+  std::fill(state, state + B_ * (N_ + K) * E_, 0.0f);
+
+  be_.RmsNorm(xbar, M_, D_, LW.norm.data(), c_.norm_eps, h);
+  be_.Matmul(h, M_, D_, Ref(LW.in_proj), xz, 2 * E_, false);
+  std::vector<ConvArgs> conv(B_);
+  std::vector<ScanArgs> scan(B_);
+  for (int64_t b = 0; b < B_; ++b) {
+    ConvArgs& ca = conv[b];
+    ca.T = T_;
+    ca.E = E_;
+    ca.K = K;
+    ca.xi = xz + b * T_ * 2 * E_;
+    ca.ld_xi = 2 * E_;
+    ca.w = LW.conv_w.data();
+    ca.b = LW.conv_b.data();
+    ca.state = state + b * (N_ + K) * E_ + N_ * E_;
+    ca.out = xc + b * T_ * E_;
+  }
+  be_.ConvSilu(conv.data(), B_);
+  be_.Matmul(xc, M_, E_, Ref(LW.x_proj), dbc, ld_dbc_, false);
+  be_.Matmul(dbc, M_, ld_dbc_, Ref(LW.dt_proj), dt, E_, false);
+  for (int64_t b = 0; b < B_; ++b) {
+    ScanArgs& sa = scan[b];
+    sa.T = T_;
+    sa.E = E_;
+    sa.N = N_;
+    sa.xc = xc + b * T_ * E_;
+    sa.dt = dt + b * T_ * E_;
+    sa.dt_bias = LW.dt_bias.data();
+    sa.A = LW.A.data();
+    sa.B = dbc + b * T_ * ld_dbc_ + R_;
+    sa.C = dbc + b * T_ * ld_dbc_ + R_ + N_;
+    sa.ld_bc = ld_dbc_;
+    sa.D = LW.D.data();
+    sa.z = xz + b * T_ * 2 * E_ + E_;
+    sa.ld_z = 2 * E_;
+    sa.state = state + b * (N_ + K) * E_;
+    sa.y = y + b * T_ * E_;
+    sa.checkpoints = cps + b * n_chunks * N_ * E_;
+  }
+  be_.SelectiveScan(scan.data(), B_);
+  std::memcpy(out, xbar, M_ * D_ * sizeof(float));
+  be_.Matmul(y, M_, E_, Ref(LW.out_proj), out, D_, true);
+}
+
+void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float* da) {
+  const ReadWeights& rw = cross ? W_.layers[l].lay : W_.layers[l].tok;
+  ReadWeights& gw = cross ? G_.layers[l].lay : G_.layers[l].tok;
+  ReadCache& rc = cross ? cache_.lay : cache_.tok;
+  const float* a = cache_.a.data();
+  std::vector<float> dco(M_ * D_, 0.0f);
+  // Fusion and gate, row by row (the parameter sums in row order).
+  for (int64_t row = 0; row < M_; ++row) {
+    const float g = rc.gate[row];
+    if (g == 0.0f) continue;
+    const float* dx = dxbar + row * D_;
+    const float* cr = &rc.co[row * D_];
+    const float* ar = a + row * D_;
+    float* dc = &dco[row * D_];
+    float* dar = da + row * D_;
+    switch (c_.fusion) {
+      case Fusion::kWeighted:
+        for (int64_t d = 0; d < D_; ++d) {
+          dc[d] = rw.alpha[d] * dx[d];
+          gw.alpha[d] += dx[d] * g * cr[d];
+        }
+        break;
+      case Fusion::kResidual:
+        for (int64_t d = 0; d < D_; ++d) dc[d] = dx[d];
+        break;
+      case Fusion::kGated:
+        for (int64_t d = 0; d < D_; ++d) {
+          const float f = Sigmoid(rw.fuse[d] * ar[d]);
+          dc[d] = f * dx[d];
+          const float dpre = dx[d] * g * cr[d] * f * (1.0f - f);
+          gw.fuse[d] += dpre * ar[d];
+          dar[d] += dpre * rw.fuse[d];
+        }
+        break;
+    }
+    // c = γ·co: dγ = dc·co, dco = γ·dc; γ = σ(gate·a + bias).
+    float dgamma = 0.0f;
+    for (int64_t d = 0; d < D_; ++d) {
+      dgamma += dc[d] * cr[d];
+      dc[d] *= g;
+    }
+    const float dgl = dgamma * g * (1.0f - g);
+    for (int64_t d = 0; d < D_; ++d) {
+      gw.gate[d] += dgl * ar[d];
+      dar[d] += dgl * rw.gate[d];
+    }
+    gw.gate_bias += dgl;
+  }
+  // co = read.o · o.
+  be_.MatmulBackwardWeight(dco.data(), M_, D_, rc.o.data(), S_, D_, S_, gw.o.f32.data());
+  std::vector<float> dout(M_ * S_);
+  be_.MatmulBackwardInput(dco.data(), M_, D_, rw.o.f32.data(), D_, S_, dout.data(), S_, false);
+  // Attention: per sequence (rows of one sequence share notes' dk, dv).
+  std::vector<float> dq(M_ * S_, 0.0f);
+#pragma omp parallel for num_threads(ReadThreads()) schedule(static)
+  for (int64_t b = 0; b < B_; ++b) {
+    std::vector<const float*> keys, values;
+    std::vector<float*> dkeys, dvalues;
+    for (int64_t t = 0; t < T_; ++t) {
+      const int64_t row = b * T_ + t;
+      if (rc.gate[row] == 0.0f) continue;
+      Gather(rc, l, b, t, true, &keys, &values, &dkeys, &dvalues);
+      be_.PoolAttendBackward(&rc.q[row * S_], static_cast<int64_t>(keys.size()), keys.data(),
+                             values.data(), S_, c_.attn_heads, &dout[row * S_], &dq[row * S_],
+                             dkeys.data(), dvalues.data());
+    }
+  }
+  // q = read.q · a.
+  be_.MatmulBackwardWeight(dq.data(), M_, S_, a, D_, S_, D_, gw.q.f32.data());
+  be_.MatmulBackwardInput(dq.data(), M_, S_, rw.q.f32.data(), S_, D_, da, D_, true);
+  // k = read.k · ŝ, v = read.v · ŝ for every note of every source.
+  for (int64_t i = 0; i < rc.src_end - rc.src_begin; ++i) {
+    Notes& nt = notes_[rc.src_begin + i];
+    const int64_t rows = B_ * nt.nw;
+    if (rows == 0) continue;
+    const float* dk = rc.dkv[i].data();
+    const float* dv = dk + S_;
+    be_.MatmulBackwardWeight(dk, rows, 2 * S_, nt.s.data(), S_, S_, S_, gw.k.f32.data());
+    be_.MatmulBackwardWeight(dv, rows, 2 * S_, nt.s.data(), S_, S_, S_, gw.v.f32.data());
+    be_.MatmulBackwardInput(dk, rows, 2 * S_, rw.k.f32.data(), S_, S_, nt.ds.data(), S_, true);
+    be_.MatmulBackwardInput(dv, rows, 2 * S_, rw.v.f32.data(), S_, S_, nt.ds.data(), S_, true);
+  }
+}
+
+void GradientPass::NotesBackward(int64_t l, float* da) {
+  Notes& nt = notes_[l];
+  const LayerWeights& LW = W_.layers[l];
+  LayerWeights& GL = G_.layers[l];
+  const int64_t rows = B_ * nt.nw;
+  if (rows == 0) return;
+  // ŝ = score·raw, raw = Wsum·m.
+  std::vector<float> draw(rows * S_), dm(rows * D_);
+  std::vector<float> dscore(rows, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < S_; ++j) {
+      dscore[r] += nt.ds[r * S_ + j] * nt.raw[r * S_ + j];
+      draw[r * S_ + j] = nt.score[r] * nt.ds[r * S_ + j];
+    }
+  }
+  be_.MatmulBackwardWeight(draw.data(), rows, S_, nt.m.data(), D_, S_, D_,
+                           GL.note_summary.f32.data());
+  be_.MatmulBackwardInput(draw.data(), rows, S_, LW.note_summary.f32.data(), S_, D_, dm.data(),
+                          D_, false);
+  // score = σ(w·(m − mean m) + bias).
+  float w_mean = 0.0f;
+  for (int64_t d = 0; d < D_; ++d) w_mean += LW.note_score[d];
+  w_mean /= static_cast<float>(D_);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float s = nt.score[r];
+    const float dsl = dscore[r] * s * (1.0f - s);
+    if (dsl == 0.0f) continue;
+    const float* m = &nt.m[r * D_];
+    float m_mean = 0.0f;
+    for (int64_t d = 0; d < D_; ++d) m_mean += m[d];
+    m_mean /= static_cast<float>(D_);
+    for (int64_t d = 0; d < D_; ++d) {
+      GL.note_score[d] += dsl * (m[d] - m_mean);
+      dm[r * D_ + d] += dsl * (LW.note_score[d] - w_mean);
+    }
+    GL.note_score_bias += dsl;
+  }
+  // The max: to the first position attaining it.
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t b = r / nt.nw;
+    for (int64_t d = 0; d < D_; ++d) {
+      da[(b * T_ + nt.arg[r * D_ + d]) * D_ + d] += dm[r * D_ + d];
+    }
+  }
+}
+
+void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
+  const LayerWeights& LW = W_.layers[l];
+  LayerWeights& GL = G_.layers[l];
+  const int64_t K = c_.d_conv;
+  std::vector<float> out(M_ * D_);
+  LayerForward(l, u, out.data());  // recompute this layer's activations
+  LayerCache& lc = cache_;
+  // dx holds the gradient of the layer's output; x̄ passes it through.
+  std::vector<float> dxbar(dx, dx + M_ * D_);
+  // out = x̄ + out_proj·y.
+  std::vector<float> dy(M_ * E_);
+  be_.MatmulBackwardWeight(dx, M_, D_, lc.y.data(), E_, D_, E_, GL.out_proj.f32.data());
+  be_.MatmulBackwardInput(dx, M_, D_, LW.out_proj.f32.data(), D_, E_, dy.data(), E_, false);
+  // Scan.
+  std::vector<float> dxz(M_ * 2 * E_), dxc(M_ * E_), ddt(M_ * E_), ddbc(M_ * ld_dbc_);
+  std::vector<float> dA(N_ * E_, 0.0f);
+  const int64_t n_chunks = (T_ + kScanChunk - 1) / kScanChunk;
+  std::vector<ScanBackwardArgs> sb(B_);
+  for (int64_t b = 0; b < B_; ++b) {
+    ScanBackwardArgs& g = sb[b];
+    ScanArgs& sa = g.fwd;
+    sa.T = T_;
+    sa.E = E_;
+    sa.N = N_;
+    sa.xc = lc.xc.data() + b * T_ * E_;
+    sa.dt = lc.dt.data() + b * T_ * E_;
+    sa.dt_bias = LW.dt_bias.data();
+    sa.A = LW.A.data();
+    sa.B = lc.dbc.data() + b * T_ * ld_dbc_ + R_;
+    sa.C = lc.dbc.data() + b * T_ * ld_dbc_ + R_ + N_;
+    sa.ld_bc = ld_dbc_;
+    sa.D = LW.D.data();
+    sa.z = lc.xz.data() + b * T_ * 2 * E_ + E_;
+    sa.ld_z = 2 * E_;
+    g.checkpoints = lc.checkpoints.data() + b * n_chunks * N_ * E_;
+    g.dy = dy.data() + b * T_ * E_;
+    g.dxc = dxc.data() + b * T_ * E_;
+    g.ddt = ddt.data() + b * T_ * E_;
+    g.dB = ddbc.data() + b * T_ * ld_dbc_ + R_;
+    g.dC = ddbc.data() + b * T_ * ld_dbc_ + R_ + N_;
+    g.ld_dbc = ld_dbc_;
+    g.dz = dxz.data() + b * T_ * 2 * E_ + E_;
+    g.ld_dz = 2 * E_;
+    g.dA = dA.data();
+    g.dD = GL.D.data();
+    g.ddt_bias = GL.dt_bias.data();
+  }
+  be_.SelectiveScanBackward(sb.data(), B_);
+  // A = -exp(A_log), stored [N, E]; A_log is [E, N]: dA_log = dA·A.
+  for (int64_t e = 0; e < E_; ++e) {
+    for (int64_t n = 0; n < N_; ++n) GL.A_log[e * N_ + n] += dA[n * E_ + e] * LW.A[n * E_ + e];
+  }
+  // dt = dt_proj·δ (δ = the first R columns of dbc).
+  be_.MatmulBackwardWeight(ddt.data(), M_, E_, lc.dbc.data(), ld_dbc_, E_, R_,
+                           GL.dt_proj.f32.data());
+  be_.MatmulBackwardInput(ddt.data(), M_, E_, LW.dt_proj.f32.data(), E_, R_, ddbc.data(),
+                          ld_dbc_, false);
+  // dbc = x_proj·xc.
+  be_.MatmulBackwardWeight(ddbc.data(), M_, ld_dbc_, lc.xc.data(), E_, ld_dbc_, E_,
+                           GL.x_proj.f32.data());
+  be_.MatmulBackwardInput(ddbc.data(), M_, ld_dbc_, LW.x_proj.f32.data(), ld_dbc_, E_,
+                          dxc.data(), E_, true);
+  // xc = SiLU(conv(ξ) + bias).
+  std::vector<ConvBackwardArgs> cb(B_);
+  for (int64_t b = 0; b < B_; ++b) {
+    ConvBackwardArgs& g = cb[b];
+    g.T = T_;
+    g.E = E_;
+    g.K = K;
+    g.xi = lc.xz.data() + b * T_ * 2 * E_;
+    g.ld_xi = 2 * E_;
+    g.w = LW.conv_w.data();
+    g.b = LW.conv_b.data();
+    g.dout = dxc.data() + b * T_ * E_;
+    g.dxi = dxz.data() + b * T_ * 2 * E_;
+    g.ld_dxi = 2 * E_;
+    g.dw = GL.conv_w.data();
+    g.db = GL.conv_b.data();
+  }
+  be_.ConvSiluBackward(cb.data(), B_);
+  // xz = in_proj·h; h = RMSNorm(x̄).
+  std::vector<float> dh(M_ * D_);
+  be_.MatmulBackwardWeight(dxz.data(), M_, 2 * E_, lc.h.data(), D_, 2 * E_, D_,
+                           GL.in_proj.f32.data());
+  be_.MatmulBackwardInput(dxz.data(), M_, 2 * E_, LW.in_proj.f32.data(), 2 * E_, D_,
+                          dh.data(), D_, false);
+  be_.RmsNormBackward(lc.xbar.data(), M_, D_, LW.norm.data(), c_.norm_eps, dh.data(),
+                      dxbar.data(), true, GL.norm.data());
+  // x̄ = u + reads(a): dx = dx̄ + RMSNorm'(da).
+  std::memcpy(dx, dxbar.data(), M_ * D_ * sizeof(float));
+  if (!c_.memory_enabled()) return;
+  std::vector<float> da(M_ * D_, 0.0f);
+  ReadBackward(l, /*cross=*/false, dxbar.data(), da.data());
+  if (LW.has_lay) ReadBackward(l, /*cross=*/true, dxbar.data(), da.data());
+  // Every reader of this layer's notes (itself and later layers) is done.
+  NotesBackward(l, da.data());
+  be_.RmsNormBackward(u, M_, D_, LW.note_norm.data(), c_.norm_eps, da.data(), dx, true,
+                      GL.note_norm.data());
+}
+
+double GradientPass::LossAndHeadBackward(const float* x_last, float* dx, int64_t n_targets) {
+  const int64_t V = c_.vocab_size;
+  // Target rows: row (b, t) predicts token t + 1.
+  std::vector<int64_t> rows;
+  std::vector<int32_t> targets;
+  for (int64_t b = 0; b < B_; ++b) {
+    for (int64_t t = 0; t + 1 < T_; ++t) {
+      const int64_t next = b * T_ + t + 1;
+      if (batch_.mask && !batch_.mask[next]) continue;
+      rows.push_back(b * T_ + t);
+      targets.push_back(batch_.tokens[next]);
+    }
+  }
+  const int64_t n = static_cast<int64_t>(rows.size());
+  std::vector<float> xr(n * D_), hf(n * D_), dhf(n * D_, 0.0f), dxr(n * D_);
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(&xr[i * D_], x_last + rows[i] * D_, D_ * sizeof(float));
+  }
+  be_.RmsNorm(xr.data(), n, D_, W_.norm_f.data(), c_.norm_eps, hf.data());
+  const Matrix& head = W_.head();
+  Matrix& dhead = c_.tie_embeddings ? G_.embedding : G_.lm_head;
+  // Logits a block of rows at a time: at most ~4M floats live.
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{1} << 22) / V));
+  std::vector<float> logits(block * V);
+  double loss_sum = 0.0;
+  const float scale = 1.0f / static_cast<float>(n_targets);
+  for (int64_t r0 = 0; r0 < n; r0 += block) {
+    const int64_t nr = std::min(block, n - r0);
+    be_.Matmul(&hf[r0 * D_], nr, D_, Ref(head), logits.data(), V, false);
+    be_.SoftmaxCrossEntropy(logits.data(), nr, V, &targets[r0], scale, &loss_sum);
+    be_.MatmulBackwardWeight(logits.data(), nr, V, &hf[r0 * D_], D_, V, D_, dhead.f32.data());
+    be_.MatmulBackwardInput(logits.data(), nr, V, head.f32.data(), V, D_, &dhf[r0 * D_], D_,
+                            false);
+  }
+  be_.RmsNormBackward(xr.data(), n, D_, W_.norm_f.data(), c_.norm_eps, dhf.data(), dxr.data(),
+                      false, G_.norm_f.data());
+  std::fill(dx, dx + M_ * D_, 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(dx + rows[i] * D_, &dxr[i * D_], D_ * sizeof(float));
+  }
+  return loss_sum;
+}
+
+absl::Status GradientPass::Run(BatchStats* stats) {
+  int64_t n_targets = 0;
+  for (int64_t b = 0; b < B_; ++b) {
+    for (int64_t t = 1; t < T_; ++t) {
+      if (!batch_.mask || batch_.mask[b * T_ + t]) ++n_targets;
+    }
+  }
+  if (n_targets == 0) {
+    return Error(ErrorCode::kInvalidArgument, "the batch has no target (every loss mask byte "
+                                              "at t >= 1 is zero, or seq_len is 1)");
+  }
+  for (const Matrix* m : {&W_.embedding, &W_.lm_head}) {
+    if (m->is_bf16()) return Error(ErrorCode::kUnsupported, "gradients need f32 weights");
+  }
+  AllocateWeights(c_, &G_);
+  notes_.assign(c_.n_layer, Notes());
+  x_.assign(c_.n_layer + 1, {});
+
+  // Forward.
+  std::vector<float>& x0 = x_[0];
+  x0.resize(M_ * D_);
+  for (int64_t m = 0; m < M_; ++m) {
+    std::memcpy(&x0[m * D_], &W_.embedding.f32[batch_.tokens[m] * D_], D_ * sizeof(float));
+  }
+  for (int64_t l = 0; l < c_.n_layer; ++l) {
+    x_[l + 1].resize(M_ * D_);
+    LayerForward(l, x_[l].data(), x_[l + 1].data());
+  }
+  // Loss, then backward layer by layer.
+  std::vector<float> dx(M_ * D_);
+  const double loss_sum = LossAndHeadBackward(x_[c_.n_layer].data(), dx.data(), n_targets);
+  std::vector<float>().swap(x_[c_.n_layer]);
+  for (int64_t l = c_.n_layer - 1; l >= 0; --l) {
+    LayerBackward(l, x_[l].data(), dx.data());
+    if (l > 0) std::vector<float>().swap(x_[l]);
+  }
+  for (int64_t m = 0; m < M_; ++m) {
+    float* g = &G_.embedding.f32[batch_.tokens[m] * D_];
+    for (int64_t d = 0; d < D_; ++d) g[d] += dx[m * D_ + d];
+  }
+
+  stats->loss_sum = loss_sum;
+  stats->targets = n_targets;
+  stats->keep_fraction.assign(c_.n_layer, 0.0f);
+  for (int64_t l = 0; l < c_.n_layer; ++l) {
+    const int64_t closed = B_ * notes_[l].nw;
+    stats->keep_fraction[l] =
+        closed ? static_cast<float>(notes_[l].kept) / static_cast<float>(closed) : 0.0f;
+  }
+  // Flatten in ListParams() order.
+  std::vector<ParamRef> params = ListParams(c_, &G_);
+  grads_out_->resize(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const ParamRef& p = params[i];
+    const float* src =
+        p.matrix ? p.matrix->f32.data() : p.vector ? p.vector->data() : p.scalar;
+    (*grads_out_)[i].assign(src, src + p.numel());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ComputeGradients(const Model& model, const Batch& batch,
+                              const GradientOptions& options, BatchStats* stats,
+                              Gradients* grads) {
+  if (options.straight_through) {
+    return Error(ErrorCode::kUnsupported, "the straight-through note estimator is not built");
+  }
+  if (batch.B < 1 || batch.T < 1) {
+    return Error(ErrorCode::kInvalidArgument, "a batch needs B >= 1 and T >= 1");
+  }
+  GradientPass pass(model, batch, grads);
+  return pass.Run(stats);
+}
+
+}  // namespace memmamba

@@ -1,0 +1,51 @@
+// The loss and gradient of one batch (DESIGN 2.4, 6): the whole-sequence
+// forward from empty state, next-token cross-entropy, and the backward of
+// every op. The optimizer lives in trainer.h; this is also what gradient
+// checks and tools call.
+#ifndef MEMMAMBA_TRAIN_GRADIENTS_H_
+#define MEMMAMBA_TRAIN_GRADIENTS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "model/model.h"
+
+namespace memmamba {
+
+// B sequences of T tokens, row-major; mask (optional, B·T bytes aligned with
+// tokens): a non-zero byte makes that token a target; t = 0 never is.
+struct Batch {
+  const int32_t* tokens = nullptr;
+  int64_t B = 0;
+  int64_t T = 0;
+  const uint8_t* mask = nullptr;
+};
+
+struct GradientOptions {
+  // DESIGN 6: every completed earlier window is a read candidate weighted by
+  // keep + score - stopgrad(score).
+  bool straight_through = false;
+};
+
+struct BatchStats {
+  double loss_sum = 0.0;               // Σ over targets of -log p(target)
+  int64_t targets = 0;
+  std::vector<float> keep_fraction;    // per layer: closed windows kept / closed
+  double loss() const { return targets ? loss_sum / targets : 0.0; }
+};
+
+// Gradients, one flat float vector per parameter in ListParams() order.
+using Gradients = std::vector<std::vector<float>>;
+
+// Computes the mean loss over the batch's targets and its gradient with
+// respect to every parameter of `model` (whose matrices must be f32).
+// `grads` is resized and overwritten. Tokens must be valid (the caller
+// checks); fails with kInvalidArgument when the batch has no target.
+[[nodiscard]] absl::Status ComputeGradients(const Model& model, const Batch& batch,
+                                            const GradientOptions& options, BatchStats* stats,
+                                            Gradients* grads);
+
+}  // namespace memmamba
+
+#endif  // MEMMAMBA_TRAIN_GRADIENTS_H_

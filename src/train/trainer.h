@@ -1,0 +1,74 @@
+// The trainer (DESIGN 6): master weights, AdamW moments, gradient
+// accumulation, global-norm clipping, save and load.
+#ifndef MEMMAMBA_TRAIN_TRAINER_H_
+#define MEMMAMBA_TRAIN_TRAINER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "model/model.h"
+#include "train/gradients.h"
+
+namespace memmamba {
+
+struct TrainerOptions {
+  float learning_rate = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.1f;
+  float grad_clip = 1.0f;  // 0 = off
+  int64_t accum_steps = 1;
+  int n_threads = 0;       // 0 = all cores
+  bool straight_through = false;
+
+  [[nodiscard]] absl::Status Validate() const;
+};
+
+struct StepResult {
+  double loss = 0.0;
+  double grad_norm = 0.0;
+  int64_t tokens = 0;
+  bool updated = false;
+  int64_t step = 0;
+};
+
+class Trainer {
+ public:
+  // Starts from `init`'s weights (bf16 matrices are widened to f32).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      const Model& init, const TrainerOptions& options);
+  // A file written by Save(); `n_threads` 0 = all cores.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> Load(const std::string& path,
+                                                                     int n_threads);
+
+  // One mm_train_step. On any error nothing changes.
+  [[nodiscard]] absl::Status Step(const Batch& batch, StepResult* result);
+  [[nodiscard]] absl::Status Save(const std::string& path) const;
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<Model>> ExportModel(
+      const ModelOptions& options) const;
+
+  [[nodiscard]] absl::Status SetLearningRate(float lr);
+  int64_t step() const { return step_; }
+  const std::vector<float>& keep_fraction() const { return keep_fraction_; }
+  const ModelConfig& config() const { return model_->config(); }
+
+ private:
+  Trainer() = default;
+  void Allocate();
+
+  std::unique_ptr<Model> model_;  // private: its weights change in place
+  TrainerOptions options_;
+  std::vector<ParamRef> params_;  // into model_'s weights
+  std::vector<std::vector<float>> m_, v_, accum_;
+  int64_t accum_count_ = 0;
+  int64_t step_ = 0;
+  std::vector<float> keep_fraction_;
+};
+
+}  // namespace memmamba
+
+#endif  // MEMMAMBA_TRAIN_TRAINER_H_
