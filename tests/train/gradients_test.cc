@@ -24,12 +24,13 @@ struct GradCase {
   int64_t capacity = 8;
   bool tie = true;
   float gate = 0.0f;
+  int64_t d_model = 16;  // 13: d_inner 26, the scan's scalar (non-multiple-of-8) path
 };
 
 ModelConfig SmallConfig(const GradCase& g) {
   ModelConfig c;
   c.vocab_size = 40;
-  c.d_model = 16;
+  c.d_model = g.d_model;
   c.n_layer = 4;
   c.d_state = 4;
   c.summary_dim = 8;
@@ -156,7 +157,9 @@ INSTANTIATE_TEST_SUITE_P(
                  Fusion::kResidual, 1, 32},
         GradCase{"fifo_w4_untied_evicting", PoolPolicy::kFifo, 4, Fusion::kWeighted, 0, 3,
                  false},
-        GradCase{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 0}),
+        GradCase{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 0},
+        GradCase{"odd_width_scalar_scan", PoolPolicy::kFifo, 4, Fusion::kWeighted, 2, 4, true,
+                 0.0f, 13}),
     [](const ::testing::TestParamInfo<GradCase>& info) { return info.param.name; });
 
 }  // namespace

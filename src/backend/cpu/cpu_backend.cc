@@ -196,6 +196,131 @@ void ScanBackwardChannels(const ScanBackwardArgs& g, int64_t e0, int64_t e1, flo
   }
 }
 
+#if MM_CPU_AVX2
+inline __m256 Sigmoid8(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, cpu::Exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// ScanBackwardChannels for nb a multiple of 8, eight channels per vector; the
+// decays exp(Δ·A) of the recomputation are kept ([kScanChunk, N, nb] in
+// `decays`) so the backward walk needs no exp of its own.
+void ScanBackwardChannels8(const ScanBackwardArgs& g, int64_t e0, int64_t e1, float* states,
+                           float* decays, float* carry, float* deltas, float* part_b,
+                           float* part_c) {
+  const ScanArgs& a = g.fwd;
+  const int64_t N = a.N, E = a.E, T = a.T, nb = e1 - e0;
+  std::fill(carry, carry + N * nb, 0.0f);
+  std::fill(part_b, part_b + T * N, 0.0f);
+  std::fill(part_c, part_c + T * N, 0.0f);
+  std::vector<float> ddelta(nb), du(nb), dyy(nb);
+  for (int64_t c = (T + kScanChunk - 1) / kScanChunk - 1; c >= 0; --c) {
+    const int64_t t0 = c * kScanChunk, t1 = std::min(T, t0 + kScanChunk);
+    const float* cp = g.checkpoints + c * N * E;
+    for (int64_t t = t0; t < t1; ++t) {
+      float* st = states + (t - t0) * N * nb;
+      float* dc = decays + (t - t0) * N * nb;
+      const float* prev = t > t0 ? st - N * nb : nullptr;
+      const float* B = a.B + t * a.ld_bc;
+      float* dl = deltas + (t - t0) * nb;
+      const float* u = a.xc + t * E + e0;
+      for (int64_t i = 0; i < nb; i += 8) {
+        _mm256_storeu_ps(dl + i, cpu::Softplus8(_mm256_add_ps(
+                                     _mm256_loadu_ps(a.dt + t * E + e0 + i),
+                                     _mm256_loadu_ps(a.dt_bias + e0 + i))));
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        const float* A = a.A + n * E + e0;
+        const float* sp = prev ? prev + n * nb : cp + n * E + e0;
+        const __m256 bn = _mm256_set1_ps(B[n]);
+        for (int64_t i = 0; i < nb; i += 8) {
+          const __m256 d = _mm256_loadu_ps(dl + i);
+          const __m256 decay = cpu::Exp8(_mm256_mul_ps(d, _mm256_loadu_ps(A + i)));
+          _mm256_storeu_ps(dc + n * nb + i, decay);
+          _mm256_storeu_ps(st + n * nb + i,
+                           _mm256_fmadd_ps(decay, _mm256_loadu_ps(sp + i),
+                                           _mm256_mul_ps(_mm256_mul_ps(d, bn),
+                                                         _mm256_loadu_ps(u + i))));
+        }
+      }
+    }
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const float* st = states + (t - t0) * N * nb;
+      const float* dc = decays + (t - t0) * N * nb;
+      const float* B = a.B + t * a.ld_bc;
+      const float* C = a.C + t * a.ld_bc;
+      const float* u = a.xc + t * E + e0;
+      const float* z = a.z + t * a.ld_z + e0;
+      const float* dy = g.dy + t * E + e0;
+      const float* dl = deltas + (t - t0) * nb;
+      float* dz = g.dz + t * g.ld_dz + e0;
+      for (int64_t i = 0; i < nb; i += 8) {
+        const __m256 uu = _mm256_loadu_ps(u + i);
+        const __m256 Dv = _mm256_loadu_ps(a.D + e0 + i);
+        __m256 yy = _mm256_mul_ps(Dv, uu);
+        for (int64_t n = 0; n < N; ++n) {
+          yy = _mm256_fmadd_ps(_mm256_loadu_ps(st + n * nb + i), _mm256_set1_ps(C[n]), yy);
+        }
+        const __m256 zz = _mm256_loadu_ps(z + i);
+        const __m256 sg = Sigmoid8(zz);
+        const __m256 one = _mm256_set1_ps(1.0f);
+        const __m256 silu_grad =
+            _mm256_mul_ps(sg, _mm256_fmadd_ps(zz, _mm256_sub_ps(one, sg), one));
+        const __m256 dyv = _mm256_loadu_ps(dy + i);
+        _mm256_storeu_ps(dz + i, _mm256_mul_ps(_mm256_mul_ps(dyv, yy), silu_grad));
+        const __m256 dyyv = _mm256_mul_ps(dyv, _mm256_mul_ps(zz, sg));
+        _mm256_storeu_ps(dyy.data() + i, dyyv);
+        _mm256_storeu_ps(g.dD + e0 + i,
+                         _mm256_fmadd_ps(dyyv, uu, _mm256_loadu_ps(g.dD + e0 + i)));
+        _mm256_storeu_ps(du.data() + i, _mm256_mul_ps(dyyv, Dv));
+        _mm256_storeu_ps(ddelta.data() + i, _mm256_setzero_ps());
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        const float* A = a.A + n * E + e0;
+        const float* sprev = t > t0 ? st - N * nb + n * nb : cp + n * E + e0;
+        const float* s_t = st + n * nb;
+        const float* decay_n = dc + n * nb;
+        float* cr = carry + n * nb;
+        float* dA = g.dA + n * E + e0;
+        const __m256 cn = _mm256_set1_ps(C[n]), bn = _mm256_set1_ps(B[n]);
+        __m256 db = _mm256_setzero_ps(), dcv = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i += 8) {
+          const __m256 dyyv = _mm256_loadu_ps(dyy.data() + i);
+          const __m256 gs = _mm256_fmadd_ps(dyyv, cn, _mm256_loadu_ps(cr + i));
+          dcv = _mm256_fmadd_ps(dyyv, _mm256_loadu_ps(s_t + i), dcv);
+          const __m256 decay = _mm256_loadu_ps(decay_n + i);
+          const __m256 d_decay = _mm256_mul_ps(gs, _mm256_loadu_ps(sprev + i));
+          const __m256 dd = _mm256_mul_ps(d_decay, decay);
+          const __m256 dlv = _mm256_loadu_ps(dl + i);
+          const __m256 uu = _mm256_loadu_ps(u + i);
+          const __m256 gs_dl = _mm256_mul_ps(gs, dlv);
+          __m256 dlt = _mm256_loadu_ps(ddelta.data() + i);
+          dlt = _mm256_fmadd_ps(dd, _mm256_loadu_ps(A + i), dlt);
+          dlt = _mm256_fmadd_ps(_mm256_mul_ps(gs, bn), uu, dlt);
+          _mm256_storeu_ps(ddelta.data() + i, dlt);
+          _mm256_storeu_ps(dA + i, _mm256_fmadd_ps(dd, dlv, _mm256_loadu_ps(dA + i)));
+          db = _mm256_fmadd_ps(gs_dl, uu, db);
+          _mm256_storeu_ps(du.data() + i,
+                           _mm256_fmadd_ps(gs_dl, bn, _mm256_loadu_ps(du.data() + i)));
+          _mm256_storeu_ps(cr + i, _mm256_mul_ps(gs, decay));
+        }
+        part_b[t * N + n] += cpu::HorizontalSum8(db);
+        part_c[t * N + n] += cpu::HorizontalSum8(dcv);
+      }
+      for (int64_t i = 0; i < nb; i += 8) {
+        const __m256 x = _mm256_add_ps(_mm256_loadu_ps(a.dt + t * E + e0 + i),
+                                       _mm256_loadu_ps(a.dt_bias + e0 + i));
+        const __m256 ddt = _mm256_mul_ps(_mm256_loadu_ps(ddelta.data() + i), Sigmoid8(x));
+        _mm256_storeu_ps(g.ddt + t * E + e0 + i, ddt);
+        _mm256_storeu_ps(g.ddt_bias + e0 + i,
+                         _mm256_add_ps(_mm256_loadu_ps(g.ddt_bias + e0 + i), ddt));
+        _mm256_storeu_ps(g.dxc + t * E + e0 + i, _mm256_loadu_ps(du.data() + i));
+      }
+    }
+  }
+}
+#endif
+
 void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
   const int64_t K = a.K;
   for (int64_t t = 0; t < a.T; ++t) {
@@ -398,11 +523,18 @@ class CpuBackend final : public Backend {
 #pragma omp parallel num_threads(threads)
       {
         std::vector<float> states(kScanChunk * N * kScanBlock), carry(N * kScanBlock),
-            deltas(kScanChunk * kScanBlock);
+            deltas(kScanChunk * kScanBlock), decays(kScanChunk * N * kScanBlock);
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < blocks; ++blk) {
           const int64_t e0 = blk * kScanBlock, e1 = std::min(E, e0 + kScanBlock);
           float* pb = part.data() + blk * 2 * T * N;
+#if MM_CPU_AVX2
+          if ((e1 - e0) % 8 == 0) {
+            ScanBackwardChannels8(g, e0, e1, states.data(), decays.data(), carry.data(),
+                                  deltas.data(), pb, pb + T * N);
+            continue;
+          }
+#endif
           ScanBackwardChannels(g, e0, e1, states.data(), carry.data(), deltas.data(), pb,
                                pb + T * N);
         }
