@@ -151,6 +151,19 @@ class Backend {
                                   const float* dout, float* dq, float* const* dkeys,
                                   float* const* dvalues) = 0;
 
+  // The straight-through note estimator (DESIGN 6): the read's attention is
+  // p_j = κ_j e^{s_j} / Σ_i κ_i e^{s_i} over candidates j, with κ_j = 1 for
+  // the m pool entries (keys/values) and 0 for the c other candidates
+  // (ckeys/cvalues); this writes dL/dκ_j for every candidate,
+  //   dκ_j = Σ_h e^{s_jh} / Z_h · (do_h·v_jh − do_h·o_h),  Z_h = Σ_pool e^{s_ih},
+  // pool entries first (m values), then the other candidates (c values),
+  // into dkappa (overwritten). m >= 1.
+  virtual void PoolAttendKappaGrad(const float* q, int64_t m, const float* const* keys,
+                                   const float* const* values, int64_t c,
+                                   const float* const* ckeys, const float* const* cvalues,
+                                   int64_t S, int64_t H, const float* dout,
+                                   float* dkappa) = 0;
+
   // Next-token cross-entropy of M rows of logits [M, V], in place: row m with
   // targets[m] >= 0 becomes scale·(softmax(row) − onehot(target)) and adds
   // −log softmax(row)[target] to *loss_sum (a double, summed in row order);

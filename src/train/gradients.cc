@@ -57,6 +57,7 @@ struct Notes {
   std::vector<float> raw;     // [B·nw, S] note.summary·m
   std::vector<float> s;       // [B·nw, S] ŝ = score·raw
   std::vector<float> ds;      // [B·nw, S] gradient of ŝ, added by every reader
+  std::vector<float> dscore_st;  // [B·nw] straight-through gradient of the score
   // versions[b][k]: the windows (ascending) in the pool read by tokens of
   // window k of sequence b.
   std::vector<std::vector<std::vector<int32_t>>> versions;
@@ -85,8 +86,10 @@ struct LayerCache {
 
 class GradientPass {
  public:
-  GradientPass(const Model& model, const Batch& batch, Gradients* grads)
+  GradientPass(const Model& model, const Batch& batch, const GradientOptions& options,
+               Gradients* grads)
       : model_(model),
+        straight_through_(options.straight_through),
         c_(model.config()),
         W_(model.weights()),
         be_(model.backend()),
@@ -122,6 +125,7 @@ class GradientPass {
   int ReadThreads() const { return B_ > 1 && M_ * S_ >= 65536 ? model_.n_threads() : 1; }
 
   const Model& model_;
+  const bool straight_through_;
   const ModelConfig& c_;
   const ModelWeights& W_;
   Backend& be_;
@@ -152,6 +156,7 @@ void GradientPass::TakeNotes(int64_t l) {
   nt.raw.assign(rows * S_, 0.0f);
   nt.s.assign(rows * S_, 0.0f);
   nt.ds.assign(rows * S_, 0.0f);
+  nt.dscore_st.assign(rows, 0.0f);
   const float* a = cache_.a.data();
   for (int64_t b = 0; b < B_; ++b) {
     for (int64_t k = 0; k < nt.nw; ++k) {
@@ -411,6 +416,9 @@ void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float
   for (int64_t b = 0; b < B_; ++b) {
     std::vector<const float*> keys, values;
     std::vector<float*> dkeys, dvalues;
+    std::vector<const float*> ckeys, cvalues;
+    std::vector<float*> targets;  // where each candidate's dκ goes
+    std::vector<float> dkappa;
     for (int64_t t = 0; t < T_; ++t) {
       const int64_t row = b * T_ + t;
       if (rc.gate[row] == 0.0f) continue;
@@ -418,6 +426,35 @@ void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float
       be_.PoolAttendBackward(&rc.q[row * S_], static_cast<int64_t>(keys.size()), keys.data(),
                              values.data(), S_, c_.attn_heads, &dout[row * S_], &dq[row * S_],
                              dkeys.data(), dvalues.data());
+      if (!straight_through_) continue;
+      // Every completed earlier window of each source is a candidate with
+      // κ = keep + score − stopgrad(score): κ's gradient goes to the score.
+      const int64_t k = t / c_.note_window;
+      targets.clear();
+      ckeys.clear();
+      cvalues.clear();
+      for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {  // pool entries first
+        Notes& nt = notes_[src];
+        for (int32_t win : nt.versions[b][k]) targets.push_back(&nt.dscore_st[b * nt.nw + win]);
+      }
+      for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {
+        Notes& nt = notes_[src];
+        const std::vector<int32_t>& pool = nt.versions[b][k];
+        const int64_t i = src - rc.src_begin;
+        for (int64_t win = 0; win < std::min(k, nt.nw); ++win) {
+          if (std::find(pool.begin(), pool.end(), win) != pool.end()) continue;
+          const int64_t r = (b * nt.nw + win) * 2 * S_;
+          ckeys.push_back(&rc.kv[i][r]);
+          cvalues.push_back(&rc.kv[i][r + S_]);
+          targets.push_back(&nt.dscore_st[b * nt.nw + win]);
+        }
+      }
+      dkappa.resize(targets.size());
+      be_.PoolAttendKappaGrad(&rc.q[row * S_], static_cast<int64_t>(keys.size()), keys.data(),
+                              values.data(), static_cast<int64_t>(ckeys.size()), ckeys.data(),
+                              cvalues.data(), S_, c_.attn_heads, &dout[row * S_],
+                              dkappa.data());
+      for (size_t j = 0; j < targets.size(); ++j) *targets[j] += dkappa[j];
     }
   }
   // q = read.q · a.
@@ -445,7 +482,7 @@ void GradientPass::NotesBackward(int64_t l, float* da) {
   if (rows == 0) return;
   // ŝ = score·raw, raw = Wsum·m.
   std::vector<float> draw(rows * S_), dm(rows * D_);
-  std::vector<float> dscore(rows, 0.0f);
+  std::vector<float> dscore(nt.dscore_st.begin(), nt.dscore_st.begin() + rows);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < S_; ++j) {
       dscore[r] += nt.ds[r * S_ + j] * nt.raw[r * S_ + j];
@@ -692,13 +729,10 @@ absl::Status GradientPass::Run(BatchStats* stats) {
 absl::Status ComputeGradients(const Model& model, const Batch& batch,
                               const GradientOptions& options, BatchStats* stats,
                               Gradients* grads) {
-  if (options.straight_through) {
-    return Error(ErrorCode::kUnsupported, "the straight-through note estimator is not built");
-  }
   if (batch.B < 1 || batch.T < 1) {
     return Error(ErrorCode::kInvalidArgument, "a batch needs B >= 1 and T >= 1");
   }
-  GradientPass pass(model, batch, grads);
+  GradientPass pass(model, batch, options, grads);
   return pass.Run(stats);
 }
 

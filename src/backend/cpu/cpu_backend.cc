@@ -602,6 +602,48 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void PoolAttendKappaGrad(const float* q, int64_t m, const float* const* keys,
+                           const float* const* values, int64_t c, const float* const* ckeys,
+                           const float* const* cvalues, int64_t S, int64_t H, const float* dout,
+                           float* dkappa) override {
+    const int64_t dh = S / H;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+    thread_local std::vector<float> sc;
+    sc.resize(m + c);
+    std::fill(dkappa, dkappa + m + c, 0.0f);
+    auto key = [&](int64_t j) { return j < m ? keys[j] : ckeys[j - m]; };
+    auto value = [&](int64_t j) { return j < m ? values[j] : cvalues[j - m]; };
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t off = h * dh;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < m + c; ++j) {
+        float dot = 0.0f;
+        const float* k = key(j) + off;
+        for (int64_t d = 0; d < dh; ++d) dot += q[off + d] * k[d];
+        sc[j] = dot * scale;
+        if (j < m) mx = std::max(mx, sc[j]);
+      }
+      // Z and o·do over the pool entries only (κ = 0 elsewhere).
+      float z = 0.0f;
+      for (int64_t j = 0; j < m; ++j) z += std::exp(sc[j] - mx);
+      float o_do = 0.0f;
+      for (int64_t j = 0; j < m; ++j) {
+        const float* v = value(j) + off;
+        float dp = 0.0f;
+        for (int64_t d = 0; d < dh; ++d) dp += dout[off + d] * v[d];
+        o_do += std::exp(sc[j] - mx) / z * dp;
+      }
+      for (int64_t j = 0; j < m + c; ++j) {
+        const float* v = value(j) + off;
+        float dp = 0.0f;
+        for (int64_t d = 0; d < dh; ++d) dp += dout[off + d] * v[d];
+        // Clamped: a candidate far above the pool's maximum would overflow;
+        // its weight is what the estimator says it would be, capped at e^30.
+        dkappa[j] += std::exp(std::min(sc[j] - mx, 30.0f)) / z * (dp - o_do);
+      }
+    }
+  }
+
   void SoftmaxCrossEntropy(float* logits, int64_t M, int64_t V, const int32_t* targets,
                            float scale, double* loss_sum) override {
     std::vector<double> losses(M, 0.0);
