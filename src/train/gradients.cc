@@ -90,6 +90,7 @@ class GradientPass {
                Gradients* grads)
       : model_(model),
         straight_through_(options.straight_through),
+        keep_bytes_(options.keep_activations_bytes),
         c_(model.config()),
         W_(model.weights()),
         be_(model.backend()),
@@ -109,7 +110,7 @@ class GradientPass {
 
  private:
   // Forward of layer l from its input u: out = the layer's output. Fills
-  // cache_ (and the layer's notes the first time).
+  // its cache (and the layer's notes the first time).
   void LayerForward(int64_t l, const float* u, float* out);
   void LayerBackward(int64_t l, const float* u, float* dx);
   void TakeNotes(int64_t l);
@@ -126,6 +127,7 @@ class GradientPass {
 
   const Model& model_;
   const bool straight_through_;
+  const double keep_bytes_;
   const ModelConfig& c_;
   const ModelWeights& W_;
   Backend& be_;
@@ -136,7 +138,12 @@ class GradientPass {
   ModelWeights G_;                     // gradients, shaped like the weights
   std::vector<std::vector<float>> x_;  // x_[l]: input of layer l, [M, D]
   std::vector<Notes> notes_;
-  LayerCache cache_;
+  // The activations of the layer being worked on: caches_[l] when every
+  // layer's fit in keep_bytes_ (the backward then recomputes nothing),
+  // else caches_[0], refilled by a recomputation in the backward.
+  std::vector<LayerCache> caches_;
+  LayerCache* cur_ = nullptr;
+  bool keep_all_ = false;
 };
 
 float* Fit(std::vector<float>* v, int64_t n) {
@@ -157,7 +164,7 @@ void GradientPass::TakeNotes(int64_t l) {
   nt.s.assign(rows * S_, 0.0f);
   nt.ds.assign(rows * S_, 0.0f);
   nt.dscore_st.assign(rows, 0.0f);
-  const float* a = cache_.a.data();
+  const float* a = cur_->a.data();
   for (int64_t b = 0; b < B_; ++b) {
     for (int64_t k = 0; k < nt.nw; ++k) {
       float* m = &nt.m[(b * nt.nw + k) * D_];
@@ -231,8 +238,8 @@ void GradientPass::Gather(const ReadCache& rc, int64_t l, int64_t b, int64_t t, 
 
 void GradientPass::ReadForward(int64_t l, bool cross, float* xbar) {
   const ReadWeights& rw = cross ? W_.layers[l].lay : W_.layers[l].tok;
-  ReadCache& rc = cross ? cache_.lay : cache_.tok;
-  const float* a = cache_.a.data();
+  ReadCache& rc = cross ? cur_->lay : cur_->tok;
+  const float* a = cur_->a.data();
   rc.src_begin = cross ? c_.CrossLayerBegin(l) : l;
   rc.src_end = cross ? l : l + 1;
   const int64_t n_src = rc.src_end - rc.src_begin;
@@ -293,7 +300,8 @@ void GradientPass::ReadForward(int64_t l, bool cross, float* xbar) {
 
 void GradientPass::LayerForward(int64_t l, const float* u, float* out) {
   const LayerWeights& LW = W_.layers[l];
-  LayerCache& lc = cache_;
+  cur_ = &caches_[keep_all_ ? l : 0];
+  LayerCache& lc = *cur_;
   const int64_t K = c_.d_conv;
   float* xbar = Fit(&lc.xbar, M_ * D_);
   std::memcpy(xbar, u, M_ * D_ * sizeof(float));
@@ -361,8 +369,8 @@ void GradientPass::LayerForward(int64_t l, const float* u, float* out) {
 void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float* da) {
   const ReadWeights& rw = cross ? W_.layers[l].lay : W_.layers[l].tok;
   ReadWeights& gw = cross ? G_.layers[l].lay : G_.layers[l].tok;
-  ReadCache& rc = cross ? cache_.lay : cache_.tok;
-  const float* a = cache_.a.data();
+  ReadCache& rc = cross ? cur_->lay : cur_->tok;
+  const float* a = cur_->a.data();
   std::vector<float> dco(M_ * D_, 0.0f);
   // Fusion and gate, row by row (the parameter sums in row order).
   for (int64_t row = 0; row < M_; ++row) {
@@ -524,9 +532,13 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
   const LayerWeights& LW = W_.layers[l];
   LayerWeights& GL = G_.layers[l];
   const int64_t K = c_.d_conv;
-  std::vector<float> out(M_ * D_);
-  LayerForward(l, u, out.data());  // recompute this layer's activations
-  LayerCache& lc = cache_;
+  if (keep_all_) {
+    cur_ = &caches_[l];
+  } else {
+    std::vector<float> out(M_ * D_);
+    LayerForward(l, u, out.data());  // recompute this layer's activations
+  }
+  LayerCache& lc = *cur_;
   // dx holds the gradient of the layer's output; x̄ passes it through.
   std::vector<float> dxbar(dx, dx + M_ * D_);
   // out = x̄ + out_proj·y.
@@ -679,6 +691,15 @@ absl::Status GradientPass::Run(BatchStats* stats) {
   }
   AllocateWeights(c_, &G_);
   notes_.assign(c_.n_layer, Notes());
+  {
+    // Floats of one layer's activations (LayerCache), roughly.
+    const double per_layer =
+        4.0 * M_ * (4 * D_ + 6 * E_ + ld_dbc_ + 4 * S_) +
+        4.0 * B_ * ((T_ + kScanChunk - 1) / kScanChunk + 1) * N_ * E_ +
+        4.0 * 4 * B_ * (T_ / c_.note_window + 1) * 2 * S_ * (1 + c_.cross_layer_span);
+    keep_all_ = per_layer * c_.n_layer <= keep_bytes_;
+    caches_.assign(keep_all_ ? c_.n_layer : 1, LayerCache());
+  }
   x_.assign(c_.n_layer + 1, {});
 
   // Forward.

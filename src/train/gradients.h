@@ -26,6 +26,10 @@ struct GradientOptions {
   // DESIGN 6: every completed earlier window is a read candidate weighted by
   // keep + score - stopgrad(score).
   bool straight_through = false;
+  // Activations of every layer are kept when they fit in this many bytes;
+  // otherwise one layer's at a time, recomputed in the backward (one more
+  // forward pass of work). The gradients are the same bits either way.
+  double keep_activations_bytes = 1024.0 * 1024.0 * 1024.0;
 };
 
 struct BatchStats {

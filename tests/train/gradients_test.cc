@@ -204,5 +204,28 @@ TEST(StraightThrough, ChangesOnlyWhatScoresFeed) {
   EXPECT_TRUE(score_differs);
 }
 
+// Keeping every layer's activations or recomputing them in the backward
+// gives the same bits.
+TEST(Recompute, SameGradientsAsKeepingActivations) {
+  ModelConfig c = SmallConfig(GradCase{"rc"});
+  std::unique_ptr<Model> model = PerturbedModel(c, 3);
+  const int64_t B = 3, T = 40;
+  std::vector<int32_t> tokens(B * T);
+  std::mt19937 rng(9);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng() % c.vocab_size);
+  Batch batch{tokens.data(), B, T, nullptr};
+  for (bool st : {false, true}) {
+    GradientOptions keep, recompute;
+    keep.straight_through = recompute.straight_through = st;
+    recompute.keep_activations_bytes = 0;
+    BatchStats s1, s2;
+    Gradients g1, g2;
+    ASSERT_TRUE(ComputeGradients(*model, batch, keep, &s1, &g1).ok());
+    ASSERT_TRUE(ComputeGradients(*model, batch, recompute, &s2, &g2).ok());
+    EXPECT_EQ(s1.loss_sum, s2.loss_sum);
+    EXPECT_EQ(g1, g2) << "straight_through " << st;
+  }
+}
+
 }  // namespace
 }  // namespace memmamba
