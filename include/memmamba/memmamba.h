@@ -306,8 +306,11 @@ MM_API mm_status mm_session_reset(mm_session *session);
  * per session. */
 MM_API uint64_t mm_session_position(const mm_session *session);
 
-/* Bytes of recurrent state the session keeps (conv and SSM state, pending
- * note windows, pools); constant in the stream length. 0 for NULL. */
+/* Bytes of recurrent state the session keeps in memory (conv and SSM state,
+ * pending note windows, pools, and each note's cached key/value projections
+ * for its readers); constant in the stream length. 0 for NULL. A snapshot
+ * carries less (mm_snapshot_info.state_bytes): the projections are
+ * recomputed on restore. */
 MM_API uint64_t mm_session_state_bytes(const mm_session *session);
 
 /* Number of notes currently in layer `layer`'s pool, or -1 for a NULL session
