@@ -179,7 +179,9 @@ typedef struct mm_model_options {
   uint32_t struct_size;
   int32_t device;       /* mm_device: MM_DEVICE_CPU */
   int32_t weight_dtype; /* mm_dtype: MM_DTYPE_F32 */
-  int32_t n_threads;    /* threads used by calls on this model; 0 = all cores */
+  int32_t n_threads;    /* threads used by calls on this model; 0 = OpenMP's
+                           default: OMP_NUM_THREADS, else the CPUs this
+                           process may run on */
 } mm_model_options;
 
 /* Fills *options with the defaults. Same codes as mm_model_config_init. */

@@ -56,7 +56,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Finish(ModelConfig config, ModelWe
   MM_RETURN_IF_ERROR(CheckFinite(c, &model->weights_));
   PrepareWeights(c, &model->weights_);
   if (options.bf16_weights) ConvertMatricesToBf16(c, &model->weights_);
-  model->n_threads_ = options.n_threads > 0 ? options.n_threads : omp_get_num_procs();
+  // 0: OpenMP's default team size, which honours OMP_NUM_THREADS and the
+  // CPUs this process may run on (taskset, container limits).
+  model->n_threads_ = options.n_threads > 0 ? options.n_threads : omp_get_max_threads();
   model->backend_ = CreateCpuBackend(model->n_threads_);
   model->readers_.assign(c.n_layer, {});
   for (int64_t j = 0; j < c.n_layer; ++j) model->readers_[j].push_back(j);
@@ -127,6 +129,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
                                                    const ModelOptions& options) {
   MM_ASSIGN_OR_RETURN(SafetensorsReader file, SafetensorsReader::ReadFile(path));
   MM_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromMetadata(file.metadata()));
+  // Every parameter takes at least 2 bytes (bf16): a configuration larger
+  // than the file can back is refused before anything is allocated for it.
+  if (CountParameters(config) * 2 > static_cast<double>(file.data_section_size())) {
+    return Errorf(ErrorCode::kCorruptFile, path, ": the configuration needs ",
+                  CountParameters(config), " parameters; the file holds ",
+                  file.data_section_size(), " bytes of tensors");
+  }
   ModelWeights weights;
   AllocateWeights(config, &weights);
   std::set<std::string> expected;

@@ -131,6 +131,22 @@ void AllocateWeights(const ModelConfig& c, ModelWeights* w) {
   }
 }
 
+double CountParameters(const ModelConfig& c) {
+  const double V = static_cast<double>(c.vocab_size), D = static_cast<double>(c.d_model),
+               E = static_cast<double>(c.d_inner()), N = static_cast<double>(c.d_state),
+               K = static_cast<double>(c.d_conv), R = static_cast<double>(c.dt_rank),
+               S = static_cast<double>(c.summary_dim);
+  const double fuse = c.fusion == Fusion::kResidual ? 0.0 : D;
+  const double read = S * D + 2 * S * S + D * S + D + 1 + fuse;
+  const double mixer = D + 2 * E * D + E * K + E + (R + 2 * N) * E + E * R + E + E * N + E + D * E;
+  const double notes = D + S * D + D + 1;
+  double n = V * D + D + (c.tie_embeddings ? 0.0 : V * D);
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    n += mixer + notes + read + (c.HasCrossLayerRead(l) ? read : 0.0);
+  }
+  return n;
+}
+
 std::vector<ParamRef> ListParams(const ModelConfig& c, ModelWeights* w) {
   const int64_t D = c.d_model, E = c.d_inner(), N = c.d_state, K = c.d_conv;
   std::vector<ParamRef> out;

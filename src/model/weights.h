@@ -110,6 +110,12 @@ struct ParamRef {
   }
 };
 
+// The number of parameters `config` has, computed without allocating (in
+// double: a fuzzed configuration may describe more than memory holds), so
+// file readers can refuse a configuration the file cannot back before
+// allocating for it. Equals the total of ListParams() (a test checks).
+double CountParameters(const ModelConfig& config);
+
 // Sizes every tensor of `weights` for `config` (zero-filled, fp32).
 void AllocateWeights(const ModelConfig& config, ModelWeights* weights);
 

@@ -230,6 +230,22 @@ absl::Status Trainer::Save(const std::string& path) const {
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Load(const std::string& path, int n_threads) {
   MM_ASSIGN_OR_RETURN(SafetensorsReader file, SafetensorsReader::ReadFile(path));
+  return FromFile(file, path, n_threads);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::FromBytes(std::string bytes,
+                                                            const std::string& what,
+                                                            int n_threads) {
+  absl::StatusOr<SafetensorsReader> file = SafetensorsReader::FromBytes(std::move(bytes));
+  if (!file.ok()) {
+    return Error(CodeOf(file.status()), what + ": " + std::string(file.status().message()));
+  }
+  return FromFile(*file, what, n_threads);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::FromFile(const SafetensorsReader& file,
+                                                           const std::string& path,
+                                                           int n_threads) {
   const auto& meta = file.metadata();
   auto format = meta.find(kFormatKey);
   if (format == meta.end()) {
@@ -290,6 +306,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Load(const std::string& path, 
   if (accum_count >= o.accum_steps) {
     return Errorf(ErrorCode::kCorruptFile, path, ": accum_count ", accum_count,
                   " is not below accum_steps ", o.accum_steps);
+  }
+  // Weights and two moments, at least 2 bytes each: a configuration the file
+  // cannot back is refused before anything is allocated for it.
+  if (CountParameters(config) * 3 * 2 > static_cast<double>(file.data_section_size())) {
+    return Errorf(ErrorCode::kCorruptFile, path, ": the configuration needs ",
+                  CountParameters(config), " parameters; the file holds ",
+                  file.data_section_size(), " bytes of tensors");
   }
   ModelWeights weights;
   AllocateWeights(config, &weights);

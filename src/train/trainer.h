@@ -10,6 +10,7 @@
 
 #include "common/status.h"
 #include "model/model.h"
+#include "model/safetensors.h"
 #include "train/gradients.h"
 
 namespace memmamba {
@@ -44,6 +45,9 @@ class Trainer {
   // A file written by Save(); `n_threads` 0 = all cores.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> Load(const std::string& path,
                                                                      int n_threads);
+  // The same from the file's bytes; `what` names it in messages.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> FromBytes(
+      std::string bytes, const std::string& what, int n_threads);
 
   // One mm_train_step. On any error nothing changes.
   [[nodiscard]] absl::Status Step(const Batch& batch, StepResult* result);
@@ -59,6 +63,8 @@ class Trainer {
  private:
   Trainer() = default;
   void Allocate();
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> FromFile(
+      const SafetensorsReader& file, const std::string& path, int n_threads);
 
   std::unique_ptr<Model> model_;  // private: its weights change in place
   TrainerOptions options_;

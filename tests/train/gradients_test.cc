@@ -229,3 +229,23 @@ TEST(Recompute, SameGradientsAsKeepingActivations) {
 
 }  // namespace
 }  // namespace memmamba
+
+namespace memmamba {
+namespace {
+
+TEST(CountParameters, EqualsTheParameterList) {
+  for (const GradCase& g :
+       {GradCase{"a"}, GradCase{"b", PoolPolicy::kFifo, 1, Fusion::kGated, 1, 4, false},
+        GradCase{"c", PoolPolicy::kFifo, 1, Fusion::kResidual, 0, 0}}) {
+    ModelConfig c = SmallConfig(g);
+    ASSERT_TRUE(c.Resolve().ok());
+    ModelWeights w;
+    AllocateWeights(c, &w);
+    double n = 0;
+    for (const ParamRef& p : ListParams(c, &w)) n += static_cast<double>(p.numel());
+    EXPECT_EQ(CountParameters(c), n) << g.name;
+  }
+}
+
+}  // namespace
+}  // namespace memmamba

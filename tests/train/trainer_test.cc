@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -336,6 +337,42 @@ TEST(Trainer, BadFilesAndOptions) {
   mm_trainer_free(nullptr);
   EXPECT_EQ(mm_trainer_step_count(nullptr), 0u);
   EXPECT_STREQ(mm_trainer_last_error(nullptr), "");
+}
+
+// Writes the fuzzer's seed corpus (tests/fuzz/trainer_fuzz.cc) when
+// MM_TRAINER_FUZZ_SEEDS_OUT names a directory: trainer files of a tiny model,
+// one mid-accumulation.
+TEST(TrainerFuzzSeeds, DISABLED_Write) {
+  const char* out = std::getenv("MM_TRAINER_FUZZ_SEEDS_OUT");
+  ASSERT_NE(out, nullptr);
+  mm_model_config c;
+  mm_model_config_init(&c, sizeof c);
+  c.vocab_size = 16;
+  c.d_model = 8;
+  c.n_layer = 2;
+  c.d_state = 2;
+  c.summary_dim = 4;
+  c.attn_heads = 2;
+  c.note_window = 2;
+  c.pool_capacity = 3;
+  c.cross_layer_period = 2;
+  c.cross_layer_span = 1;
+  mm_model* m = nullptr;
+  ASSERT_EQ(mm_model_create(&m, &c, 21, nullptr), MM_OK);
+  mm_trainer_options o;
+  mm_trainer_options_init(&o, sizeof o);
+  o.accum_steps = 2;
+  o.n_threads = 1;
+  mm_trainer* t = nullptr;
+  ASSERT_EQ(mm_trainer_create(&t, m, &o), MM_OK);
+  std::vector<int32_t> tokens = Batch(1, 8, 16);
+  ASSERT_EQ(mm_trainer_save(t, (std::string(out) + "/fresh.safetensors").c_str()), MM_OK);
+  ASSERT_EQ(mm_train_step(t, tokens.data(), 1, 8, nullptr, nullptr), MM_OK);
+  ASSERT_EQ(mm_trainer_save(t, (std::string(out) + "/accumulating.safetensors").c_str()), MM_OK);
+  ASSERT_EQ(mm_train_step(t, tokens.data(), 1, 8, nullptr, nullptr), MM_OK);
+  ASSERT_EQ(mm_trainer_save(t, (std::string(out) + "/stepped.safetensors").c_str()), MM_OK);
+  mm_trainer_free(t);
+  mm_model_free(m);
 }
 
 }  // namespace
