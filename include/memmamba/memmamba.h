@@ -287,8 +287,8 @@ MM_API mm_status mm_session_feed(mm_session *session, const int32_t *tokens,
                                  size_t logits_capacity);
 
 /* Steps `n_sessions` sessions by one token each in one batched call:
- * tokens[i] goes to sessions[i]. All sessions must be distinct and belong to
- * the same model. `logits` may be NULL; otherwise it receives
+ * tokens[i] goes to sessions[i]. All sessions must be distinct (a repeated
+ * one is MM_ERR_INVALID_ARGUMENT) and belong to the same model. `logits` may be NULL; otherwise it receives
  * n_sessions * vocab_size floats (row i for session i) and
  * `logits_capacity` is its size in floats. Results equal n_sessions separate
  * one-token feeds. On any error no session changes, and the message is set
@@ -310,7 +310,8 @@ MM_API uint64_t mm_session_position(const mm_session *session);
 
 /* Bytes of recurrent state the session keeps in memory (conv and SSM state,
  * pending note windows, pools, and each note's cached key/value projections
- * for its readers); constant in the stream length. 0 for NULL. A snapshot
+ * for its readers); bounded whatever the stream length (it grows only until
+ * the pools are full). 0 for NULL. A snapshot
  * carries less (mm_snapshot_info.state_bytes): the projections are
  * recomputed on restore. */
 MM_API uint64_t mm_session_state_bytes(const mm_session *session);
@@ -561,6 +562,11 @@ MM_API mm_status mm_trainer_save(const mm_trainer *trainer, const char *path);
  * MM_ERR_TENSOR_MISSING, MM_ERR_TENSOR_SHAPE, MM_ERR_TENSOR_DTYPE,
  * MM_ERR_NON_FINITE, MM_ERR_CONFIG, MM_ERR_OUT_OF_MEMORY. Any thread. */
 MM_API mm_status mm_trainer_load(mm_trainer **out, const char *path, int32_t n_threads);
+
+/* Writes the trainer's model configuration (as mm_model_get_config does for
+ * a model: the prefix the caller's struct_size knows). Returns
+ * MM_ERR_INVALID_ARGUMENT, MM_ERR_STRUCT_SIZE. One thread per trainer. */
+MM_API mm_status mm_trainer_get_config(const mm_trainer *trainer, mm_model_config *config);
 
 /* The message of this trainer's last failed call, or "". One thread per
  * trainer. */

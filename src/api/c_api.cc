@@ -205,6 +205,38 @@ absl::StatusOr<ModelOptions> ToModelOptions(const mm_model_options* in) {
   return m;
 }
 
+// Writes the prefix of mm_model_config the caller knows.
+mm_status WriteConfig(const ModelConfig& m, mm_model_config* config) {
+  if (config->struct_size < kConfigV1Size) {
+    return Fail(Errorf(ErrorCode::kStructSize, "mm_model_config.struct_size = ",
+                       config->struct_size, " is too small"));
+  }
+  mm_model_config c = DefaultConfig();
+  c.vocab_size = static_cast<uint32_t>(m.vocab_size);
+  c.d_model = static_cast<uint32_t>(m.d_model);
+  c.n_layer = static_cast<uint32_t>(m.n_layer);
+  c.d_state = static_cast<uint32_t>(m.d_state);
+  c.d_conv = static_cast<uint32_t>(m.d_conv);
+  c.expand = static_cast<uint32_t>(m.expand);
+  c.dt_rank = static_cast<uint32_t>(m.dt_rank);
+  c.note_window = static_cast<uint32_t>(m.note_window);
+  c.summary_dim = static_cast<uint32_t>(m.summary_dim);
+  c.pool_capacity = static_cast<uint32_t>(m.pool_capacity);
+  c.pool_policy = static_cast<int32_t>(m.pool_policy);
+  c.note_threshold = m.note_threshold;
+  c.attn_heads = static_cast<uint32_t>(m.attn_heads);
+  c.gate_threshold = m.gate_threshold;
+  c.cross_layer_period = static_cast<uint32_t>(m.cross_layer_period);
+  c.cross_layer_span = static_cast<uint32_t>(m.cross_layer_span);
+  c.fusion = static_cast<int32_t>(m.fusion);
+  c.norm_eps = m.norm_eps;
+  c.tie_embeddings = m.tie_embeddings ? 1 : 0;
+  const uint32_t size = config->struct_size;
+  std::memcpy(config, &c, size < sizeof c ? size : sizeof c);
+  config->struct_size = size;
+  return MM_OK;
+}
+
 mm_status Succeed(std::unique_ptr<Model> model, mm_model** out) {
   auto handle = std::make_unique<mm_model>();
   handle->impl = std::move(model);
@@ -373,35 +405,7 @@ mm_status mm_model_get_config(const mm_model* model, mm_model_config* config) {
     if (model == nullptr || config == nullptr) {
       return Fail(ErrorCode::kInvalidArgument, "model or config is NULL");
     }
-    if (config->struct_size < memmamba::kConfigV1Size) {
-      return Fail(memmamba::Errorf(ErrorCode::kStructSize, "mm_model_config.struct_size = ",
-                                   config->struct_size, " is too small"));
-    }
-    const memmamba::ModelConfig& m = model->impl->config();
-    mm_model_config c = memmamba::DefaultConfig();
-    c.vocab_size = static_cast<uint32_t>(m.vocab_size);
-    c.d_model = static_cast<uint32_t>(m.d_model);
-    c.n_layer = static_cast<uint32_t>(m.n_layer);
-    c.d_state = static_cast<uint32_t>(m.d_state);
-    c.d_conv = static_cast<uint32_t>(m.d_conv);
-    c.expand = static_cast<uint32_t>(m.expand);
-    c.dt_rank = static_cast<uint32_t>(m.dt_rank);
-    c.note_window = static_cast<uint32_t>(m.note_window);
-    c.summary_dim = static_cast<uint32_t>(m.summary_dim);
-    c.pool_capacity = static_cast<uint32_t>(m.pool_capacity);
-    c.pool_policy = static_cast<int32_t>(m.pool_policy);
-    c.note_threshold = m.note_threshold;
-    c.attn_heads = static_cast<uint32_t>(m.attn_heads);
-    c.gate_threshold = m.gate_threshold;
-    c.cross_layer_period = static_cast<uint32_t>(m.cross_layer_period);
-    c.cross_layer_span = static_cast<uint32_t>(m.cross_layer_span);
-    c.fusion = static_cast<int32_t>(m.fusion);
-    c.norm_eps = m.norm_eps;
-    c.tie_embeddings = m.tie_embeddings ? 1 : 0;
-    const uint32_t size = config->struct_size;
-    std::memcpy(config, &c, size < sizeof c ? size : sizeof c);
-    config->struct_size = size;
-    return MM_OK;
+    return memmamba::WriteConfig(model->impl->config(), config);
   });
 }
 
@@ -867,6 +871,15 @@ mm_status mm_trainer_load(mm_trainer** out, const char* path, int32_t n_threads)
     handle->impl = std::move(*trainer);
     *out = handle.release();
     return MM_OK;
+  });
+}
+
+mm_status mm_trainer_get_config(const mm_trainer* trainer, mm_model_config* config) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (trainer == nullptr || config == nullptr) {
+      return Fail(ErrorCode::kInvalidArgument, "trainer or config is NULL");
+    }
+    return memmamba::WriteConfig(trainer->impl->config(), config);
   });
 }
 

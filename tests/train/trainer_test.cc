@@ -334,6 +334,14 @@ TEST(Trainer, BadFilesAndOptions) {
   o.struct_size = 2;
   EXPECT_EQ(mm_trainer_create(&t, h.model, &o), MM_ERR_STRUCT_SIZE);
   EXPECT_EQ(mm_trainer_create(&t, nullptr, nullptr), MM_ERR_INVALID_ARGUMENT);
+  mm_model_config cfg;
+  mm_model_config_init(&cfg, sizeof cfg);
+  ASSERT_EQ(mm_trainer_get_config(h.trainer, &cfg), MM_OK);
+  EXPECT_EQ(cfg.n_layer, 4u);
+  EXPECT_EQ(cfg.pool_capacity, 3u);
+  EXPECT_EQ(mm_trainer_get_config(nullptr, &cfg), MM_ERR_INVALID_ARGUMENT);
+  cfg.struct_size = 4;
+  EXPECT_EQ(mm_trainer_get_config(h.trainer, &cfg), MM_ERR_STRUCT_SIZE);
   mm_trainer_free(nullptr);
   EXPECT_EQ(mm_trainer_step_count(nullptr), 0u);
   EXPECT_STREQ(mm_trainer_last_error(nullptr), "");
