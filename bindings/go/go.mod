@@ -1,0 +1,3 @@
+module memmamba.dev/memmamba
+
+go 1.19

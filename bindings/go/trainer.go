@@ -1,0 +1,266 @@
+package memmamba
+
+/*
+#include <stdlib.h>
+#include "memmamba/memmamba.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"unsafe"
+)
+
+// TrainerOptions are the AdamW and accumulation settings
+// (mm_trainer_options). Start from DefaultTrainerOptions.
+type TrainerOptions struct {
+	LearningRate        float32
+	Beta1               float32
+	Beta2               float32
+	Eps                 float32
+	WeightDecay         float32 // decoupled, on matrices and embeddings only
+	GradClip            float32 // clip the global gradient L2 norm; 0 = off
+	AccumSteps          uint32  // TrainStep calls per optimizer update
+	NThreads            int32   // 0 = all cores
+	NoteStraightThrough bool    // the straight-through estimator of note selection
+}
+
+// DefaultTrainerOptions is the library's defaults (the header's documented
+// values where the library has no training).
+func DefaultTrainerOptions() TrainerOptions {
+	var c C.mm_trainer_options
+	if C.mm_trainer_options_init(&c, C.sizeof_mm_trainer_options) != C.MM_OK {
+		return TrainerOptions{LearningRate: 1e-3, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8,
+			WeightDecay: 0.1, GradClip: 1.0, AccumSteps: 1}
+	}
+	return TrainerOptions{
+		LearningRate:        float32(c.learning_rate),
+		Beta1:               float32(c.beta1),
+		Beta2:               float32(c.beta2),
+		Eps:                 float32(c.eps),
+		WeightDecay:         float32(c.weight_decay),
+		GradClip:            float32(c.grad_clip),
+		AccumSteps:          uint32(c.accum_steps),
+		NThreads:            int32(c.n_threads),
+		NoteStraightThrough: bool(c.note_straight_through),
+	}
+}
+
+func (o *TrainerOptions) toC() C.mm_trainer_options {
+	var c C.mm_trainer_options
+	c.struct_size = C.sizeof_mm_trainer_options
+	c.learning_rate = C.float(o.LearningRate)
+	c.beta1 = C.float(o.Beta1)
+	c.beta2 = C.float(o.Beta2)
+	c.eps = C.float(o.Eps)
+	c.weight_decay = C.float(o.WeightDecay)
+	c.grad_clip = C.float(o.GradClip)
+	c.accum_steps = C.uint32_t(o.AccumSteps)
+	c.n_threads = C.int32_t(o.NThreads)
+	c.note_straight_through = C.bool(o.NoteStraightThrough)
+	return c
+}
+
+// TrainResult is what one TrainStep did (mm_train_result).
+type TrainResult struct {
+	Loss     float32 // mean cross-entropy (nats) over this call's targets
+	GradNorm float32 // global gradient norm before clipping; meaningful when Updated
+	Tokens   uint64  // targets counted
+	Updated  bool    // this call completed an accumulation and updated the weights
+	Step     uint64  // optimizer updates so far
+}
+
+// Trainer trains a copy of a model's weights with AdamW. Use it from one
+// goroutine at a time. It does not depend on the model it started from.
+type Trainer struct {
+	p      *C.mm_trainer
+	nLayer int
+}
+
+func wrapTrainer(p *C.mm_trainer, nLayer int) *Trainer {
+	t := &Trainer{p: p, nLayer: nLayer}
+	runtime.SetFinalizer(t, (*Trainer).Close)
+	return t
+}
+
+// NewTrainer starts training from the model's weights. opts nil = defaults.
+func NewTrainer(m *Model, opts *TrainerOptions) (*Trainer, error) {
+	if err := checkABI(); err != nil {
+		return nil, err
+	}
+	o := DefaultTrainerOptions()
+	if opts != nil {
+		o = *opts
+	}
+	co := o.toC()
+	mp, err := m.use()
+	if err != nil {
+		return nil, err
+	}
+	defer m.done()
+	var out *C.mm_trainer
+	if err := threadCall(func() C.mm_status { return C.mm_trainer_create(&out, mp, &co) }); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, newError(CodeInternal, "the library returned no trainer")
+	}
+	return wrapTrainer(out, int(m.cfg.NLayer)), nil
+}
+
+// LoadTrainer loads a trainer written by Save; training continues exactly
+// where it stopped. nThreads 0 = all cores.
+func LoadTrainer(path string, nThreads int32) (*Trainer, error) {
+	if err := checkABI(); err != nil {
+		return nil, err
+	}
+	cp, err := cPath(path)
+	if err != nil {
+		return nil, err
+	}
+	defer freeC(cp)
+	var out *C.mm_trainer
+	if err := threadCall(func() C.mm_status {
+		return C.mm_trainer_load(&out, cp, C.int32_t(nThreads))
+	}); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, newError(CodeInternal, "the library returned no trainer")
+	}
+	t := wrapTrainer(out, 0)
+	// The C API has no call giving a trainer's configuration; the layer
+	// count (for KeepFraction) comes from one exported model.
+	m, err := t.ExportModel(nil)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.nLayer = int(m.cfg.NLayer)
+	m.Close()
+	return t, nil
+}
+
+// Close frees the trainer. Closing twice is a no-op.
+func (t *Trainer) Close() error {
+	if t.p == nil {
+		return nil
+	}
+	C.mm_trainer_free(t.p)
+	t.p = nil
+	runtime.SetFinalizer(t, nil)
+	return nil
+}
+
+func (t *Trainer) check(st C.mm_status) error {
+	if st == C.MM_OK {
+		return nil
+	}
+	return newError(int(st), C.GoString(C.mm_trainer_last_error(t.p)))
+}
+
+// TrainStep runs one training call on batch sequences of seqLen tokens
+// (row-major). mask, if not nil, holds one byte per token: non-zero makes
+// the token a target (entries at t = 0 are ignored). On error nothing
+// changes.
+func (t *Trainer) TrainStep(tokens []int32, batch, seqLen int, mask []byte) (TrainResult, error) {
+	if t.p == nil {
+		return TrainResult{}, closedError("trainer")
+	}
+	if batch < 0 || seqLen < 0 || (seqLen > 0 && batch > int(^uint(0)>>1)/seqLen) {
+		return TrainResult{}, invalid("batch %d x seq_len %d is not a valid shape", batch, seqLen)
+	}
+	if len(tokens) != batch*seqLen {
+		return TrainResult{}, invalid("%d tokens for a batch of %d x %d = %d", len(tokens), batch, seqLen, batch*seqLen)
+	}
+	var maskPtr *C.uint8_t
+	if mask != nil {
+		if len(mask) != len(tokens) {
+			return TrainResult{}, invalid("a loss mask of %d bytes for %d tokens", len(mask), len(tokens))
+		}
+		if len(mask) > 0 {
+			maskPtr = (*C.uint8_t)(unsafe.Pointer(&mask[0]))
+		}
+	}
+	var r C.mm_train_result
+	r.struct_size = C.sizeof_mm_train_result
+	err := t.check(C.mm_train_step(t.p, tokensPtr(tokens), C.size_t(batch), C.size_t(seqLen), maskPtr, &r))
+	runtime.KeepAlive(t)
+	runtime.KeepAlive(tokens)
+	runtime.KeepAlive(mask)
+	if err != nil {
+		return TrainResult{}, err
+	}
+	return TrainResult{
+		Loss:     float32(r.loss),
+		GradNorm: float32(r.grad_norm),
+		Tokens:   uint64(r.tokens),
+		Updated:  bool(r.updated),
+		Step:     uint64(r.step),
+	}, nil
+}
+
+// SetLearningRate sets the learning rate of the following updates.
+func (t *Trainer) SetLearningRate(lr float32) error {
+	if t.p == nil {
+		return closedError("trainer")
+	}
+	err := t.check(C.mm_trainer_set_learning_rate(t.p, C.float(lr)))
+	runtime.KeepAlive(t)
+	return err
+}
+
+// StepCount is the number of optimizer updates applied so far.
+func (t *Trainer) StepCount() uint64 {
+	if t.p == nil {
+		return 0
+	}
+	defer runtime.KeepAlive(t)
+	return uint64(C.mm_trainer_step_count(t.p))
+}
+
+// KeepFraction is, per layer, the fraction of the note windows closed by the
+// last TrainStep whose score passed the threshold (0 = a dead layer).
+func (t *Trainer) KeepFraction() ([]float32, error) {
+	if t.p == nil {
+		return nil, closedError("trainer")
+	}
+	out := make([]float32, t.nLayer)
+	err := t.check(C.mm_trainer_keep_fraction(t.p, floatsPtr(out), C.size_t(len(out))))
+	runtime.KeepAlive(t)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ExportModel returns a new immutable model of the current weights.
+// opts nil = defaults.
+func (t *Trainer) ExportModel(opts *ModelOptions) (*Model, error) {
+	if t.p == nil {
+		return nil, closedError("trainer")
+	}
+	co := modelOptionsToC(opts)
+	var out *C.mm_model
+	err := t.check(C.mm_trainer_export_model(t.p, &co, &out))
+	runtime.KeepAlive(t)
+	if err != nil {
+		return nil, err
+	}
+	return wrapModel(out)
+}
+
+// Save writes the whole trainer to path, atomically.
+func (t *Trainer) Save(path string) error {
+	if t.p == nil {
+		return closedError("trainer")
+	}
+	cp, err := cPath(path)
+	if err != nil {
+		return err
+	}
+	defer freeC(cp)
+	err = t.check(C.mm_trainer_save(t.p, cp))
+	runtime.KeepAlive(t)
+	return err
+}

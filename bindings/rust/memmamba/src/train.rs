@@ -1,0 +1,252 @@
+//! Training: a trainer owns float32 master weights and the optimizer state.
+use std::mem::size_of;
+use std::os::raw::c_char;
+use std::path::Path;
+use std::ptr::{self, NonNull};
+
+use memmamba_sys as sys;
+
+use crate::error::{check, check_thread, invalid, Code, Error, Result};
+use crate::model::{check_abi, path_to_cstring, Model, ModelOptions};
+
+/// AdamW and accumulation settings (`mm_trainer_options`). `Default` gives
+/// the library's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainerOptions {
+    pub learning_rate: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Decoupled, on matrices and embeddings only.
+    pub weight_decay: f32,
+    /// Clip the global gradient L2 norm to this; 0 = off.
+    pub grad_clip: f32,
+    /// `train_step` calls per optimizer update.
+    pub accum_steps: u32,
+    /// 0 = all cores.
+    pub n_threads: i32,
+    /// The straight-through estimator of note selection (DESIGN 6).
+    pub note_straight_through: bool,
+}
+
+impl Default for TrainerOptions {
+    fn default() -> TrainerOptions {
+        let mut raw = sys::mm_trainer_options::default();
+        let status =
+            unsafe { sys::mm_trainer_options_init(&mut raw, size_of::<sys::mm_trainer_options>()) };
+        if status != sys::MM_OK {
+            // A library without training: the header's documented defaults
+            // (creating a trainer will then report the real problem).
+            return TrainerOptions {
+                learning_rate: 1e-3,
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.1,
+                grad_clip: 1.0,
+                accum_steps: 1,
+                n_threads: 0,
+                note_straight_through: false,
+            };
+        }
+        TrainerOptions {
+            learning_rate: raw.learning_rate,
+            beta1: raw.beta1,
+            beta2: raw.beta2,
+            eps: raw.eps,
+            weight_decay: raw.weight_decay,
+            grad_clip: raw.grad_clip,
+            accum_steps: raw.accum_steps,
+            n_threads: raw.n_threads,
+            note_straight_through: raw.note_straight_through,
+        }
+    }
+}
+
+impl TrainerOptions {
+    fn to_raw(&self) -> sys::mm_trainer_options {
+        sys::mm_trainer_options {
+            struct_size: size_of::<sys::mm_trainer_options>() as u32,
+            learning_rate: self.learning_rate,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            grad_clip: self.grad_clip,
+            accum_steps: self.accum_steps,
+            n_threads: self.n_threads,
+            note_straight_through: self.note_straight_through,
+        }
+    }
+}
+
+/// What one `train_step` did (`mm_train_result`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainResult {
+    /// Mean cross-entropy (nats) over this call's targets.
+    pub loss: f32,
+    /// Global gradient norm before clipping; meaningful when `updated`.
+    pub grad_norm: f32,
+    /// Targets counted.
+    pub tokens: u64,
+    /// This call completed an accumulation and updated the weights.
+    pub updated: bool,
+    /// Optimizer updates so far.
+    pub step: u64,
+}
+
+/// Trains a model's weights with AdamW. `Send`, not `Sync`: one thread at a
+/// time. Independent of the model it started from, which may be dropped.
+pub struct Trainer {
+    ptr: NonNull<sys::mm_trainer>,
+    n_layer: usize,
+}
+
+unsafe impl Send for Trainer {}
+
+impl Drop for Trainer {
+    fn drop(&mut self) {
+        unsafe { sys::mm_trainer_free(self.ptr.as_ptr()) }
+    }
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("step", &self.step_count())
+            .finish()
+    }
+}
+
+fn no_handle() -> Error {
+    Error::new(Code::Internal, "the library returned no trainer")
+}
+
+impl Trainer {
+    /// A trainer starting from `model`'s weights.
+    pub fn new(model: &Model, options: &TrainerOptions) -> Result<Trainer> {
+        check_abi()?;
+        let raw = options.to_raw();
+        let mut out = ptr::null_mut();
+        check_thread(unsafe { sys::mm_trainer_create(&mut out, model.as_ptr(), &raw) })?;
+        let ptr = NonNull::new(out).ok_or_else(no_handle)?;
+        Ok(Trainer {
+            ptr,
+            n_layer: model.config().n_layer as usize,
+        })
+    }
+
+    /// Loads a trainer written by `save`; training continues exactly where
+    /// it stopped. `n_threads` 0 = all cores.
+    pub fn load(path: impl AsRef<Path>, n_threads: i32) -> Result<Trainer> {
+        check_abi()?;
+        let c_path = path_to_cstring(path.as_ref())?;
+        let mut out = ptr::null_mut();
+        check_thread(unsafe { sys::mm_trainer_load(&mut out, c_path.as_ptr(), n_threads) })?;
+        let ptr = NonNull::new(out).ok_or_else(no_handle)?;
+        let mut trainer = Trainer { ptr, n_layer: 0 };
+        // The C API has no call giving a trainer's configuration; the layer
+        // count (for keep_fraction) comes from one exported model.
+        trainer.n_layer = trainer.export_model()?.config().n_layer as usize;
+        Ok(trainer)
+    }
+
+    fn last_error(&self) -> *const c_char {
+        unsafe { sys::mm_trainer_last_error(self.ptr.as_ptr()) }
+    }
+
+    /// One training call on `batch` sequences of `seq_len` tokens, row-major.
+    /// `mask`, if given, holds one byte per token: non-zero makes the token
+    /// a target (entries at t = 0 are ignored). On error nothing changes.
+    pub fn train_step(
+        &mut self,
+        tokens: &[i32],
+        batch: usize,
+        seq_len: usize,
+        mask: Option<&[u8]>,
+    ) -> Result<TrainResult> {
+        let expected = batch
+            .checked_mul(seq_len)
+            .ok_or_else(|| invalid(format!("batch {} x seq_len {} overflows", batch, seq_len)))?;
+        if tokens.len() != expected {
+            return Err(invalid(format!(
+                "{} tokens for a batch of {} x {} = {}",
+                tokens.len(),
+                batch,
+                seq_len,
+                expected
+            )));
+        }
+        if let Some(m) = mask {
+            if m.len() != expected {
+                return Err(invalid(format!(
+                    "a loss mask of {} bytes for {} tokens",
+                    m.len(),
+                    expected
+                )));
+            }
+        }
+        let mut raw = sys::mm_train_result::default();
+        raw.struct_size = size_of::<sys::mm_train_result>() as u32;
+        let status = unsafe {
+            sys::mm_train_step(
+                self.ptr.as_ptr(),
+                tokens.as_ptr(),
+                batch,
+                seq_len,
+                mask.map_or(ptr::null(), |m| m.as_ptr()),
+                &mut raw,
+            )
+        };
+        check(status, || self.last_error())?;
+        Ok(TrainResult {
+            loss: raw.loss,
+            grad_norm: raw.grad_norm,
+            tokens: raw.tokens,
+            updated: raw.updated,
+            step: raw.step,
+        })
+    }
+
+    /// The learning rate of the following updates.
+    pub fn set_learning_rate(&mut self, learning_rate: f32) -> Result<()> {
+        let status = unsafe { sys::mm_trainer_set_learning_rate(self.ptr.as_ptr(), learning_rate) };
+        check(status, || self.last_error())
+    }
+
+    /// Optimizer updates applied so far.
+    pub fn step_count(&self) -> u64 {
+        unsafe { sys::mm_trainer_step_count(self.ptr.as_ptr()) }
+    }
+
+    /// Per layer, the fraction of the note windows closed by the last
+    /// `train_step` whose score passed the threshold (0 = a dead layer).
+    pub fn keep_fraction(&self) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; self.n_layer];
+        let status = unsafe {
+            sys::mm_trainer_keep_fraction(self.ptr.as_ptr(), out.as_mut_ptr(), out.len())
+        };
+        check(status, || self.last_error())?;
+        Ok(out)
+    }
+
+    /// A new immutable model of the current weights (float32, default options).
+    pub fn export_model(&self) -> Result<Model> {
+        self.export_model_with(&ModelOptions::default())
+    }
+
+    pub fn export_model_with(&self, options: &ModelOptions) -> Result<Model> {
+        let raw = options.to_raw();
+        let mut out = ptr::null_mut();
+        let status = unsafe { sys::mm_trainer_export_model(self.ptr.as_ptr(), &raw, &mut out) };
+        check(status, || self.last_error())?;
+        Model::from_raw(out)
+    }
+
+    /// Writes the whole trainer to `path`, atomically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let c_path = path_to_cstring(path.as_ref())?;
+        let status = unsafe { sys::mm_trainer_save(self.ptr.as_ptr(), c_path.as_ptr()) };
+        check(status, || self.last_error())
+    }
+}

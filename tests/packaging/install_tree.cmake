@@ -1,0 +1,21 @@
+# cmake -DPREFIX=... -DBUILD=... -P install_tree.cmake: a fresh install of
+# the build tree into PREFIX, as `cmake --install` does for users.
+file(REMOVE_RECURSE "${PREFIX}")
+execute_process(COMMAND "${CMAKE_COMMAND}" --install "${BUILD}" --prefix "${PREFIX}"
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "cmake --install failed: ${rc}")
+endif()
+foreach(f include/memmamba/memmamba.h)
+  if(NOT EXISTS "${PREFIX}/${f}")
+    message(FATAL_ERROR "missing ${PREFIX}/${f}")
+  endif()
+endforeach()
+file(GLOB_RECURSE config "${PREFIX}/*/memmambaConfig.cmake")
+file(GLOB_RECURSE pc "${PREFIX}/*/memmamba.pc")
+file(GLOB_RECURSE archive "${PREFIX}/*/libmemmamba.a")
+file(GLOB_RECURSE shared "${PREFIX}/*/libmemmamba.so.*")
+if(NOT config OR NOT pc OR NOT archive OR NOT shared)
+  message(FATAL_ERROR "incomplete install: config=${config} pc=${pc} archive=${archive} shared=${shared}")
+endif()
+message(STATUS "installed into ${PREFIX}")
