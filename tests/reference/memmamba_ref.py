@@ -19,8 +19,9 @@ Decisions the project made where DESIGN is silent (see README.md in this folder)
   * pool_capacity 0: no notes, no reads (plain Mamba); memory tensors are ignored.
 
 Autograd: nothing here modifies a tensor in place, and every keep/evict/skip
-decision is taken on Python floats, so gradients (not needed yet) can flow through
-the summaries, window maxima, attentions, gates and alphas.
+decision is taken on Python floats, so gradients flow through the summaries, window
+maxima, attentions, gates and alphas while the decisions stay constants (DESIGN 2.4).
+`batch_loss` is the training loss of DESIGN 6 (check_grads.py, grad_selftest.py).
 """
 
 import json
@@ -324,6 +325,11 @@ class LayerStats:
         self.min_score_margin = math.inf  # min |score - note_threshold| over closed windows
         self.min_gate_margin = math.inf   # min |γ - gate_threshold| over reads with m > 0
         self.min_evict_gap = math.inf     # PRIORITY: min |new score - lowest pool score| when full
+        # min |a - running window max| != 0 over the window-max updates: where it is tiny,
+        # a perturbation can move a window max (and its gradient) to another position.
+        # Exact ties are left out: they come from equal inputs (the same token twice in a
+        # window, layer 0), stay ties under any perturbation and go to the first position.
+        self.min_max_gap = math.inf
 
     def __repr__(self):
         return (f"closed={self.closed} kept={self.kept} inserted={self.inserted} "
@@ -439,6 +445,10 @@ def take_note(a, ls, t, W, cfg):
     else:
         # elementwise max; on a tie the earlier value is kept (gradient to the first position)
         acc = torch.where(a > ls.win_max, a, ls.win_max)
+        gap = (a - ls.win_max).abs()
+        gap = gap[gap > 0]
+        if gap.numel():
+            ls.stats.min_max_gap = min(ls.stats.min_max_gap, float(gap.min()))
     if t % w != w - 1:
         return acc, None
     mw = acc
@@ -542,6 +552,79 @@ def run(model, tokens, state=None):
     if not out:
         return torch.zeros(0, model.cfg.vocab_size, dtype=DTYPE)
     return torch.stack(out)
+
+
+# ----------------------------------------------------------------------------------
+# Training loss and gradients (DESIGN 6), through the streaming view above
+# ----------------------------------------------------------------------------------
+
+def param_names(cfg):
+    """The parameters a gradient is taken for: every tensor of the file (a tied
+    lm_head is the embedding, so it has no name of its own)."""
+    return list(expected_shapes(cfg))
+
+
+def make_trainable(model):
+    """Turns every parameter into a fresh leaf tensor that requires grad (the tied
+    lm_head stays the embedding, so its gradient adds to the embedding's).
+    Returns {name: leaf} in param_names order."""
+    leaves = {}
+    for name in param_names(model.cfg):
+        leaves[name] = model.params[name].detach().clone().requires_grad_(True)
+        model.params[name] = leaves[name]
+    if model.cfg.tie_embeddings:
+        model.params["lm_head.weight"] = model.params["embedding.weight"]
+    return leaves
+
+
+def target_positions(T, mask_row):
+    """Positions t >= 1 whose token is a target (mask_row None: all of them)."""
+    return [t for t in range(1, T) if mask_row is None or mask_row[t]]
+
+
+def batch_loss(model, batch, mask=None):
+    """The training loss of DESIGN 6: each of the B sequences of `batch` (lists of
+    token ids) runs from an empty state; token t (t >= 1, and mask[b][t] non-zero
+    when a mask is given) is predicted from the logits at position t - 1; the loss is
+    the mean of -log softmax over all targets of the batch.
+    Returns (loss: 0-d tensor, number of targets, [State] one per sequence)."""
+    total = torch.zeros((), dtype=DTYPE)
+    count = 0
+    states = []
+    for b, tokens in enumerate(batch):
+        state = State(model.cfg)
+        logits = run(model, tokens, state)
+        states.append(state)
+        targets = target_positions(len(tokens), None if mask is None else mask[b])
+        if not targets:
+            continue
+        rows = logits[[t - 1 for t in targets]]
+        ids = torch.tensor([int(tokens[t]) for t in targets])
+        total = total + F.cross_entropy(rows, ids, reduction="sum")
+        count += len(targets)
+    if count == 0:
+        raise ValueError("the batch has no target")
+    return total / count, count, states
+
+
+def decision_margins(states):
+    """The closest approach of any discrete decision to flipping, over every layer of
+    every state: (score vs note_threshold, gate vs gate_threshold, PRIORITY new vs
+    lowest score, window-max comparisons).  A perturbation smaller than these cannot
+    change a keep/evict/skip decision or move a window max."""
+    def low(attr):
+        return min((getattr(ls.stats, attr) for s in states for ls in s.layers), default=math.inf)
+    return (low("min_score_margin"), low("min_gate_margin"), low("min_evict_gap"),
+            low("min_max_gap"))
+
+
+def decision_signature(states):
+    """Every discrete outcome of a run (which notes were kept, pool contents, counts):
+    equal signatures mean the same decisions were taken."""
+    return tuple((tuple((w, k) for (w, _, k) in ls.stats.log),
+                  tuple(e.window for e in ls.pool),
+                  ls.stats.inserted, ls.stats.evicted, ls.stats.rejected)
+                 for s in states for ls in s.layers)
 
 
 def main(argv):

@@ -514,12 +514,15 @@ class CpuBackend final : public Backend {
 
   void SelectiveScanBackward(const ScanBackwardArgs* streams, int64_t n) override {
     if (n == 0) return;
-    const int64_t E = streams[0].fwd.E, N = streams[0].fwd.N, T = streams[0].fwd.T;
+    const int64_t E = streams[0].fwd.E, N = streams[0].fwd.N;
     const int64_t blocks = (E + kScanBlock - 1) / kScanBlock;
-    std::vector<float> part(static_cast<size_t>(blocks * 2 * T * N));
-    const int threads = T * E * N >= 32768 ? n_threads_ : 1;
+    int64_t max_t = 0;  // streams may differ in length
+    for (int64_t i = 0; i < n; ++i) max_t = std::max(max_t, streams[i].fwd.T);
+    std::vector<float> part(static_cast<size_t>(blocks * 2 * max_t * N));
     for (int64_t i = 0; i < n; ++i) {
       const ScanBackwardArgs& g = streams[i];
+      const int64_t T = g.fwd.T;
+      const int threads = T * E * N >= 32768 ? n_threads_ : 1;
 #pragma omp parallel num_threads(threads)
       {
         std::vector<float> states(kScanChunk * N * kScanBlock), carry(N * kScanBlock),
