@@ -1,0 +1,445 @@
+/* memmamba_cuda.h — the op table of the CUDA backend (libmemmamba_cuda).
+ *
+ * The CUDA kernels of every op of src/backend/backend.h, in a shared object of
+ * their own: the core library and CPU-only programs never load the CUDA
+ * runtime, and a host backend can open this library at run time (dlopen +
+ * mmc_get_op_table) or link it directly. The math of each op is the one
+ * backend.h writes down (DESIGN.md sections 2.3, 2.4, 6); each kernel file in
+ * kernels/ repeats it and says whether it overwrites or accumulates.
+ *
+ * Plain C99: sizes are int64_t, tensors are device pointers to row-major fp32
+ * (bf16 only where named), no CUDA type crosses (the stream travels as void*).
+ *
+ *   mmc_context* ctx = NULL;
+ *   if (mmc_context_create(&ctx, NULL) != MMC_OK) ...;   // device 0, own stream
+ *   float* d = NULL;
+ *   mmc_malloc(ctx, (void**)&d, bytes);
+ *   mmc_memcpy(ctx, d, host, bytes, MMC_COPY_HOST_TO_DEVICE);
+ *   mmc_rms_norm(ctx, d, M, D, w, 1e-5f, out);           // queued on the stream
+ *   int st = mmc_synchronize(ctx);                       // errors of queued work
+ *   mmc_free(ctx, d);
+ *   mmc_context_free(ctx);
+ *
+ * Statuses: every function returns an int, MMC_OK (0) or a negative
+ * mmc_status. A CUDA error never aborts the process: it becomes a status and
+ * its text is kept in the context (mmc_context_last_error). Ops are queued on
+ * the context's stream and return once queued: an error of the kernel itself
+ * (a fault) is reported by a later call, at the latest by mmc_synchronize. A
+ * fault leaves the device unusable for the process (CUDA's rule); every later
+ * call then fails with MMC_ERR_CUDA.
+ *
+ * Threads: a context is used by one thread at a time; different contexts may
+ * be used by different threads at once. Calls make the context's device
+ * current for their duration and restore the caller's current device.
+ *
+ * Memory: pointers passed to ops are device memory (mmc_malloc or any CUDA
+ * allocation of the context's device) owned by the caller. Temporaries are
+ * taken from a stream-ordered pool owned by the context. Device allocation
+ * failures return MMC_ERR_OUT_OF_MEMORY and change nothing.
+ *
+ * Determinism: every op gives the same bits for the same inputs on the same
+ * device and build; no op uses floating-point atomics (reductions across
+ * blocks go through fixed-order partial sums).
+ *
+ * Versions: MMC_API_VERSION here, mmc_api_version() in the library; a table
+ * returned by mmc_get_op_table carries both its struct_size and version.
+ * Arguments structs are fixed for an API version: a changed one becomes a new
+ * function.
+ */
+#ifndef MEMMAMBA_CUDA_H_
+#define MEMMAMBA_CUDA_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(MMC_BUILDING_LIBRARY)
+#define MMC_API __attribute__((visibility("default")))
+#else
+#define MMC_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MMC_API_VERSION 1
+
+typedef enum mmc_status {
+  MMC_OK = 0,
+  MMC_ERR_INVALID_ARGUMENT = -1, /* NULL where a pointer is needed, bad size or stride */
+  MMC_ERR_STRUCT_SIZE = -2,      /* an options/table struct of an unknown size */
+  MMC_ERR_OUT_OF_MEMORY = -4,    /* device (or pinned host) memory exhausted */
+  MMC_ERR_UNSUPPORTED = -13,     /* a shape this build does not handle (e.g. N > 64) */
+  MMC_ERR_INTERNAL = -15,        /* a bug in the library: please report it */
+  MMC_ERR_NO_DEVICE = -100,      /* no usable CUDA device or driver */
+  MMC_ERR_CUDA = -101,           /* any other CUDA runtime error (text in the context) */
+  MMC_ERR_CUBLAS = -102          /* a cuBLASLt error (text in the context) */
+} mmc_status;
+
+/* Static text naming a status; never NULL. Any thread. */
+MMC_API const char* mmc_status_string(int status);
+
+/* MMC_API_VERSION of the built library. Any thread. */
+MMC_API uint32_t mmc_api_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Context */
+
+typedef struct mmc_context mmc_context;
+
+typedef struct mmc_context_options {
+  uint32_t struct_size; /* sizeof(mmc_context_options), set by _init */
+  int32_t device;       /* CUDA device ordinal; default 0 */
+  void* stream;         /* a cudaStream_t of that device to queue work on; NULL
+                           (default): the context creates its own non-blocking
+                           stream. A stream passed in stays the caller's and
+                           must outlive the context. */
+  int32_t allow_tf32;   /* nonzero: fp32 matrix products may use TF32 tensor
+                           cores (about 1e-3 relative error); default 0 */
+} mmc_context_options;
+
+/* Fills defaults. Returns MMC_ERR_INVALID_ARGUMENT (NULL), MMC_ERR_STRUCT_SIZE
+ * (size smaller than the first field or larger than this library knows). */
+MMC_API int mmc_context_options_init(mmc_context_options* options, size_t struct_size);
+
+/* Creates a context on a device: a stream, a cuBLASLt handle and workspace,
+ * and a memory pool for temporaries. options may be NULL (defaults). *out is
+ * set to NULL on failure. Returns MMC_ERR_NO_DEVICE (no device/driver, or the
+ * ordinal is out of range), MMC_ERR_OUT_OF_MEMORY, MMC_ERR_CUDA,
+ * MMC_ERR_CUBLAS, MMC_ERR_STRUCT_SIZE. Any thread. */
+MMC_API int mmc_context_create(mmc_context** out, const mmc_context_options* options);
+
+/* Waits for queued work, then frees the context. NULL is a no-op. */
+MMC_API void mmc_context_free(mmc_context* ctx);
+
+/* Text of the last error recorded in the context ("" if none); owned by the
+ * context, valid until its next call. */
+MMC_API const char* mmc_context_last_error(const mmc_context* ctx);
+
+/* The context's stream as a cudaStream_t. */
+MMC_API void* mmc_context_stream(const mmc_context* ctx);
+
+typedef struct mmc_device_info {
+  char name[256];
+  int32_t major, minor;          /* compute capability */
+  int32_t multiprocessors;
+  int64_t global_memory_bytes;
+  int64_t l2_cache_bytes;
+  int32_t runtime_version;       /* cudaRuntimeGetVersion */
+  int32_t driver_version;        /* cudaDriverGetVersion */
+} mmc_device_info;
+
+MMC_API int mmc_device_get_info(mmc_context* ctx, mmc_device_info* info);
+
+/* ------------------------------------------------------------------------ */
+/* Memory, synchronisation, timing */
+
+typedef enum mmc_copy_kind {
+  MMC_COPY_HOST_TO_DEVICE = 1,
+  MMC_COPY_DEVICE_TO_HOST = 2,
+  MMC_COPY_DEVICE_TO_DEVICE = 3
+} mmc_copy_kind;
+
+/* cudaMalloc on the context's device. bytes == 0 gives NULL. */
+MMC_API int mmc_malloc(mmc_context* ctx, void** ptr, size_t bytes);
+/* Waits for the stream, then frees. NULL is a no-op. */
+MMC_API int mmc_free(mmc_context* ctx, void* ptr);
+/* Queued on the stream. Host memory may be pageable: then a host-to-device
+ * copy has read the host buffer when the call returns, and a device-to-host
+ * copy has filled it when the call returns. */
+MMC_API int mmc_memcpy(mmc_context* ctx, void* dst, const void* src, size_t bytes,
+                       mmc_copy_kind kind);
+MMC_API int mmc_memset(mmc_context* ctx, void* ptr, int value, size_t bytes);
+/* Waits for the context's queued work; returns the first error it met. */
+MMC_API int mmc_synchronize(mmc_context* ctx);
+
+typedef struct mmc_event mmc_event;
+MMC_API int mmc_event_create(mmc_context* ctx, mmc_event** out);
+MMC_API int mmc_event_record(mmc_context* ctx, mmc_event* event);
+/* Milliseconds between two recorded events; waits for `end`. */
+MMC_API int mmc_event_elapsed_ms(mmc_context* ctx, mmc_event* start, mmc_event* end,
+                                 float* ms);
+MMC_API void mmc_event_free(mmc_event* event);
+
+/* ------------------------------------------------------------------------ */
+/* Matrix products (gemm.cu, cuBLASLt, fp32 arithmetic) */
+
+/* A weight matrix [rows, cols], row stride cols, f32 or bf16 (the upper 16
+ * bits of a float); exactly one of the two pointers is set. */
+typedef struct mmc_weight {
+  const float* f32;
+  const uint16_t* bf16;
+  int64_t rows;
+  int64_t cols;
+} mmc_weight;
+
+/* y[m, :] (row stride ldy) = x[m, :] (ldx) · Wᵀ for m < M; accumulates when
+ * `accumulate`, else overwrites; padding columns of y are not touched.
+ * bf16 weights are widened exactly to fp32 in panels and multiplied in fp32
+ * (the CPU backend's arithmetic). Backend::Matmul. */
+MMC_API int mmc_matmul(mmc_context* ctx, const float* x, int64_t M, int64_t ldx,
+                       const mmc_weight* w, float* y, int64_t ldy, int accumulate);
+
+/* dx[m, :] (ldx) = dy[m, :] (ldy) · W, W [N, K] f32; accumulates when
+ * `accumulate`. Backend::MatmulBackwardInput. */
+MMC_API int mmc_matmul_backward_input(mmc_context* ctx, const float* dy, int64_t M,
+                                      int64_t ldy, const float* w, int64_t N, int64_t K,
+                                      float* dx, int64_t ldx, int accumulate);
+
+/* dw [N, K] += Σ_m dy[m, :]ᵀ x[m, :]. Backend::MatmulBackwardWeight. */
+MMC_API int mmc_matmul_backward_weight(mmc_context* ctx, const float* dy, int64_t M,
+                                       int64_t ldy, const float* x, int64_t ldx, int64_t N,
+                                       int64_t K, float* dw);
+
+/* ------------------------------------------------------------------------ */
+/* RMSNorm (norm.cu) */
+
+/* out[m] = x[m] / sqrt(mean(x[m]²) + eps) ⊙ w, M rows of D; overwrites. */
+MMC_API int mmc_rms_norm(mmc_context* ctx, const float* x, int64_t M, int64_t D,
+                         const float* w, float eps, float* out);
+
+/* dx [M, D] overwritten (or accumulated when `accumulate`); dw [D] += the
+ * weight gradient. Backend::RmsNormBackward. */
+MMC_API int mmc_rms_norm_backward(mmc_context* ctx, const float* x, int64_t M, int64_t D,
+                                  const float* w, float eps, const float* dy, float* dx,
+                                  int accumulate, float* dw);
+
+/* ------------------------------------------------------------------------ */
+/* Causal depthwise conv + bias + SiLU (conv.cu); one struct per stream, the
+ * same fields as backend.h's ConvArgs / ConvBackwardArgs. All streams of one
+ * call share E and K (1 <= K <= 16); T may differ. */
+
+typedef struct mmc_conv_args {
+  int64_t T, E, K;
+  const float* xi;  /* row t at xi + t*ld_xi */
+  int64_t ld_xi;
+  const float* w;   /* [E, K] */
+  const float* b;   /* [E] */
+  float* state;     /* [K-1, E], oldest first; read, then updated */
+  float* out;       /* [T, E], overwritten */
+} mmc_conv_args;
+
+MMC_API int mmc_conv_silu(mmc_context* ctx, const mmc_conv_args* streams, int64_t n);
+
+typedef struct mmc_conv_backward_args {
+  int64_t T, E, K;
+  const float* xi;
+  int64_t ld_xi;
+  const float* w;
+  const float* b;
+  const float* dout; /* [T, E] */
+  float* dxi;        /* row t at dxi + t*ld_dxi, overwritten */
+  int64_t ld_dxi;
+  float* dw;         /* [E, K], accumulated */
+  float* db;         /* [E], accumulated */
+} mmc_conv_backward_args;
+
+/* From a zero state (training). dw and db receive the sum over all streams
+ * of the call; streams may share dw/db (they normally do). */
+MMC_API int mmc_conv_silu_backward(mmc_context* ctx, const mmc_conv_backward_args* streams,
+                                   int64_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Selective scan (scan.cu); the fields of backend.h's ScanArgs /
+ * ScanBackwardArgs. All streams of one call share E and N (1 <= N <= 64);
+ * T may differ. Checkpoints: the state before positions 0, 64, 128, ...
+ * (kScanChunk = MMC_SCAN_CHUNK), [ceil(T / 64), N, E]. */
+
+#define MMC_SCAN_CHUNK 64
+
+typedef struct mmc_scan_args {
+  int64_t T, E, N;
+  const float* xc;      /* [T, E] */
+  const float* dt;      /* [T, E], before bias and softplus */
+  const float* dt_bias; /* [E] */
+  const float* A;       /* [N, E] */
+  const float* B;       /* row t at B + t*ld_bc */
+  const float* C;
+  int64_t ld_bc;
+  const float* D;       /* [E] */
+  const float* z;       /* row t at z + t*ld_z */
+  int64_t ld_z;
+  float* state;         /* [N, E], read and updated */
+  float* y;             /* [T, E], overwritten */
+  float* checkpoints;   /* NULL or [ceil(T/64), N, E], overwritten */
+} mmc_scan_args;
+
+MMC_API int mmc_selective_scan(mmc_context* ctx, const mmc_scan_args* streams, int64_t n);
+
+typedef struct mmc_scan_backward_args {
+  mmc_scan_args fwd;        /* the forward's inputs (state, y, checkpoints unused) */
+  const float* checkpoints; /* as the forward wrote them */
+  const float* dy;          /* [T, E] */
+  float* dxc;               /* [T, E], overwritten */
+  float* ddt;               /* [T, E], overwritten */
+  float* dB;                /* row t at dB + t*ld_dbc, overwritten */
+  float* dC;
+  int64_t ld_dbc;
+  float* dz;                /* row t at dz + t*ld_dz, overwritten */
+  int64_t ld_dz;
+  float* dA;                /* [N, E], accumulated */
+  float* dD;                /* [E], accumulated */
+  float* ddt_bias;          /* [E], accumulated */
+} mmc_scan_backward_args;
+
+/* Streams may share dA / dD / ddt_bias (the layer's gradients, as in
+ * training): each stream's contribution is summed into a temporary, then the
+ * streams that share an output are added to it in stream order. */
+MMC_API int mmc_selective_scan_backward(mmc_context* ctx,
+                                        const mmc_scan_backward_args* streams, int64_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Gathered pool attention (pool_attention.cu): `rows` queries at once, row r
+ * reading the entries entries[offsets[r] .. offsets[r+1]) of a key table and
+ * a value table (CSR). Per row, as Backend::PoolAttend: head h uses dims
+ * [h·S/H, (h+1)·S/H); o_h = Σ_j softmax_j(q_h·k_jh/√(S/H)) v_jh. A row with no
+ * entries gets o = 0. S <= 256, H divides S. The index is not checked on the
+ * device: mmc_pool_index_transpose checks it on the host. */
+
+typedef struct mmc_pool_attend_args {
+  int64_t rows, S, H;
+  const float* q;          /* row r at q + r*ld_q */
+  int64_t ld_q;
+  const float* keys;       /* table row i at keys + i*ld_kv */
+  const float* values;     /* table row i at values + i*ld_kv */
+  int64_t ld_kv;
+  int64_t table_rows;      /* entries index rows [0, table_rows) */
+  const int32_t* offsets;  /* device, [rows + 1], offsets[0] = 0, non-decreasing */
+  const int32_t* entries;  /* device, [nnz] table row indices */
+  int64_t nnz;             /* offsets[rows] (the caller built the index) */
+  float* o;                /* row r at o + r*ld_o, overwritten */
+  int64_t ld_o;
+} mmc_pool_attend_args;
+
+MMC_API int mmc_pool_attend(mmc_context* ctx, const mmc_pool_attend_args* args);
+
+/* The transposed index the backward needs to sum each table row's gradient
+ * in a fixed order: for table row i, t_positions[t_offsets[i] ..
+ * t_offsets[i+1]) are the positions k (into entries) with entries[k] == i,
+ * ascending. Host memory in and out (the caller, who built the CSR on the
+ * host, uploads the result). nnz = offsets[rows]. Returns
+ * MMC_ERR_INVALID_ARGUMENT for offsets that decrease or entries out of range.
+ * Any thread. */
+MMC_API int mmc_pool_index_transpose(const int32_t* offsets, int64_t rows,
+                                     const int32_t* entries, int64_t table_rows,
+                                     int32_t* t_offsets /* [table_rows + 1] */,
+                                     int32_t* t_positions /* [nnz] */);
+
+typedef struct mmc_pool_attend_backward_args {
+  mmc_pool_attend_args fwd;    /* the forward's inputs (o unused) */
+  const int32_t* t_offsets;    /* device, mmc_pool_index_transpose */
+  const int32_t* t_positions;  /* device */
+  const float* dout;           /* row r at dout + r*ld_dout */
+  int64_t ld_dout;
+  float* dq;                   /* row r at dq + r*ld_dq, overwritten (0 for empty rows) */
+  int64_t ld_dq;
+  float* dkeys;                /* table row i at dkeys + i*ld_dkv, accumulated */
+  float* dvalues;              /* table row i at dvalues + i*ld_dkv, accumulated */
+  int64_t ld_dkv;
+} mmc_pool_attend_backward_args;
+
+/* Backend::PoolAttendBackward of every row; the gradients of a table row are
+ * summed over the rows that read it in ascending row order (a deterministic
+ * segmented reduction, no atomics), then added to dkeys / dvalues. */
+MMC_API int mmc_pool_attend_backward(mmc_context* ctx,
+                                     const mmc_pool_attend_backward_args* args);
+
+/* ------------------------------------------------------------------------ */
+/* Loss (loss.cu) */
+
+/* In place over M rows of logits [M, V]: a row with 0 <= targets[m] < V
+ * becomes scale·(softmax(row) − onehot(target)) and adds
+ * −log softmax(row)[target] to *loss_sum; other rows become 0 (a target >= V
+ * adds NaN). targets (int32) and loss_sum (one double) are device memory;
+ * the M losses are summed in a fixed order, then added.
+ * Backend::SoftmaxCrossEntropy. */
+MMC_API int mmc_softmax_cross_entropy(mmc_context* ctx, float* logits, int64_t M, int64_t V,
+                                      const int32_t* targets, float scale, double* loss_sum);
+
+/* ------------------------------------------------------------------------ */
+/* Optimizer (optimizer.cu): many tensors per call */
+
+typedef struct mmc_tensor_ref {
+  const float* x;
+  int64_t n;
+} mmc_tensor_ref;
+
+/* *out (device double) = Σ over tensors Σ x[i]², summed in double in a fixed
+ * order (the global gradient norm). Overwrites *out. */
+MMC_API int mmc_sum_squares(mmc_context* ctx, const mmc_tensor_ref* tensors, int64_t n_tensors,
+                            double* out);
+
+typedef struct mmc_adamw_tensor {
+  float* w;
+  const float* g;
+  float* m;
+  float* v;
+  int64_t n;
+  float weight_decay;   /* per tensor: 0 for norms, biases, A_log, D, alpha */
+} mmc_adamw_tensor;
+
+typedef struct mmc_adamw_params {
+  float lr, beta1, beta2, eps;
+  float grad_scale;                /* gs: clipping, accumulation */
+  const float* grad_scale_device;  /* NULL, or one device float multiplying gs
+                                      (a clip factor computed on the device) */
+  int64_t step;                    /* counting from 1 */
+} mmc_adamw_params;
+
+/* Backend::AdamW of every tensor: m = β1·m + (1−β1)·g·gs;
+ * v = β2·v + (1−β2)·(g·gs)²; w -= lr·(m/(1−β1^step) / (sqrt(v/(1−β2^step)) + eps)
+ * + wd·w). Overwrites w, m, v. */
+MMC_API int mmc_adamw(mmc_context* ctx, const mmc_adamw_tensor* tensors, int64_t n_tensors,
+                      const mmc_adamw_params* params);
+
+/* ------------------------------------------------------------------------ */
+/* The op table, for a host that opens the library at run time */
+
+typedef struct mmc_op_table {
+  uint32_t struct_size;  /* filled: min(caller's size, the library's) */
+  uint32_t version;      /* MMC_API_VERSION of the library */
+  const char* (*status_string)(int);
+  int (*context_options_init)(mmc_context_options*, size_t);
+  int (*context_create)(mmc_context**, const mmc_context_options*);
+  void (*context_free)(mmc_context*);
+  const char* (*context_last_error)(const mmc_context*);
+  void* (*context_stream)(const mmc_context*);
+  int (*device_get_info)(mmc_context*, mmc_device_info*);
+  int (*malloc_)(mmc_context*, void**, size_t);
+  int (*free_)(mmc_context*, void*);
+  int (*memcpy_)(mmc_context*, void*, const void*, size_t, mmc_copy_kind);
+  int (*memset_)(mmc_context*, void*, int, size_t);
+  int (*synchronize)(mmc_context*);
+  int (*matmul)(mmc_context*, const float*, int64_t, int64_t, const mmc_weight*, float*, int64_t,
+                int);
+  int (*matmul_backward_input)(mmc_context*, const float*, int64_t, int64_t, const float*,
+                               int64_t, int64_t, float*, int64_t, int);
+  int (*matmul_backward_weight)(mmc_context*, const float*, int64_t, int64_t, const float*,
+                                int64_t, int64_t, int64_t, float*);
+  int (*rms_norm)(mmc_context*, const float*, int64_t, int64_t, const float*, float, float*);
+  int (*rms_norm_backward)(mmc_context*, const float*, int64_t, int64_t, const float*, float,
+                           const float*, float*, int, float*);
+  int (*conv_silu)(mmc_context*, const mmc_conv_args*, int64_t);
+  int (*conv_silu_backward)(mmc_context*, const mmc_conv_backward_args*, int64_t);
+  int (*selective_scan)(mmc_context*, const mmc_scan_args*, int64_t);
+  int (*selective_scan_backward)(mmc_context*, const mmc_scan_backward_args*, int64_t);
+  int (*pool_attend)(mmc_context*, const mmc_pool_attend_args*);
+  int (*pool_index_transpose)(const int32_t*, int64_t, const int32_t*, int64_t, int32_t*,
+                              int32_t*);
+  int (*pool_attend_backward)(mmc_context*, const mmc_pool_attend_backward_args*);
+  int (*softmax_cross_entropy)(mmc_context*, float*, int64_t, int64_t, const int32_t*, float,
+                               double*);
+  int (*sum_squares)(mmc_context*, const mmc_tensor_ref*, int64_t, double*);
+  int (*adamw)(mmc_context*, const mmc_adamw_tensor*, int64_t, const mmc_adamw_params*);
+} mmc_op_table;
+
+/* Fills the prefix of *table that both sides know (struct_size bytes at most,
+ * at least the two leading fields). Returns MMC_ERR_INVALID_ARGUMENT (NULL),
+ * MMC_ERR_STRUCT_SIZE (smaller than the two leading fields). Any thread. */
+MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif  /* MEMMAMBA_CUDA_H_ */

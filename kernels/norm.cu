@@ -1,0 +1,139 @@
+// RMSNorm forward and backward (DESIGN 2.3: a = RMSNorm(u); backend.h
+// RmsNorm / RmsNormBackward; the CPU twin is in src/backend/cpu/cpu_backend.cc).
+//
+// Forward, per row m of D:   r = 1/sqrt(mean(x²) + eps);  out = x·r ⊙ w      (overwrites)
+// Backward:                  dx = r·(dy⊙w) − x·r³·Σ_d(dy⊙w⊙x)/D             (overwrites,
+//                                                                  or accumulates)
+//                            dw += Σ_m dy⊙x·r                                 (accumulates)
+// Row sums are taken in double, as on the CPU. dw is summed over blocks of
+// kRowsPerPartial rows into partials, then the partials in block order
+// (deterministic, no atomics).
+#include <algorithm>
+
+#include "internal.cuh"
+
+namespace memmamba::cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+constexpr int kRowsPerPartial = 64;
+
+// One warp per row.
+__global__ void RmsNormKernel(const float* __restrict__ x, int64_t M, int64_t D,
+                              const float* __restrict__ w, float eps, float* __restrict__ out) {
+  const int64_t m = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (m >= M) return;
+  const float* xr = x + m * D;
+  double ss = 0.0;
+  for (int64_t d = lane; d < D; d += 32) ss += static_cast<double>(xr[d]) * xr[d];
+  ss = WarpSumDouble(ss);
+  const float inv = static_cast<float>(1.0 / sqrt(ss / D + eps));
+  float* o = out + m * D;
+  for (int64_t d = lane; d < D; d += 32) o[d] = xr[d] * inv * w[d];
+}
+
+__global__ void RmsNormBackwardKernel(const float* __restrict__ x, int64_t M, int64_t D,
+                                      const float* __restrict__ w, float eps,
+                                      const float* __restrict__ dy, float* __restrict__ dx,
+                                      bool accumulate, float* __restrict__ inv_out) {
+  const int64_t m = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (m >= M) return;
+  const float* xr = x + m * D;
+  const float* g = dy + m * D;
+  double ss = 0.0, dot = 0.0;
+  for (int64_t d = lane; d < D; d += 32) {
+    ss += static_cast<double>(xr[d]) * xr[d];
+    dot += static_cast<double>(g[d]) * w[d] * xr[d];
+  }
+  ss = WarpSumDouble(ss);
+  dot = WarpSumDouble(dot);
+  const double r = 1.0 / sqrt(ss / D + eps);
+  const float k = static_cast<float>(r * r * r * dot / D);
+  const float rf = static_cast<float>(r);
+  if (lane == 0) inv_out[m] = rf;
+  float* o = dx + m * D;
+  for (int64_t d = lane; d < D; d += 32) {
+    const float v = rf * g[d] * w[d] - xr[d] * k;
+    o[d] = accumulate ? o[d] + v : v;
+  }
+}
+
+// partial[b, d] = Σ_{m in block b} dy[m, d]·x[m, d]·inv[m]; one thread per d.
+__global__ void RmsNormWeightPartialKernel(const float* __restrict__ x, int64_t M, int64_t D,
+                                           const float* __restrict__ dy,
+                                           const float* __restrict__ inv,
+                                           float* __restrict__ partial) {
+  const int64_t d = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const int64_t b = blockIdx.y;
+  if (d >= D) return;
+  const int64_t m0 = b * kRowsPerPartial, m1 = min(M, m0 + kRowsPerPartial);
+  float acc = 0.0f;
+  for (int64_t m = m0; m < m1; ++m) acc += dy[m * D + d] * x[m * D + d] * inv[m];
+  partial[b * D + d] = acc;
+}
+
+// dw[d] += Σ_b partial[b, d], b ascending.
+__global__ void RmsNormWeightSumKernel(const float* __restrict__ partial, int64_t blocks,
+                                       int64_t D, float* __restrict__ dw) {
+  const int64_t d = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (d >= D) return;
+  float acc = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) acc += partial[b * D + d];
+  dw[d] += acc;
+}
+
+}  // namespace
+}  // namespace memmamba::cuda
+
+using namespace memmamba::cuda;
+
+extern "C" {
+
+MMC_API int mmc_rms_norm(mmc_context* ctx, const float* x, int64_t M, int64_t D, const float* w,
+                         float eps, float* out) {
+  MMC_ENTER(ctx);
+  if (M < 0 || D < 0) return MMC_ERR_INVALID_ARGUMENT;
+  if (M == 0 || D == 0) return MMC_OK;
+  if (x == nullptr || w == nullptr || out == nullptr) return MMC_ERR_INVALID_ARGUMENT;
+  const int64_t blocks = CeilDiv(M, kWarpsPerBlock);
+  if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
+  RmsNormKernel<<<static_cast<unsigned>(blocks), 32 * kWarpsPerBlock, 0, ctx->stream>>>(
+      x, M, D, w, eps, out);
+  MMC_LAUNCH_CHECK(ctx, "RmsNormKernel");
+  return MMC_OK;
+}
+
+MMC_API int mmc_rms_norm_backward(mmc_context* ctx, const float* x, int64_t M, int64_t D,
+                                  const float* w, float eps, const float* dy, float* dx,
+                                  int accumulate, float* dw) {
+  MMC_ENTER(ctx);
+  if (M < 0 || D < 0) return MMC_ERR_INVALID_ARGUMENT;
+  if (M == 0 || D == 0) return MMC_OK;
+  if (x == nullptr || w == nullptr || dy == nullptr || dx == nullptr || dw == nullptr) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  const int64_t blocks = CeilDiv(M, kWarpsPerBlock);
+  const int64_t partials = CeilDiv(M, kRowsPerPartial);
+  if (blocks > INT32_MAX || partials > 65535) return MMC_ERR_UNSUPPORTED;
+  return Guarded(ctx, [&]() -> int {
+    Scratch scratch(ctx);
+    const size_t inv_bytes = ((M * sizeof(float)) + 255) / 256 * 256;
+    MMC_RETURN_IF_ERROR(scratch.Allocate(inv_bytes + partials * D * sizeof(float)));
+    float* inv = scratch.as<float>();
+    float* partial = scratch.as<float>(inv_bytes);
+    RmsNormBackwardKernel<<<static_cast<unsigned>(blocks), 32 * kWarpsPerBlock, 0,
+                            ctx->stream>>>(x, M, D, w, eps, dy, dx, accumulate != 0, inv);
+    MMC_LAUNCH_CHECK(ctx, "RmsNormBackwardKernel");
+    const dim3 grid(static_cast<unsigned>(CeilDiv(D, 256)), static_cast<unsigned>(partials));
+    RmsNormWeightPartialKernel<<<grid, 256, 0, ctx->stream>>>(x, M, D, dy, inv, partial);
+    MMC_LAUNCH_CHECK(ctx, "RmsNormWeightPartialKernel");
+    RmsNormWeightSumKernel<<<static_cast<unsigned>(CeilDiv(D, 256)), 256, 0, ctx->stream>>>(
+        partial, partials, D, dw);
+    MMC_LAUNCH_CHECK(ctx, "RmsNormWeightSumKernel");
+    return MMC_OK;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,871 @@
+// Op-by-op parity of the CUDA kernels (libmemmamba_cuda, kernels/) with the
+// CPU backend, the reference of every op (src/backend/backend.h).
+//
+// For every op: random inputs on the host, including ragged sizes (T not a
+// multiple of 64, E not a multiple of 8 or 32, odd N, S and H, rows with 0 and
+// with many pool entries, padded row strides); the CPU op and the CUDA op run
+// on the same inputs, and each output is compared by the normalised error
+//   ‖gpu − cpu‖₂ / max(‖cpu‖₂, 1e-30)
+// against a per-op tolerance (the reasons are beside each constant below).
+// Outputs start from the same random values on both sides, so an element the
+// GPU fails to write (or writes outside the op's range, such as a padding
+// column) shows as an error; NaN never passes. Ops that promise determinism
+// run twice and must repeat bit for bit. A table is printed last.
+//
+//   cuda_op_parity [matmul norm conv scan pool loss optimizer status]
+// Exit status: 0 all passed, 1 a failure, 77 no CUDA device (CTest: skipped).
+#include <algorithm>
+#include <cinttypes>
+#include <cstdarg>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/bf16.h"
+#include "memmamba_cuda.h"
+
+namespace {
+
+using memmamba::Backend;
+
+// --- Tolerances -------------------------------------------------------------
+// fp32 sums in another order: the error of a K-term dot product is about
+// √K·2^-24 relative (≤ 1e-6 at K = 1536); 1e-5 leaves a margin of 10.
+constexpr double kTolMatmul = 1e-5;
+// Rows summed in double on both sides; outputs are one or two roundings away.
+constexpr double kTolNorm = 1e-5;
+// K-term sums in the same order, expf against the CPU's Cephes exp (2e-7).
+constexpr double kTolConv = 1e-5;
+// The scan's decay uses __expf (relative error ~2^-21·(1+|ΔA|)), compounded
+// along the state's memory (~1/|ΔA| steps); Σ_n in a tree. Backward adds sums
+// over T (dA, dD, ddt_bias) and over E (dB, dC).
+constexpr double kTolScan = 1e-4;
+// Softmax and dot products of ≤ 256 terms in another order.
+constexpr double kTolPool = 1e-5;
+// Softmax over V: the row sum is combined in double.
+constexpr double kTolLoss = 1e-5;
+// The summed loss: double sums of float-rounded log terms.
+constexpr double kTolLossSum = 1e-6;
+// Double sums of squares in another order.
+constexpr double kTolSumSquares = 1e-12;
+// Elementwise, the same formula; FMA contraction and sqrt rounding differ.
+constexpr double kTolAdam = 1e-6;
+
+struct Result {
+  std::string op, shape, output;
+  double err, tol;
+  bool pass;
+};
+std::vector<Result> g_results;
+mmc_context* g_ctx = nullptr;
+std::unique_ptr<Backend> g_cpu;
+std::mt19937_64 g_rng(20261123);
+
+[[noreturn]] void Die(const char* what, int status) {
+  std::fprintf(stderr, "FATAL: %s: %s (%s)\n", what, mmc_status_string(status),
+               g_ctx ? mmc_context_last_error(g_ctx) : "");
+  std::exit(1);
+}
+
+#define CHECK_MMC(expr)                   \
+  do {                                    \
+    const int st_ = (expr);               \
+    if (st_ != MMC_OK) Die(#expr, st_);   \
+  } while (0)
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n) { Resize(n); }
+  explicit DeviceBuffer(const std::vector<T>& host) { Upload(host); }
+  ~DeviceBuffer() {
+    if (p_ != nullptr) mmc_free(g_ctx, p_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void Resize(size_t n) {
+    if (p_ != nullptr) mmc_free(g_ctx, p_);
+    p_ = nullptr;
+    n_ = n;
+    void* v = nullptr;
+    CHECK_MMC(mmc_malloc(g_ctx, &v, std::max<size_t>(n, 1) * sizeof(T)));
+    p_ = static_cast<T*>(v);
+  }
+  void Upload(const std::vector<T>& host) {
+    if (host.size() != n_ || p_ == nullptr) Resize(host.size());
+    if (!host.empty()) {
+      CHECK_MMC(mmc_memcpy(g_ctx, p_, host.data(), host.size() * sizeof(T),
+                           MMC_COPY_HOST_TO_DEVICE));
+    }
+  }
+  std::vector<T> Download() const {
+    std::vector<T> host(n_);
+    CHECK_MMC(mmc_synchronize(g_ctx));
+    if (n_ > 0) {
+      CHECK_MMC(mmc_memcpy(g_ctx, host.data(), p_, n_ * sizeof(T), MMC_COPY_DEVICE_TO_HOST));
+    }
+    return host;
+  }
+  T* get() const { return p_; }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+std::vector<float> Normal(size_t n, float mean = 0.0f, float stddev = 1.0f) {
+  std::normal_distribution<float> dist(mean, stddev);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(g_rng);
+  return v;
+}
+
+float Uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
+int64_t UniformInt(int64_t lo, int64_t hi) {
+  return std::uniform_int_distribution<int64_t>(lo, hi)(g_rng);
+}
+
+double NormErr(const std::vector<float>& gpu, const std::vector<float>& cpu) {
+  if (gpu.size() != cpu.size()) return INFINITY;
+  double diff = 0.0, ref = 0.0;
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    if (!std::isfinite(gpu[i]) && !(std::isnan(gpu[i]) && std::isnan(cpu[i]))) return NAN;
+    const double d = static_cast<double>(gpu[i]) - cpu[i];
+    diff += d * d;
+    ref += static_cast<double>(cpu[i]) * cpu[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(ref), 1e-30);
+}
+
+void Report(const std::string& op, const std::string& shape, const std::string& output,
+            double err, double tol) {
+  const bool pass = std::isfinite(err) && err <= tol;
+  g_results.push_back({op, shape, output, err, tol, pass});
+  std::printf("%-28s %-44s %-14s %10.3e  tol %.0e  %s\n", op.c_str(), shape.c_str(),
+              output.c_str(), err, tol, pass ? "pass" : "FAIL");
+  std::fflush(stdout);
+}
+
+void Compare(const std::string& op, const std::string& shape, const std::string& output,
+             const std::vector<float>& gpu, const std::vector<float>& cpu, double tol) {
+  Report(op, shape, output, NormErr(gpu, cpu), tol);
+}
+
+// Bitwise repetition of a deterministic op.
+void ReportRepeat(const std::string& op, const std::string& shape,
+                  const std::vector<float>& first, const std::vector<float>& second) {
+  const bool same = first.size() == second.size() &&
+                    std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0;
+  Report(op, shape, "bitwise repeat", same ? 0.0 : INFINITY, 0.0);
+}
+
+void ReportStatus(const std::string& op, const std::string& what, int got, int want) {
+  Report(op, what, mmc_status_string(got), got == want ? 0.0 : INFINITY, 0.0);
+}
+
+// Progress on stderr when MMC_PARITY_TRACE is set (to find a hang).
+void Trace(const char* what) {
+  static const bool on = std::getenv("MMC_PARITY_TRACE") != nullptr;
+  if (on) {
+    std::fprintf(stderr, "trace: %s\n", what);
+    std::fflush(stderr);
+  }
+}
+
+std::string Fmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string Fmt(const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+// ---------------------------------------------------------------------------
+// Matrix products.
+
+void TestMatmul() {
+  struct Case {
+    int64_t M, K, N, pad_x, pad_y;
+    bool accumulate, bf16;
+  };
+  const Case cases[] = {{1, 7, 5, 0, 0, false, false},     {37, 129, 65, 3, 5, true, false},
+                        {300, 768, 100, 0, 2, false, false}, {513, 33, 1000, 1, 0, true, false},
+                        {64, 1536, 768, 0, 0, false, false}, {1, 96, 50, 0, 3, false, true},
+                        {77, 768, 333, 2, 0, true, true}};
+  for (const Case& c : cases) {
+    const int64_t ldx = c.K + c.pad_x, ldy = c.N + c.pad_y;
+    std::vector<float> x = Normal(c.M * ldx), w = Normal(c.N * c.K, 0.0f, 0.05f),
+                       y = Normal(c.M * ldy);
+    std::vector<uint16_t> w16;
+    if (c.bf16) {
+      w16.resize(w.size());
+      memmamba::cpu::ConvertF32ToBf16(w.data(), w16.data(), w.size());
+    }
+    std::vector<float> y_cpu = y;
+    memmamba::WeightRef ref;
+    ref.rows = c.N;
+    ref.cols = c.K;
+    if (c.bf16) {
+      ref.bf16 = w16.data();
+    } else {
+      ref.f32 = w.data();
+    }
+    g_cpu->Matmul(x.data(), c.M, ldx, ref, y_cpu.data(), ldy, c.accumulate);
+    DeviceBuffer<float> dx(x), dw(w), dy(y);
+    DeviceBuffer<uint16_t> dw16(w16);
+    mmc_weight mw{};
+    mw.rows = c.N;
+    mw.cols = c.K;
+    if (c.bf16) {
+      mw.bf16 = dw16.get();
+    } else {
+      mw.f32 = dw.get();
+    }
+    CHECK_MMC(mmc_matmul(g_ctx, dx.get(), c.M, ldx, &mw, dy.get(), ldy, c.accumulate));
+    Compare(c.bf16 ? "matmul (bf16 W)" : "matmul", Fmt("M=%" PRId64 " K=%" PRId64 " N=%" PRId64 " ldx+%" PRId64 " ldy+%" PRId64 "%s", c.M, c.K, c.N, c.pad_x, c.pad_y, c.accumulate ? " acc" : ""), "y", dy.Download(), y_cpu, kTolMatmul);
+  }
+  // Backward: dx = dy·W, dW += dyᵀ·x.
+  const Case bcases[] = {{1, 7, 5, 0, 0, false, false},
+                         {37, 129, 65, 3, 5, true, false},
+                         {513, 768, 1536, 1, 2, false, false},
+                         {2048, 48, 1536, 0, 0, true, false}};
+  for (const Case& c : bcases) {
+    const int64_t ldx = c.K + c.pad_x, ldy = c.N + c.pad_y;
+    std::vector<float> gy = Normal(c.M * ldy), w = Normal(c.N * c.K, 0.0f, 0.05f),
+                       gx = Normal(c.M * ldx), x = Normal(c.M * ldx), gw = Normal(c.N * c.K);
+    std::vector<float> gx_cpu = gx, gw_cpu = gw;
+    g_cpu->MatmulBackwardInput(gy.data(), c.M, ldy, w.data(), c.N, c.K, gx_cpu.data(), ldx,
+                               c.accumulate);
+    g_cpu->MatmulBackwardWeight(gy.data(), c.M, ldy, x.data(), ldx, c.N, c.K, gw_cpu.data());
+    DeviceBuffer<float> d_gy(gy), d_w(w), d_gx(gx), d_x(x), d_gw(gw);
+    CHECK_MMC(mmc_matmul_backward_input(g_ctx, d_gy.get(), c.M, ldy, d_w.get(), c.N, c.K,
+                                        d_gx.get(), ldx, c.accumulate));
+    CHECK_MMC(mmc_matmul_backward_weight(g_ctx, d_gy.get(), c.M, ldy, d_x.get(), ldx, c.N, c.K,
+                                         d_gw.get()));
+    const std::string shape = Fmt("M=%" PRId64 " K=%" PRId64 " N=%" PRId64 " ldx+%" PRId64 " ldy+%" PRId64 "%s", c.M, c.K, c.N, c.pad_x, c.pad_y, c.accumulate ? " acc" : "");
+    Compare("matmul_backward_input", shape, "dx", d_gx.Download(), gx_cpu, kTolMatmul);
+    Compare("matmul_backward_weight", shape, "dW (+=)", d_gw.Download(), gw_cpu, kTolMatmul);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// RMSNorm.
+
+void TestRmsNorm() {
+  struct Case {
+    int64_t M, D;
+    bool accumulate;
+  };
+  const Case cases[] = {{1, 1, false}, {7, 33, true}, {513, 768, false}, {64, 1000, true}};
+  const float eps = 1e-5f;
+  for (const Case& c : cases) {
+    std::vector<float> x = Normal(c.M * c.D, 0.3f, 2.0f), w = Normal(c.D, 1.0f, 0.2f),
+                       out = Normal(c.M * c.D), gy = Normal(c.M * c.D), gx = Normal(c.M * c.D),
+                       gw = Normal(c.D);
+    std::vector<float> out_cpu = out, gx_cpu = gx, gw_cpu = gw;
+    g_cpu->RmsNorm(x.data(), c.M, c.D, w.data(), eps, out_cpu.data());
+    g_cpu->RmsNormBackward(x.data(), c.M, c.D, w.data(), eps, gy.data(), gx_cpu.data(),
+                           c.accumulate, gw_cpu.data());
+    DeviceBuffer<float> d_x(x), d_w(w), d_out(out), d_gy(gy), d_gx(gx), d_gw(gw);
+    CHECK_MMC(mmc_rms_norm(g_ctx, d_x.get(), c.M, c.D, d_w.get(), eps, d_out.get()));
+    CHECK_MMC(mmc_rms_norm_backward(g_ctx, d_x.get(), c.M, c.D, d_w.get(), eps, d_gy.get(),
+                                    d_gx.get(), c.accumulate, d_gw.get()));
+    const std::string shape = Fmt("M=%" PRId64 " D=%" PRId64 "%s", c.M, c.D, c.accumulate ? " acc" : "");
+    Compare("rms_norm", shape, "out", d_out.Download(), out_cpu, kTolNorm);
+    Compare("rms_norm_backward", shape, "dx", d_gx.Download(), gx_cpu, kTolNorm);
+    Compare("rms_norm_backward", shape, "dw (+=)", d_gw.Download(), gw_cpu, kTolNorm);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Conv.
+
+void TestConv() {
+  struct Case {
+    int64_t E, K;
+    std::vector<int64_t> T;
+    bool shared_grads;
+  };
+  const std::vector<Case> cases = {{37, 4, {1, 3, 70, 200, 0}, true},
+                                   {1536, 4, {300, 2048}, true},
+                                   {5, 1, {9, 64}, false},
+                                   {64, 7, {2, 130, 65}, false},
+                                   {33, 16, {5, 100}, true}};
+  for (const Case& c : cases) {
+    const int64_t E = c.E, K = c.K, n = static_cast<int64_t>(c.T.size());
+    const int64_t ld = 2 * E + 1;  // ξ is the first half of in_proj's output
+    std::vector<float> w = Normal(E * K, 0.0f, 0.5f), b = Normal(E, 0.0f, 0.2f);
+    DeviceBuffer<float> d_w(w), d_b(b);
+    std::vector<std::vector<float>> xi(n), state(n), out(n), dout(n), dxi(n);
+    std::vector<std::vector<float>> dw(n), db(n);
+    std::vector<memmamba::ConvArgs> cpu_args(n);
+    std::vector<memmamba::ConvBackwardArgs> cpu_bargs(n);
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> d_xi, d_state, d_out, d_dout, d_dxi, d_dw,
+        d_db;
+    std::vector<mmc_conv_args> gpu_args(n);
+    std::vector<mmc_conv_backward_args> gpu_bargs(n);
+    std::vector<float> dw0 = Normal(E * K), db0 = Normal(E);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t T = c.T[i];
+      xi[i] = Normal(std::max<int64_t>(T, 1) * ld);
+      state[i] = Normal((K - 1) * E);
+      out[i] = Normal(T * E);
+      dout[i] = Normal(T * E);
+      dxi[i] = Normal(std::max<int64_t>(T, 1) * ld);
+      dw[i] = c.shared_grads ? dw0 : Normal(E * K);
+      db[i] = c.shared_grads ? db0 : Normal(E);
+      d_xi.push_back(std::make_unique<DeviceBuffer<float>>(xi[i]));
+      d_state.push_back(std::make_unique<DeviceBuffer<float>>(state[i]));
+      d_out.push_back(std::make_unique<DeviceBuffer<float>>(out[i]));
+      d_dout.push_back(std::make_unique<DeviceBuffer<float>>(dout[i]));
+      d_dxi.push_back(std::make_unique<DeviceBuffer<float>>(dxi[i]));
+      d_dw.push_back(std::make_unique<DeviceBuffer<float>>(dw[i]));
+      d_db.push_back(std::make_unique<DeviceBuffer<float>>(db[i]));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t T = c.T[i];
+      memmamba::ConvArgs& a = cpu_args[i];
+      a.T = T; a.E = E; a.K = K; a.xi = xi[i].data(); a.ld_xi = ld; a.w = w.data();
+      a.b = b.data(); a.state = state[i].data(); a.out = out[i].data();
+      mmc_conv_args& g = gpu_args[i];
+      g.T = T; g.E = E; g.K = K; g.xi = d_xi[i]->get(); g.ld_xi = ld; g.w = d_w.get();
+      g.b = d_b.get(); g.state = d_state[i]->get(); g.out = d_out[i]->get();
+      memmamba::ConvBackwardArgs& ab = cpu_bargs[i];
+      const int64_t owner = c.shared_grads ? 0 : i;
+      ab.T = T; ab.E = E; ab.K = K; ab.xi = xi[i].data(); ab.ld_xi = ld; ab.w = w.data();
+      ab.b = b.data(); ab.dout = dout[i].data(); ab.dxi = dxi[i].data(); ab.ld_dxi = ld;
+      ab.dw = dw[owner].data(); ab.db = db[owner].data();
+      mmc_conv_backward_args& gb = gpu_bargs[i];
+      gb.T = T; gb.E = E; gb.K = K; gb.xi = d_xi[i]->get(); gb.ld_xi = ld; gb.w = d_w.get();
+      gb.b = d_b.get(); gb.dout = d_dout[i]->get(); gb.dxi = d_dxi[i]->get(); gb.ld_dxi = ld;
+      gb.dw = d_dw[owner]->get(); gb.db = d_db[owner]->get();
+    }
+    // The backward reads the pre-update inputs only; run it first on both.
+    g_cpu->ConvSiluBackward(cpu_bargs.data(), n);
+    CHECK_MMC(mmc_conv_silu_backward(g_ctx, gpu_bargs.data(), n));
+    g_cpu->ConvSilu(cpu_args.data(), n);
+    CHECK_MMC(mmc_conv_silu(g_ctx, gpu_args.data(), n));
+    std::string ts;
+    for (int64_t T : c.T) ts += (ts.empty() ? "" : ",") + std::to_string(T);
+    const std::string shape = Fmt("E=%" PRId64 " K=%" PRId64 " T={%s}%s", E, K, ts.c_str(),
+                                  c.shared_grads ? " shared dW" : "");
+    std::vector<float> g_out, c_out, g_state, c_state, g_dxi, c_dxi, g_dw, c_dw, g_db, c_db;
+    for (int64_t i = 0; i < n; ++i) {
+      auto append = [](std::vector<float>& to, const std::vector<float>& from) {
+        to.insert(to.end(), from.begin(), from.end());
+      };
+      append(g_out, d_out[i]->Download());
+      append(c_out, out[i]);
+      append(g_state, d_state[i]->Download());
+      append(c_state, state[i]);
+      append(g_dxi, d_dxi[i]->Download());
+      append(c_dxi, dxi[i]);
+      if (!c.shared_grads || i == 0) {
+        append(g_dw, d_dw[i]->Download());
+        append(c_dw, dw[i]);
+        append(g_db, d_db[i]->Download());
+        append(c_db, db[i]);
+      }
+    }
+    Compare("conv_silu", shape, "out", g_out, c_out, kTolConv);
+    Compare("conv_silu", shape, "state", g_state, c_state, kTolConv);
+    Compare("conv_silu_backward", shape, "dxi", g_dxi, c_dxi, kTolConv);
+    Compare("conv_silu_backward", shape, "dw (+=)", g_dw, c_dw, kTolConv);
+    Compare("conv_silu_backward", shape, "db (+=)", g_db, c_db, kTolConv);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Selective scan.
+
+struct ScanStream {
+  int64_t T;
+  std::vector<float> xc, dt, xdbl, xz, state, y, cp;               // forward
+  std::vector<float> dy, dxc, ddt, dxdbl, dxz;                     // backward
+  std::unique_ptr<DeviceBuffer<float>> d_xc, d_dt, d_xdbl, d_xz, d_state, d_y, d_cp, d_dy, d_dxc,
+      d_ddt, d_dxdbl, d_dxz;
+};
+
+void TestScan() {
+  struct Case {
+    int64_t E, N;
+    std::vector<int64_t> T;
+    bool shared_grads;
+  };
+  const std::vector<Case> cases = {{37, 16, {1, 64, 65, 130}, true},
+                                   {1536, 16, {257, 2048}, true},
+                                   {100, 5, {200}, false},
+                                   {20, 33, {70, 3}, false},
+                                   {24, 64, {129}, true},
+                                   {8, 1, {10, 64}, true}};
+  const int64_t R = 3;  // dt_rank columns before B and C in x_proj's output
+  for (const Case& c : cases) {
+    const int64_t E = c.E, N = c.N, n = static_cast<int64_t>(c.T.size());
+    const int64_t ld_bc = R + 2 * N, ld_z = 2 * E;
+    // Parameters: dt_bias = softplus⁻¹(dt), dt log-uniform in [1e-3, 0.1];
+    // A = -exp(A_log) with A_log = log(1..N) jittered; D ≈ 1.
+    std::vector<float> dt_bias(E), A(N * E), D = Normal(E, 1.0f, 0.1f);
+    for (int64_t e = 0; e < E; ++e) {
+      const float dt = std::exp(Uniform(std::log(1e-3f), std::log(0.1f)));
+      dt_bias[e] = dt + std::log(-std::expm1(-dt));
+    }
+    for (int64_t k = 0; k < N; ++k) {
+      for (int64_t e = 0; e < E; ++e) A[k * E + e] = -(k + 1) * Uniform(0.7f, 1.3f);
+    }
+    std::vector<float> dA = Normal(N * E), dD = Normal(E), ddtb = Normal(E);
+    std::vector<std::vector<float>> dA_s(n, dA), dD_s(n, dD), ddtb_s(n, ddtb);
+    if (!c.shared_grads) {
+      for (int64_t i = 0; i < n; ++i) {
+        dA_s[i] = Normal(N * E);
+        dD_s[i] = Normal(E);
+        ddtb_s[i] = Normal(E);
+      }
+    }
+    DeviceBuffer<float> d_dt_bias(dt_bias), d_A(A), d_D(D);
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> d_dA, d_dD, d_ddtb;
+    for (int64_t i = 0; i < n; ++i) {
+      d_dA.push_back(std::make_unique<DeviceBuffer<float>>(dA_s[i]));
+      d_dD.push_back(std::make_unique<DeviceBuffer<float>>(dD_s[i]));
+      d_ddtb.push_back(std::make_unique<DeviceBuffer<float>>(ddtb_s[i]));
+    }
+    std::vector<ScanStream> s(n);
+    std::vector<memmamba::ScanArgs> cpu_args(n);
+    std::vector<mmc_scan_args> gpu_args(n);
+    for (int64_t i = 0; i < n; ++i) {
+      ScanStream& st = s[i];
+      st.T = c.T[i];
+      const int64_t T = st.T, chunks = (T + 63) / 64;
+      st.xc = Normal(T * E);
+      st.dt = Normal(T * E, 0.0f, 0.5f);
+      st.xdbl = Normal(T * ld_bc);
+      st.xz = Normal(T * ld_z);
+      st.state = Normal(N * E, 0.0f, 0.5f);
+      st.y = Normal(T * E);
+      st.cp = Normal(chunks * N * E);
+      st.d_xc = std::make_unique<DeviceBuffer<float>>(st.xc);
+      st.d_dt = std::make_unique<DeviceBuffer<float>>(st.dt);
+      st.d_xdbl = std::make_unique<DeviceBuffer<float>>(st.xdbl);
+      st.d_xz = std::make_unique<DeviceBuffer<float>>(st.xz);
+      st.d_state = std::make_unique<DeviceBuffer<float>>(st.state);
+      st.d_y = std::make_unique<DeviceBuffer<float>>(st.y);
+      st.d_cp = std::make_unique<DeviceBuffer<float>>(st.cp);
+      memmamba::ScanArgs& a = cpu_args[i];
+      a.T = T; a.E = E; a.N = N; a.xc = st.xc.data(); a.dt = st.dt.data();
+      a.dt_bias = dt_bias.data(); a.A = A.data(); a.B = st.xdbl.data() + R;
+      a.C = st.xdbl.data() + R + N; a.ld_bc = ld_bc; a.D = D.data(); a.z = st.xz.data() + E;
+      a.ld_z = ld_z; a.state = st.state.data(); a.y = st.y.data(); a.checkpoints = st.cp.data();
+      mmc_scan_args& g = gpu_args[i];
+      g.T = T; g.E = E; g.N = N; g.xc = st.d_xc->get(); g.dt = st.d_dt->get();
+      g.dt_bias = d_dt_bias.get(); g.A = d_A.get(); g.B = st.d_xdbl->get() + R;
+      g.C = st.d_xdbl->get() + R + N; g.ld_bc = ld_bc; g.D = d_D.get();
+      g.z = st.d_xz->get() + E; g.ld_z = ld_z; g.state = st.d_state->get(); g.y = st.d_y->get();
+      g.checkpoints = st.d_cp->get();
+    }
+    Trace("scan forward: cpu");
+    g_cpu->SelectiveScan(cpu_args.data(), n);
+    Trace("scan forward: gpu");
+    CHECK_MMC(mmc_selective_scan(g_ctx, gpu_args.data(), n));
+    std::string ts;
+    for (int64_t T : c.T) ts += (ts.empty() ? "" : ",") + std::to_string(T);
+    const std::string shape = Fmt("E=%" PRId64 " N=%" PRId64 " T={%s}%s", E, N, ts.c_str(),
+                                  c.shared_grads ? " shared dA" : "");
+    std::vector<float> gy, cy, gs, cs, gc, cc;
+    for (auto& st : s) {
+      auto v = st.d_y->Download();
+      gy.insert(gy.end(), v.begin(), v.end());
+      cy.insert(cy.end(), st.y.begin(), st.y.end());
+      v = st.d_state->Download();
+      gs.insert(gs.end(), v.begin(), v.end());
+      cs.insert(cs.end(), st.state.begin(), st.state.end());
+      v = st.d_cp->Download();
+      gc.insert(gc.end(), v.begin(), v.end());
+      cc.insert(cc.end(), st.cp.begin(), st.cp.end());
+    }
+    Compare("selective_scan", shape, "y", gy, cy, kTolScan);
+    Compare("selective_scan", shape, "state", gs, cs, kTolScan);
+    Compare("selective_scan", shape, "checkpoints", gc, cc, kTolScan);
+
+    // Backward from the CPU's checkpoints (the same bits on both sides).
+    std::vector<memmamba::ScanBackwardArgs> cpu_b(n);
+    std::vector<mmc_scan_backward_args> gpu_b(n);
+    for (int64_t i = 0; i < n; ++i) {
+      ScanStream& st = s[i];
+      const int64_t T = st.T;
+      st.d_cp->Upload(st.cp);
+      st.dy = Normal(T * E);
+      st.dxc = Normal(T * E);
+      st.ddt = Normal(T * E);
+      st.dxdbl = Normal(T * ld_bc);
+      st.dxz = Normal(T * ld_z);
+      st.d_dy = std::make_unique<DeviceBuffer<float>>(st.dy);
+      st.d_dxc = std::make_unique<DeviceBuffer<float>>(st.dxc);
+      st.d_ddt = std::make_unique<DeviceBuffer<float>>(st.ddt);
+      st.d_dxdbl = std::make_unique<DeviceBuffer<float>>(st.dxdbl);
+      st.d_dxz = std::make_unique<DeviceBuffer<float>>(st.dxz);
+      const int64_t owner = c.shared_grads ? 0 : i;
+      memmamba::ScanBackwardArgs& a = cpu_b[i];
+      a.fwd = cpu_args[i];
+      a.fwd.checkpoints = nullptr;
+      a.checkpoints = st.cp.data(); a.dy = st.dy.data(); a.dxc = st.dxc.data();
+      a.ddt = st.ddt.data(); a.dB = st.dxdbl.data() + R; a.dC = st.dxdbl.data() + R + N;
+      a.ld_dbc = ld_bc; a.dz = st.dxz.data() + E; a.ld_dz = ld_z;
+      a.dA = dA_s[owner].data(); a.dD = dD_s[owner].data(); a.ddt_bias = ddtb_s[owner].data();
+      mmc_scan_backward_args& g = gpu_b[i];
+      g.fwd = gpu_args[i];
+      g.fwd.checkpoints = nullptr;
+      g.checkpoints = st.d_cp->get(); g.dy = st.d_dy->get(); g.dxc = st.d_dxc->get();
+      g.ddt = st.d_ddt->get(); g.dB = st.d_dxdbl->get() + R; g.dC = st.d_dxdbl->get() + R + N;
+      g.ld_dbc = ld_bc; g.dz = st.d_dxz->get() + E; g.ld_dz = ld_z;
+      g.dA = d_dA[owner]->get(); g.dD = d_dD[owner]->get(); g.ddt_bias = d_ddtb[owner]->get();
+    }
+    // The CPU op sizes its dB/dC partials by the first stream's T (all
+    // streams of a training batch have one T), so it runs stream by stream
+    // here, in order: the same accumulation into shared dA / dD / ddt_bias.
+    Trace("scan backward: cpu");
+    for (int64_t i = 0; i < n; ++i) g_cpu->SelectiveScanBackward(&cpu_b[i], 1);
+    Trace("scan backward: gpu");
+    CHECK_MMC(mmc_selective_scan_backward(g_ctx, gpu_b.data(), n));
+    CHECK_MMC(mmc_synchronize(g_ctx));
+    Trace("scan backward: done");
+    std::vector<float> g_dxc, c_dxc, g_ddt, c_ddt, g_dbc, c_dbc, g_dz, c_dz, g_dA, c_dA, g_dD,
+        c_dD, g_db, c_db;
+    auto append = [](std::vector<float>& to, const std::vector<float>& from) {
+      to.insert(to.end(), from.begin(), from.end());
+    };
+    for (int64_t i = 0; i < n; ++i) {
+      ScanStream& st = s[i];
+      append(g_dxc, st.d_dxc->Download());
+      append(c_dxc, st.dxc);
+      append(g_ddt, st.d_ddt->Download());
+      append(c_ddt, st.ddt);
+      append(g_dbc, st.d_dxdbl->Download());
+      append(c_dbc, st.dxdbl);
+      append(g_dz, st.d_dxz->Download());
+      append(c_dz, st.dxz);
+      if (!c.shared_grads || i == 0) {
+        append(g_dA, d_dA[i]->Download());
+        append(c_dA, dA_s[i]);
+        append(g_dD, d_dD[i]->Download());
+        append(c_dD, dD_s[i]);
+        append(g_db, d_ddtb[i]->Download());
+        append(c_db, ddtb_s[i]);
+      }
+    }
+    Compare("selective_scan_backward", shape, "dxc", g_dxc, c_dxc, kTolScan);
+    Compare("selective_scan_backward", shape, "ddt", g_ddt, c_ddt, kTolScan);
+    Compare("selective_scan_backward", shape, "dB,dC (ld)", g_dbc, c_dbc, kTolScan);
+    Compare("selective_scan_backward", shape, "dz (ld)", g_dz, c_dz, kTolScan);
+    Compare("selective_scan_backward", shape, "dA (+=)", g_dA, c_dA, kTolScan);
+    Compare("selective_scan_backward", shape, "dD (+=)", g_dD, c_dD, kTolScan);
+    Compare("selective_scan_backward", shape, "ddt_bias (+=)", g_db, c_db, kTolScan);
+    if (&c == &cases[1]) {
+      // Determinism: from the same initial gradients, the same call gives the
+      // same bits (dB/dC and dA are cross-block / cross-stream reductions).
+      d_dA[0]->Upload(dA);
+      d_dD[0]->Upload(dD);
+      d_ddtb[0]->Upload(ddtb);
+      CHECK_MMC(mmc_selective_scan_backward(g_ctx, gpu_b.data(), n));
+      std::vector<float> again_bc;
+      for (int64_t i = 0; i < n; ++i) append(again_bc, s[i].d_dxdbl->Download());
+      ReportRepeat("selective_scan_backward", shape + " dB,dC", g_dbc, again_bc);
+      ReportRepeat("selective_scan_backward", shape + " dA", g_dA, d_dA[0]->Download());
+    }
+  }
+  // Unsupported state sizes are refused, not run.
+  mmc_scan_args big{};
+  big.T = 1; big.E = 1; big.N = 65;
+  ReportStatus("selective_scan", "N=65", mmc_selective_scan(g_ctx, &big, 1), MMC_ERR_UNSUPPORTED);
+}
+
+// ---------------------------------------------------------------------------
+// Pool attention.
+
+void TestPool() {
+  struct Case {
+    int64_t S, H, rows, table;
+  };
+  const Case cases[] = {{64, 4, 60, 300}, {24, 3, 40, 80}, {20, 5, 33, 260},
+                        {7, 1, 20, 40},   {256, 8, 12, 300}};
+  const int64_t counts[] = {0, 1, 2, 3, 31, 32, 33, 50, 100, 250};
+  for (const Case& c : cases) {
+    const int64_t S = c.S, H = c.H, rows = c.rows, P = c.table, ld_kv = 2 * S + 1;
+    std::vector<int32_t> offsets(rows + 1, 0), entries;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t m = counts[r % (sizeof counts / sizeof counts[0])];
+      if (r == 1) m = 0;
+      m = std::min(m, P);
+      std::vector<int32_t> pick(P);
+      for (int64_t i = 0; i < P; ++i) pick[i] = static_cast<int32_t>(i);
+      std::shuffle(pick.begin(), pick.end(), g_rng);
+      std::sort(pick.begin(), pick.begin() + m);  // pool order: ascending windows
+      entries.insert(entries.end(), pick.begin(), pick.begin() + m);
+      offsets[r + 1] = static_cast<int32_t>(entries.size());
+    }
+    const int64_t nnz = static_cast<int64_t>(entries.size());
+    std::vector<float> q = Normal(rows * S), table = Normal(P * ld_kv), o = Normal(rows * S),
+                       dout = Normal(rows * S), dq = Normal(rows * S),
+                       dtable = Normal(P * ld_kv);
+    std::vector<float> o_cpu = o, dq_cpu = dq, dtable_cpu = dtable;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t m = offsets[r + 1] - offsets[r];
+      if (m == 0) {
+        std::fill(o_cpu.begin() + r * S, o_cpu.begin() + (r + 1) * S, 0.0f);
+        std::fill(dq_cpu.begin() + r * S, dq_cpu.begin() + (r + 1) * S, 0.0f);
+        continue;
+      }
+      std::vector<const float*> keys(m), values(m);
+      std::vector<float*> dkeys(m), dvalues(m);
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t i = entries[offsets[r] + j];
+        keys[j] = table.data() + i * ld_kv;
+        values[j] = table.data() + i * ld_kv + S;
+        dkeys[j] = dtable_cpu.data() + i * ld_kv;
+        dvalues[j] = dtable_cpu.data() + i * ld_kv + S;
+      }
+      g_cpu->PoolAttend(q.data() + r * S, m, keys.data(), values.data(), S, H,
+                        o_cpu.data() + r * S);
+      g_cpu->PoolAttendBackward(q.data() + r * S, m, keys.data(), values.data(), S, H,
+                                dout.data() + r * S, dq_cpu.data() + r * S, dkeys.data(),
+                                dvalues.data());
+    }
+    std::vector<int32_t> t_offsets(P + 1), t_positions(std::max<int64_t>(nnz, 1));
+    CHECK_MMC(mmc_pool_index_transpose(offsets.data(), rows, entries.data(), P, t_offsets.data(),
+                                       t_positions.data()));
+    DeviceBuffer<int32_t> d_off(offsets), d_ent(entries), d_toff(t_offsets), d_tpos(t_positions);
+    DeviceBuffer<float> d_q(q), d_table(table), d_o(o), d_dout(dout), d_dq(dq), d_dtable(dtable);
+    mmc_pool_attend_args a{};
+    a.rows = rows; a.S = S; a.H = H; a.q = d_q.get(); a.ld_q = S; a.keys = d_table.get();
+    a.values = d_table.get() + S; a.ld_kv = ld_kv; a.table_rows = P; a.offsets = d_off.get();
+    a.entries = d_ent.get(); a.nnz = nnz; a.o = d_o.get(); a.ld_o = S;
+    CHECK_MMC(mmc_pool_attend(g_ctx, &a));
+    mmc_pool_attend_backward_args g{};
+    g.fwd = a;
+    g.t_offsets = d_toff.get(); g.t_positions = d_tpos.get(); g.dout = d_dout.get();
+    g.ld_dout = S; g.dq = d_dq.get(); g.ld_dq = S; g.dkeys = d_dtable.get();
+    g.dvalues = d_dtable.get() + S; g.ld_dkv = ld_kv;
+    CHECK_MMC(mmc_pool_attend_backward(g_ctx, &g));
+    const std::string shape = Fmt("S=%" PRId64 " H=%" PRId64 " rows=%" PRId64 " table=%" PRId64 " m=0..%" PRId64, S, H, rows, P, std::min<int64_t>(250, P));
+    Compare("pool_attend", shape, "o", d_o.Download(), o_cpu, kTolPool);
+    Compare("pool_attend_backward", shape, "dq", d_dq.Download(), dq_cpu, kTolPool);
+    const std::vector<float> dtable_gpu = d_dtable.Download();
+    Compare("pool_attend_backward", shape, "dk,dv (+=)", dtable_gpu, dtable_cpu, kTolPool);
+    if (&c == &cases[0]) {
+      d_dtable.Upload(dtable);
+      CHECK_MMC(mmc_pool_attend_backward(g_ctx, &g));
+      ReportRepeat("pool_attend_backward", shape + " dk,dv", dtable_gpu, d_dtable.Download());
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Loss.
+
+void TestLoss() {
+  struct Case {
+    int64_t M, V;
+  };
+  const Case cases[] = {{37, 1000}, {5, 50280}, {3, 1}, {64, 333}};
+  for (const Case& c : cases) {
+    std::vector<float> logits = Normal(c.M * c.V, 0.0f, 3.0f);
+    std::vector<int32_t> targets(c.M);
+    int64_t counted = 0;
+    for (int64_t m = 0; m < c.M; ++m) {
+      targets[m] = (m % 7 == 3) ? -1 : static_cast<int32_t>(UniformInt(0, c.V - 1));
+      counted += targets[m] >= 0;
+    }
+    const float scale = 1.0f / std::max<int64_t>(counted, 1);
+    std::vector<float> cpu = logits;
+    double loss_cpu = 1.25;
+    g_cpu->SoftmaxCrossEntropy(cpu.data(), c.M, c.V, targets.data(), scale, &loss_cpu);
+    DeviceBuffer<float> d_logits(logits);
+    DeviceBuffer<int32_t> d_targets(targets);
+    DeviceBuffer<double> d_loss(std::vector<double>{1.25});
+    CHECK_MMC(mmc_softmax_cross_entropy(g_ctx, d_logits.get(), c.M, c.V, d_targets.get(), scale,
+                                        d_loss.get()));
+    const std::string shape = Fmt("M=%" PRId64 " V=%" PRId64 " (some targets -1)", c.M, c.V);
+    Compare("softmax_cross_entropy", shape, "grad", d_logits.Download(), cpu, kTolLoss);
+    const double loss_gpu = d_loss.Download()[0];
+    Report("softmax_cross_entropy", shape, "loss_sum (+=)",
+           std::fabs(loss_gpu - loss_cpu) / std::max(std::fabs(loss_cpu), 1e-30), kTolLossSum);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Optimizer.
+
+void TestOptimizer() {
+  const int64_t sizes[] = {0, 1, 7, 65536, 65537, 300001, 5};
+  std::vector<std::vector<float>> xs;
+  std::vector<std::unique_ptr<DeviceBuffer<float>>> dxs;
+  std::vector<mmc_tensor_ref> refs;
+  double cpu_total = 0.0;
+  for (int64_t n : sizes) {
+    xs.push_back(Normal(n, 0.0f, 0.1f));
+    cpu_total += g_cpu->SumSquares(xs.back().data(), n);
+    dxs.push_back(std::make_unique<DeviceBuffer<float>>(xs.back()));
+    refs.push_back({dxs.back()->get(), n});
+  }
+  DeviceBuffer<double> d_total(1);
+  CHECK_MMC(mmc_sum_squares(g_ctx, refs.data(), static_cast<int64_t>(refs.size()),
+                            d_total.get()));
+  const double gpu_total = d_total.Download()[0];
+  Report("sum_squares", "7 tensors, 0..300001", "total", std::fabs(gpu_total - cpu_total) / cpu_total,
+         kTolSumSquares);
+
+  // AdamW: some tensors start one float past an aligned address (the scalar path).
+  const int64_t adam_sizes[] = {1, 5, 1000, 65537, 200003, 4096};
+  const int64_t misalign[] = {0, 1, 0, 1, 0, 3};
+  const float wds[] = {0.0f, 0.1f, 0.01f, 0.0f, 0.1f, 0.05f};
+  for (int pass = 0; pass < 2; ++pass) {
+    const int64_t step = pass == 0 ? 1 : 10;
+    const float gs = 0.7f, dev_scale = 0.5f;
+    const bool use_device_scale = pass == 1;
+    std::vector<std::vector<float>> w, g, m, v, wc, mc, vc;
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> dw, dg, dm, dv;
+    std::vector<mmc_adamw_tensor> ts;
+    const size_t count = sizeof adam_sizes / sizeof adam_sizes[0];
+    for (size_t i = 0; i < count; ++i) {
+      const int64_t n = adam_sizes[i], off = misalign[i];
+      w.push_back(Normal(n + off));
+      g.push_back(Normal(n + off, 0.0f, 0.01f));
+      m.push_back(Normal(n + off, 0.0f, 0.001f));
+      std::vector<float> vv = Normal(n + off, 0.0f, 1e-4f);
+      for (auto& x : vv) x = x * x;
+      v.push_back(vv);
+      wc.push_back(w.back());
+      mc.push_back(m.back());
+      vc.push_back(v.back());
+      g_cpu->AdamW(wc.back().data() + off, g.back().data() + off, mc.back().data() + off,
+                   vc.back().data() + off, n, use_device_scale ? gs * dev_scale : gs, 1e-3f,
+                   0.9f, 0.95f, 1e-8f, wds[i], step);
+      dw.push_back(std::make_unique<DeviceBuffer<float>>(w.back()));
+      dg.push_back(std::make_unique<DeviceBuffer<float>>(g.back()));
+      dm.push_back(std::make_unique<DeviceBuffer<float>>(m.back()));
+      dv.push_back(std::make_unique<DeviceBuffer<float>>(v.back()));
+      ts.push_back({dw.back()->get() + off, dg.back()->get() + off, dm.back()->get() + off,
+                    dv.back()->get() + off, n, wds[i]});
+    }
+    DeviceBuffer<float> d_scale(std::vector<float>{dev_scale});
+    mmc_adamw_params p{};
+    p.lr = 1e-3f; p.beta1 = 0.9f; p.beta2 = 0.95f; p.eps = 1e-8f; p.grad_scale = gs;
+    p.grad_scale_device = use_device_scale ? d_scale.get() : nullptr;
+    p.step = step;
+    CHECK_MMC(mmc_adamw(g_ctx, ts.data(), static_cast<int64_t>(ts.size()), &p));
+    std::vector<float> gw, cw, gm, cm, gv, cv;
+    for (size_t i = 0; i < count; ++i) {
+      auto x = dw[i]->Download();
+      gw.insert(gw.end(), x.begin(), x.end());
+      cw.insert(cw.end(), wc[i].begin(), wc[i].end());
+      x = dm[i]->Download();
+      gm.insert(gm.end(), x.begin(), x.end());
+      cm.insert(cm.end(), mc[i].begin(), mc[i].end());
+      x = dv[i]->Download();
+      gv.insert(gv.end(), x.begin(), x.end());
+      cv.insert(cv.end(), vc[i].begin(), vc[i].end());
+    }
+    // w moves by ~lr per step: compare the update, not w itself, so the
+    // error is relative to what the op changed.
+    std::vector<float> gdw(gw.size()), cdw(cw.size());
+    size_t k = 0;
+    for (size_t i = 0; i < count; ++i) {
+      for (size_t j = 0; j < w[i].size(); ++j, ++k) {
+        gdw[k] = gw[k] - w[i][j];
+        cdw[k] = cw[k] - w[i][j];
+      }
+    }
+    const std::string shape = Fmt("6 tensors, 1..200003, step %" PRId64 "%s", step,
+                                  use_device_scale ? ", device gs" : "");
+    Compare("adamw", shape, "w", gw, cw, kTolAdam);
+    // The update alone (w − w0, ~lr): one rounding of w (2^-24·|w| ≈ 6e-8)
+    // against an update of 1e-3 is ~1e-4 of it where the roundings differ.
+    Compare("adamw", shape, "w − w0", gdw, cdw, 2e-4);
+    Compare("adamw", shape, "m", gm, cm, kTolAdam);
+    Compare("adamw", shape, "v", gv, cv, kTolAdam);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Statuses: device OOM is its own code and leaves the context usable.
+
+void TestStatuses() {
+  void* p = nullptr;
+  const int st = mmc_malloc(g_ctx, &p, size_t{1} << 50);
+  ReportStatus("malloc", "1 PiB", st, MMC_ERR_OUT_OF_MEMORY);
+  ReportStatus("synchronize", "after the failed malloc", mmc_synchronize(g_ctx), MMC_OK);
+  mmc_weight w{};
+  w.rows = 4;
+  w.cols = 4;
+  ReportStatus("matmul", "no weight pointer", mmc_matmul(g_ctx, nullptr, 1, 4, &w, nullptr, 4, 0),
+               MMC_ERR_INVALID_ARGUMENT);
+  mmc_op_table table;
+  ReportStatus("get_op_table", "struct_size = sizeof", mmc_get_op_table(&table, sizeof table),
+               MMC_OK);
+  Report("get_op_table", "version", "MMC_API_VERSION",
+         table.version == MMC_API_VERSION && table.adamw == mmc_adamw ? 0.0 : INFINITY, 0.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Optional arguments name the families to run (default: all), so that a
+  // device fault in one family cannot hide the results of the others.
+  auto want = [&](const char* family) {
+    if (argc < 2) return true;
+    for (int i = 1; i < argc; ++i) {
+      if (std::strcmp(argv[i], family) == 0) return true;
+    }
+    return false;
+  };
+  mmc_context_options opts;
+  mmc_context_options_init(&opts, sizeof opts);
+  const int st = mmc_context_create(&g_ctx, &opts);
+  if (st == MMC_ERR_NO_DEVICE) {
+    std::printf("cuda_op_parity: no CUDA device (%s): skipped\n", mmc_status_string(st));
+    return 77;
+  }
+  if (st != MMC_OK) {
+    std::fprintf(stderr, "cuda_op_parity: context: %s\n", mmc_status_string(st));
+    return 1;
+  }
+  mmc_device_info info;
+  CHECK_MMC(mmc_device_get_info(g_ctx, &info));
+  std::printf("device: %s (sm_%d%d, %d SMs, %.1f GiB), runtime %d, driver %d\n", info.name,
+              info.major, info.minor, info.multiprocessors,
+              info.global_memory_bytes / double(1 << 30), info.runtime_version,
+              info.driver_version);
+  g_cpu = memmamba::CreateCpuBackend(1);
+
+  if (want("matmul")) TestMatmul();
+  if (want("norm")) TestRmsNorm();
+  if (want("conv")) TestConv();
+  if (want("scan")) TestScan();
+  if (want("pool")) TestPool();
+  if (want("loss")) TestLoss();
+  if (want("optimizer")) TestOptimizer();
+  if (want("status")) TestStatuses();
+  const int sync = mmc_synchronize(g_ctx);
+  if (sync != MMC_OK) Die("final synchronize", sync);
+
+  int failed = 0;
+  std::printf("\n| op | shape | output | ‖gpu−cpu‖/‖cpu‖ | tol | result |\n");
+  std::printf("| --- | --- | --- | ---: | ---: | --- |\n");
+  for (const Result& r : g_results) {
+    std::printf("| %s | %s | %s | %.2e | %.0e | %s |\n", r.op.c_str(), r.shape.c_str(),
+                r.output.c_str(), r.err, r.tol, r.pass ? "pass" : "**FAIL**");
+    failed += !r.pass;
+  }
+  std::printf("\n%zu checks, %d failed\n", g_results.size(), failed);
+  g_cpu.reset();
+  mmc_context_free(g_ctx);
+  return failed == 0 ? 0 : 1;
+}
