@@ -171,6 +171,12 @@ class Backend {
   virtual void SoftmaxCrossEntropy(float* logits, int64_t M, int64_t V, const int32_t* targets,
                                    float scale, double* loss_sum) = 0;
 
+  // out [D, D] += Xᵀ·Y in double (X, Y: [M, D] f32, row stride D): the Gram
+  // matrices of evaluation's ridge regressions (ECLMF), which must stay
+  // positive semi-definite to double precision when X has low rank.
+  virtual void GramAccumulate(const float* x, const float* y, int64_t M, int64_t D,
+                              double* out) = 0;
+
   // Σ x[i]² in double, in a fixed order (the global gradient norm).
   virtual double SumSquares(const float* x, int64_t n) = 0;
 

@@ -132,11 +132,8 @@ absl::Status EvalFidelity(const Model& model, const int32_t* tokens, int64_t n,
   for (int g = 0; g < 3; ++g) {
     for (int64_t l = 0; l + kGaps[g] <= L; ++l) cross[g * (L + 1) + l].assign(D * D, 0.0);
   }
-  std::vector<float> tmp(D * D);
   auto accumulate = [&](const float* X, const float* Y, int64_t m, std::vector<double>* acc) {
-    std::fill(tmp.begin(), tmp.end(), 0.0f);
-    be.MatmulBackwardWeight(X, m, D, Y, D, D, D, tmp.data());  // XᵀY
-    for (int64_t i = 0; i < D * D; ++i) (*acc)[i] += tmp[i];
+    be.GramAccumulate(X, Y, m, D, acc->data());  // XᵀY in double
   };
   Workspace ws;
   StreamState state;

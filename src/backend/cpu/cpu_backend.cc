@@ -5,6 +5,7 @@
 // region; matrix products go through OpenBLAS (src/backend/cpu/matmul.h).
 // Results never depend on the thread count: work is split over independent
 // rows, channels or streams, never over a reduction.
+#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -702,6 +703,15 @@ class CpuBackend final : public Backend {
       row[targets[m]] = scale * (target_p - 1.0f);
     }
     for (int64_t m = 0; m < M; ++m) *loss_sum += losses[m];
+  }
+
+  void GramAccumulate(const float* x, const float* y, int64_t M, int64_t D,
+                      double* out) override {
+    if (M <= 0 || D <= 0) return;
+    std::vector<double> xd(x, x + M * D), yd(y, y + M * D);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(D),
+                static_cast<int>(D), static_cast<int>(M), 1.0, xd.data(), static_cast<int>(D),
+                yd.data(), static_cast<int>(D), 1.0, out, static_cast<int>(D));
   }
 
   double SumSquares(const float* x, int64_t n) override {
