@@ -282,6 +282,12 @@ TEST(Eval, FidelityIsFiniteAndBounded) {
   EXPECT_TRUE(std::isfinite(f.eclmf[0]) && f.eclmf[0] <= 1.0) << f.eclmf[0];
   EXPECT_TRUE(std::isnan(f.eclmf[1]));  // G = 5 > n_layer = 4
   EXPECT_TRUE(std::isnan(f.eclmf[2]));
+  // Three distinct tokens: the embeddings (h_0) have rank 3 < d_model, and
+  // the ridge regression must still be solvable.
+  std::vector<int32_t> few(400);
+  for (size_t i = 0; i < few.size(); ++i) few[i] = static_cast<int32_t>(1 + (i * 7) % 3);
+  ASSERT_EQ(mm_eval_fidelity(h.model, few.data(), few.size(), &f), MM_OK);
+  EXPECT_TRUE(std::isfinite(f.eclmf[0])) << f.eclmf[0];
   // Bad input.
   EXPECT_EQ(mm_eval_fidelity(h.model, tokens.data(), 1, &f), MM_ERR_INVALID_ARGUMENT);
   tokens[9] = 99;
