@@ -151,13 +151,15 @@ class Backend {
                                   const float* dout, float* dq, float* const* dkeys,
                                   float* const* dvalues) = 0;
 
-  // The straight-through note estimator (DESIGN 6): the read's attention is
-  // p_j = κ_j e^{s_j} / Σ_i κ_i e^{s_i} over candidates j, with κ_j = 1 for
-  // the m pool entries (keys/values) and 0 for the c other candidates
-  // (ckeys/cvalues); this writes dL/dκ_j for every candidate,
-  //   dκ_j = Σ_h e^{s_jh} / Z_h · (do_h·v_jh − do_h·o_h),  Z_h = Σ_pool e^{s_ih},
-  // pool entries first (m values), then the other candidates (c values),
-  // into dkappa (overwritten). m >= 1.
+  // The straight-through note estimator (DESIGN 6). Every candidate j (the m
+  // pool entries, keys/values, then the c other completed windows,
+  // ckeys/cvalues) carries κ_j = keep_j + score_j − stopgrad(score_j); its
+  // weight is κ_j times the softmax over all candidates, so no weight
+  // exceeds 1, and the forward (κ = keep) is the pool's own attention. This
+  // writes the surrogate gradient, per head h summed,
+  //   dκ_j = Σ_h e^{s_jh} / Σ_all e^{s_ih} · (do_h·v_jh − do_h·o_h),
+  // with o_h the forward's output (softmax over the pool), into dkappa
+  // (overwritten; pool entries first). m >= 1.
   virtual void PoolAttendKappaGrad(const float* q, int64_t m, const float* const* keys,
                                    const float* const* values, int64_t c,
                                    const float* const* ckeys, const float* const* cvalues,

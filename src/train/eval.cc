@@ -211,10 +211,11 @@ absl::Status EvalFidelity(const Model& model, const int32_t* tokens, int64_t n,
         const double resid = std::max(0.0, trace_yy - 2.0 * cross_term + quad);
         score = 1.0 - std::sqrt(resid) / (std::sqrt(trace_x) + 1e-6);
       }
+      if (std::isnan(score)) continue;  // this layer's regression did not solve
       sum += score;
       ++count;
     }
-    r.eclmf[g] = sum / count;
+    r.eclmf[g] = count ? sum / count : std::numeric_limits<double>::quiet_NaN();
   }
   *out = r;
   return absl::OkStatus();

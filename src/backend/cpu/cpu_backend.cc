@@ -656,25 +656,28 @@ class CpuBackend final : public Backend {
         const float* k = key(j) + off;
         for (int64_t d = 0; d < dh; ++d) dot += q[off + d] * k[d];
         sc[j] = dot * scale;
-        if (j < m) mx = std::max(mx, sc[j]);
+        mx = std::max(mx, sc[j]);
       }
-      // Z and o·do over the pool entries only (κ = 0 elsewhere).
-      float z = 0.0f;
-      for (int64_t j = 0; j < m; ++j) z += std::exp(sc[j] - mx);
+      // o·do under the pool's own softmax (the forward's weights).
+      float z_pool = 0.0f, z_all = 0.0f;
+      for (int64_t j = 0; j < m + c; ++j) {
+        const float e = std::exp(sc[j] - mx);
+        z_all += e;
+        if (j < m) z_pool += e;
+      }
       float o_do = 0.0f;
       for (int64_t j = 0; j < m; ++j) {
         const float* v = value(j) + off;
         float dp = 0.0f;
         for (int64_t d = 0; d < dh; ++d) dp += dout[off + d] * v[d];
-        o_do += std::exp(sc[j] - mx) / z * dp;
+        o_do += std::exp(sc[j] - mx) / z_pool * dp;
       }
+      // dκ_j scaled by softmax over all candidates: no weight exceeds 1.
       for (int64_t j = 0; j < m + c; ++j) {
         const float* v = value(j) + off;
         float dp = 0.0f;
         for (int64_t d = 0; d < dh; ++d) dp += dout[off + d] * v[d];
-        // Clamped: a candidate far above the pool's maximum would overflow;
-        // its weight is what the estimator says it would be, capped at e^30.
-        dkappa[j] += std::exp(std::min(sc[j] - mx, 30.0f)) / z * (dp - o_do);
+        dkappa[j] += std::exp(sc[j] - mx) / z_all * (dp - o_do);
       }
     }
   }
