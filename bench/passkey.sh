@@ -1,0 +1,96 @@
+#!/bin/sh
+# The passkey experiment (DESIGN 7): a small MemMamba and the same model with
+# pool_capacity 0 (plain Mamba) trained the same way (same seed, data, steps
+# and curriculum, sequences of at most 2048 tokens), then evaluated by length
+# x depth up to 1,048,576 tokens, with ETMF / ECLMF on Jane Austen's text.
+# Writes OUT/passkey.md (tables, commands, times, seed) and the logs.
+#
+#   bench/passkey.sh [BUILD_DIR [OUT_DIR]]
+#
+# Training, for both models: a curriculum from 32 to 2048 tokens (the next
+# length when 90% of a check is right, or after half the steps), then one
+# more run of PHASE_STEPS steps at 2048 tokens for each learning rate in
+# PHASE_LRS (each continues from the saved model, with fresh optimizer
+# state and the next seed).
+# Knobs (environment): STEPS (2000), PHASE_STEPS (1200), PHASE_LRS
+# ("1.5e-3 1e-3"; "" for none), CAPACITY (16: the MemMamba's
+# pool_capacity), SEED (1), SAMPLES (4 per cell), LENGTHS, DEPTHS,
+# THREADS (1), TRAIN_ARGS (extra arguments for every training run),
+# PARALLEL=1 to train both models at once (two cores).
+set -eu
+build=${1:-build}
+out=${2:-bench/passkey-out}
+bin=$build/samples/passkey
+[ -x "$bin" ] || { echo "passkey.sh: $bin not built (cmake --build $build --target passkey)" >&2; exit 1; }
+mkdir -p "$out"
+STEPS=${STEPS:-2000}
+PHASE_STEPS=${PHASE_STEPS:-1200}
+PHASE_LRS=${PHASE_LRS-1.5e-3 1e-3}
+CAPACITY=${CAPACITY:-16}
+SEED=${SEED:-1}
+SAMPLES=${SAMPLES:-4}
+THREADS=${THREADS:-1}
+LENGTHS=${LENGTHS:-1024,4096,16384,65536,262144,1048576}
+DEPTHS=${DEPTHS:-0,0.25,0.5,0.75,1}
+TRAIN_ARGS=${TRAIN_ARGS:-}
+PARALLEL=${PARALLEL:-0}
+phase1="--steps $STEPS --seed $SEED --threads $THREADS --seq-min 32 --seq 2048 --batch-tokens 2048 \
+--stage-share 0.5 --eval-every 25 --lr 3e-3 --window 8 --d-state 8 $TRAIN_ARGS"
+later="--steps $PHASE_STEPS --threads $THREADS --seq-min 2048 --seq 2048 --batch-tokens 4096 \
+--eval-every 100 --probe 16384 $TRAIN_ARGS"
+
+train() { # name capacity
+  # shellcheck disable=SC2086
+  echo "$bin train --out $out/$1.safetensors --capacity $2 $phase1"
+  # shellcheck disable=SC2086
+  "$bin" train --out "$out/$1.safetensors" --capacity "$2" $phase1 > "$out/$1.train.log" 2>&1
+  seed=$SEED
+  for lr in $PHASE_LRS; do
+    seed=$((seed + 1))
+    echo "$bin train --init $out/$1.safetensors --out $out/$1.safetensors --lr $lr --seed $seed $later"
+    # shellcheck disable=SC2086
+    "$bin" train --init "$out/$1.safetensors" --out "$out/$1.safetensors" --lr "$lr" --seed "$seed" \
+      $later >> "$out/$1.train.log" 2>&1
+  done
+}
+evaluate() { # name label
+  echo "$bin eval $out/$1.safetensors --lengths $LENGTHS --depths $DEPTHS --samples $SAMPLES --threads $THREADS"
+  "$bin" eval "$out/$1.safetensors" --lengths "$LENGTHS" --depths "$DEPTHS" --samples "$SAMPLES" \
+    --threads "$THREADS" --label "$2" --table "$out/$1.table.md" > "$out/$1.eval.log" 2>&1
+}
+
+start=$(date +%s)
+{
+  if [ "$PARALLEL" = 1 ]; then
+    train memmamba "$CAPACITY" > "$out/memmamba.commands" & p1=$!
+    train mamba 0 > "$out/mamba.commands" & p2=$!
+    wait $p1
+    wait $p2
+    cat "$out/memmamba.commands" "$out/mamba.commands"
+  else
+    train memmamba "$CAPACITY"
+    train mamba 0
+  fi
+} > "$out/commands.txt"
+trained=$(date +%s)
+evaluate memmamba "MemMamba (pool_capacity $CAPACITY)" >> "$out/commands.txt"
+evaluate mamba "Plain Mamba (pool_capacity 0)" >> "$out/commands.txt"
+done_at=$(date +%s)
+
+{
+  echo "# Passkey retrieval: MemMamba vs plain Mamba"
+  echo
+  echo "$(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores;"
+  echo "seed $SEED; training $((trained - start)) s, evaluation $((done_at - trained)) s (wall)."
+  echo
+  for name in memmamba mamba; do
+    cat "$out/$name.table.md"
+    echo
+    grep -E '^model:|^trained' "$out/$name.train.log" "$out/$name.eval.log" | sed 's/^[^:]*://' | sed 's/^/    /'
+    echo
+  done
+  echo "Commands:"
+  echo
+  sed 's/^/    /' "$out/commands.txt"
+} > "$out/passkey.md"
+cat "$out/passkey.md"

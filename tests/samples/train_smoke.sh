@@ -1,0 +1,63 @@
+#!/bin/sh
+# The training samples end to end on a tiny model, a few steps each:
+# train_file trains and saves a model that stream_file then loads, and
+# passkey trains, saves and evaluates (by length and depth, with ETMF/ECLMF).
+# Bad inputs exit non-zero with a message.
+#   train_smoke.sh SAMPLES_BIN_DIR WORK_DIR
+set -eu
+bin=$1
+work=$2
+rm -rf "$work"
+mkdir -p "$work"
+
+# Data: Jane Austen where installed, else a made-up text file.
+source=janeausten
+filler=austen
+if [ ! -r /usr/lib/R/site-library/janeaustenr/data/Rdata.rdx ]; then
+  source=$work/text.txt
+  filler=random
+  awk 'BEGIN { srand(3); for (l = 0; l < 2000; l++) { s = ""; for (i = 0; i < 60; i++)
+         s = s substr("the cat sat on a mat ", int(rand() * 21) + 1, 1); print s } }' > "$source"
+fi
+tiny="--d-model 32 --layers 2 --window 4 --capacity 4"
+
+"$bin/train_file" "$source" --limit 30000 --steps 3 --batch 2 --seq 64 --threads 1 $tiny \
+  --out "$work/text.safetensors" > "$work/train_file.txt"
+cat "$work/train_file.txt"
+grep -q "held-out loss after training: .* bits/byte" "$work/train_file.txt"
+# The saved model streams other data with stream_file.
+stream=/usr/share/logstalgia/example.log
+[ -r "$stream" ] || { stream=$work/text.txt; printf 'some text to stream\n' > "$stream"; }
+"$bin/stream_file" "$stream" --model "$work/text.safetensors" --limit 2000 --threads 1 \
+  > "$work/stream.txt"
+grep -q "mean surprisal" "$work/stream.txt"
+
+"$bin/passkey" train --out "$work/passkey.safetensors" --steps 4 --seq-min 32 --seq 64 \
+  --batch-tokens 128 --eval-every 2 --eval-samples 4 --filler $filler --threads 1 $tiny \
+  > "$work/passkey_train.txt"
+cat "$work/passkey_train.txt"
+grep -q "saved $work/passkey.safetensors" "$work/passkey_train.txt"
+"$bin/passkey" eval "$work/passkey.safetensors" --lengths 64,300 --depths 0,1 --samples 2 \
+  --filler $filler --fidelity-tokens 256 --threads 1 --table "$work/table.md" > "$work/eval.txt"
+cat "$work/table.md"
+grep -q "^| 300 |" "$work/table.md"
+grep -q "^ETMF" "$work/table.md"
+
+# Bad input: non-zero exit with a message, never a crash (exit >= 128).
+for args in "/nonexistent/file" "$source --holdout 2" "$source --seq 1" "$source --bogus"; do
+  # shellcheck disable=SC2086
+  status=0
+  "$bin/train_file" $args --steps 1 > "$work/bad.txt" 2>&1 || status=$?
+  if [ "$status" -eq 0 ] || [ "$status" -ge 128 ] || [ ! -s "$work/bad.txt" ]; then
+    echo "train_file $args: exit $status" >&2
+    exit 1
+  fi
+done
+echo "junk" > "$work/junk.safetensors"
+status=0
+"$bin/passkey" eval "$work/junk.safetensors" --lengths 64 --samples 1 > "$work/bad.txt" 2>&1 || status=$?
+if [ "$status" -eq 0 ] || [ "$status" -ge 128 ]; then
+  echo "passkey eval of a junk model: exit $status" >&2
+  exit 1
+fi
+echo "train smoke: all steps passed"
