@@ -3,6 +3,8 @@
 // lengths; other callers need not).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -108,6 +110,32 @@ TEST(CpuScanBackward, MixedLengthsEqualOneCallPerStream) {
   EXPECT_EQ(dD1, dD2);
   EXPECT_EQ(db1, db2);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(per_stream[i], s[i].dbc) << i;
+}
+
+}  // namespace
+}  // namespace memmamba
+
+namespace memmamba {
+namespace {
+
+// The straight-through surrogate stays finite when a left-out window's
+// attention logit is far above every pool entry's (the pool's own softmax
+// must not underflow to a zero sum), and no weight exceeds 1.
+TEST(CpuKappaGrad, FiniteWhenACandidateDominates) {
+  std::unique_ptr<Backend> be = CreateCpuBackend(1);
+  const int64_t S = 8, H = 2;
+  std::vector<float> q(S, 1.0f), pool_k(S, -20.0f), pool_v(S, 0.5f), cand_k(S, 30.0f),
+      cand_v(S, -1.0f), dout(S, 1.0f);
+  const float* keys[] = {pool_k.data()};
+  const float* values[] = {pool_v.data()};
+  const float* ckeys[] = {cand_k.data()};
+  const float* cvalues[] = {cand_v.data()};
+  float dkappa[2] = {0.0f, 0.0f};
+  be->PoolAttendKappaGrad(q.data(), 1, keys, values, 1, ckeys, cvalues, S, H, dout.data(),
+                          dkappa);
+  for (float d : dkappa) EXPECT_TRUE(std::isfinite(d)) << d;
+  // Per head: weight ≤ 1 times |do·v − do·o| ≤ 4·(0.5 + 1): bounded.
+  EXPECT_LE(std::abs(dkappa[1]), H * 4 * 1.5f + 1e-3f);
 }
 
 }  // namespace

@@ -650,27 +650,27 @@ class CpuBackend final : public Backend {
     auto value = [&](int64_t j) { return j < m ? values[j] : cvalues[j - m]; };
     for (int64_t h = 0; h < H; ++h) {
       const int64_t off = h * dh;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < m + c; ++j) {
-        float dot = 0.0f;
-        const float* k = key(j) + off;
+      float mx = -INFINITY, mx_pool = -INFINITY;  // each softmax its own max:
+      for (int64_t j = 0; j < m + c; ++j) {        // one candidate far above the
+        float dot = 0.0f;                          // pool must not underflow the
+        const float* k = key(j) + off;             // pool's sum to 0
         for (int64_t d = 0; d < dh; ++d) dot += q[off + d] * k[d];
         sc[j] = dot * scale;
         mx = std::max(mx, sc[j]);
+        if (j < m) mx_pool = std::max(mx_pool, sc[j]);
       }
       // o·do under the pool's own softmax (the forward's weights).
       float z_pool = 0.0f, z_all = 0.0f;
       for (int64_t j = 0; j < m + c; ++j) {
-        const float e = std::exp(sc[j] - mx);
-        z_all += e;
-        if (j < m) z_pool += e;
+        z_all += std::exp(sc[j] - mx);
+        if (j < m) z_pool += std::exp(sc[j] - mx_pool);
       }
       float o_do = 0.0f;
       for (int64_t j = 0; j < m; ++j) {
         const float* v = value(j) + off;
         float dp = 0.0f;
         for (int64_t d = 0; d < dh; ++d) dp += dout[off + d] * v[d];
-        o_do += std::exp(sc[j] - mx) / z_pool * dp;
+        o_do += std::exp(sc[j] - mx_pool) / z_pool * dp;
       }
       // dκ_j scaled by softmax over all candidates: no weight exceeds 1.
       for (int64_t j = 0; j < m + c; ++j) {
