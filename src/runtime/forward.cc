@@ -168,6 +168,45 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
 
 }  // namespace
 
+ConvArgs MixerConvArgs(const ModelConfig& c, const LayerWeights& lw, int64_t T, int64_t b,
+                       const float* xz, float* xc, float* conv_state) {
+  const int64_t E = c.d_inner();
+  ConvArgs ca;
+  ca.T = T;
+  ca.E = E;
+  ca.K = c.d_conv;
+  ca.xi = xz + b * T * 2 * E;
+  ca.ld_xi = 2 * E;
+  ca.w = lw.conv_w.data();
+  ca.b = lw.conv_b.data();
+  ca.state = conv_state;
+  ca.out = xc + b * T * E;
+  return ca;
+}
+
+ScanArgs MixerScanArgs(const ModelConfig& c, const LayerWeights& lw, int64_t T, int64_t b,
+                       const float* xz, const float* xc, const float* dbc, const float* dt,
+                       float* ssm_state, float* y) {
+  const int64_t E = c.d_inner(), N = c.d_state, R = c.dt_rank, ld_dbc = R + 2 * N;
+  ScanArgs sa;
+  sa.T = T;
+  sa.E = E;
+  sa.N = N;
+  sa.xc = xc + b * T * E;
+  sa.dt = dt + b * T * E;
+  sa.dt_bias = lw.dt_bias.data();
+  sa.A = lw.A.data();
+  sa.B = dbc + b * T * ld_dbc + R;
+  sa.C = dbc + b * T * ld_dbc + R + N;
+  sa.ld_bc = ld_dbc;
+  sa.D = lw.D.data();
+  sa.z = xz + b * T * 2 * E + E;
+  sa.ld_z = 2 * E;
+  sa.state = ssm_state;
+  sa.y = y == nullptr ? nullptr : y + b * T * E;
+  return sa;
+}
+
 void ComputeNoteProjections(const Model& model, int64_t layer, PoolEntry* entry) {
   const int64_t S = model.config().summary_dim;
   const std::vector<int64_t>& readers = model.readers(layer);
@@ -189,7 +228,7 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
   const ModelWeights& W = model.weights();
   Backend& be = model.backend();
   const int64_t M = B * T, D = c.d_model, E = c.d_inner(), N = c.d_state, R = c.dt_rank,
-                K = c.d_conv, V = c.vocab_size;
+                V = c.vocab_size;
   const int64_t ld_dbc = R + 2 * N;
   if (M == 0) return;
 
@@ -239,37 +278,14 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
     be.RmsNorm(x, M, D, LW.norm.data(), c.norm_eps, h);
     be.Matmul(h, M, D, Ref(LW.in_proj), xz, 2 * E, false);
     for (int64_t b = 0; b < B; ++b) {
-      ConvArgs& ca = conv_args[b];
-      ca.T = T;
-      ca.E = E;
-      ca.K = K;
-      ca.xi = xz + b * T * 2 * E;
-      ca.ld_xi = 2 * E;
-      ca.w = LW.conv_w.data();
-      ca.b = LW.conv_b.data();
-      ca.state = streams[b]->layers[l].conv.data();
-      ca.out = xc + b * T * E;
+      conv_args[b] = MixerConvArgs(c, LW, T, b, xz, xc, streams[b]->layers[l].conv.data());
     }
     be.ConvSilu(conv_args.data(), B);
     be.Matmul(xc, M, E, Ref(LW.x_proj), dbc, ld_dbc, false);
     be.Matmul(dbc, M, ld_dbc, Ref(LW.dt_proj), dt, E, false);
     for (int64_t b = 0; b < B; ++b) {
-      ScanArgs& sa = scan_args[b];
-      sa.T = T;
-      sa.E = E;
-      sa.N = N;
-      sa.xc = xc + b * T * E;
-      sa.dt = dt + b * T * E;
-      sa.dt_bias = LW.dt_bias.data();
-      sa.A = LW.A.data();
-      sa.B = dbc + b * T * ld_dbc + R;
-      sa.C = dbc + b * T * ld_dbc + R + N;
-      sa.ld_bc = ld_dbc;
-      sa.D = LW.D.data();
-      sa.z = xz + b * T * 2 * E + E;
-      sa.ld_z = 2 * E;
-      sa.state = streams[b]->layers[l].ssm.data();
-      sa.y = y + b * T * E;
+      scan_args[b] = MixerScanArgs(c, LW, T, b, xz, xc, dbc, dt,
+                                   streams[b]->layers[l].ssm.data(), y);
     }
     be.SelectiveScan(scan_args.data(), B);
     be.Matmul(y, M, E, Ref(LW.out_proj), x, D, true);

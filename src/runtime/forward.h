@@ -24,6 +24,15 @@ struct Workspace {
   std::vector<uint8_t> active;
 };
 
+// The mixer's conv and scan arguments for stream b of a block of B·T rows
+// (DESIGN 2.3 step 4), shared by the runtime and the training pass: xz
+// [B·T, 2E] (ξ then z), xc [B·T, E], dbc [B·T, R+2N], dt and y [B·T, E].
+ConvArgs MixerConvArgs(const ModelConfig& c, const LayerWeights& lw, int64_t T, int64_t b,
+                       const float* xz, float* xc, float* conv_state);
+ScanArgs MixerScanArgs(const ModelConfig& c, const LayerWeights& lw, int64_t T, int64_t b,
+                       const float* xz, const float* xc, const float* dbc, const float* dt,
+                       float* ssm_state, float* y);
+
 // Fills entry->kv (every reader's key and value projection of the note's
 // summary) for a note of layer `layer`. One note at a time: the result does
 // not depend on how notes were batched.

@@ -33,6 +33,7 @@
 #include <memory>
 
 #include "backend/cpu/vec_math.h"
+#include "runtime/forward.h"
 #include "runtime/pool.h"
 
 namespace memmamba {
@@ -328,38 +329,14 @@ void GradientPass::LayerForward(int64_t l, const float* u, float* out) {
   std::vector<ConvArgs> conv(B_);
   std::vector<ScanArgs> scan(B_);
   for (int64_t b = 0; b < B_; ++b) {
-    ConvArgs& ca = conv[b];
-    ca.T = T_;
-    ca.E = E_;
-    ca.K = K;
-    ca.xi = xz + b * T_ * 2 * E_;
-    ca.ld_xi = 2 * E_;
-    ca.w = LW.conv_w.data();
-    ca.b = LW.conv_b.data();
-    ca.state = state + b * (N_ + K) * E_ + N_ * E_;
-    ca.out = xc + b * T_ * E_;
+    conv[b] = MixerConvArgs(c_, LW, T_, b, xz, xc, state + b * (N_ + K) * E_ + N_ * E_);
   }
   be_.ConvSilu(conv.data(), B_);
   be_.Matmul(xc, M_, E_, Ref(LW.x_proj), dbc, ld_dbc_, false);
   be_.Matmul(dbc, M_, ld_dbc_, Ref(LW.dt_proj), dt, E_, false);
   for (int64_t b = 0; b < B_; ++b) {
-    ScanArgs& sa = scan[b];
-    sa.T = T_;
-    sa.E = E_;
-    sa.N = N_;
-    sa.xc = xc + b * T_ * E_;
-    sa.dt = dt + b * T_ * E_;
-    sa.dt_bias = LW.dt_bias.data();
-    sa.A = LW.A.data();
-    sa.B = dbc + b * T_ * ld_dbc_ + R_;
-    sa.C = dbc + b * T_ * ld_dbc_ + R_ + N_;
-    sa.ld_bc = ld_dbc_;
-    sa.D = LW.D.data();
-    sa.z = xz + b * T_ * 2 * E_ + E_;
-    sa.ld_z = 2 * E_;
-    sa.state = state + b * (N_ + K) * E_;
-    sa.y = y + b * T_ * E_;
-    sa.checkpoints = cps + b * n_chunks * N_ * E_;
+    scan[b] = MixerScanArgs(c_, LW, T_, b, xz, xc, dbc, dt, state + b * (N_ + K) * E_, y);
+    scan[b].checkpoints = cps + b * n_chunks * N_ * E_;
   }
   be_.SelectiveScan(scan.data(), B_);
   std::memcpy(out, xbar, M_ * D_ * sizeof(float));
@@ -552,20 +529,10 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
   std::vector<ScanBackwardArgs> sb(B_);
   for (int64_t b = 0; b < B_; ++b) {
     ScanBackwardArgs& g = sb[b];
-    ScanArgs& sa = g.fwd;
-    sa.T = T_;
-    sa.E = E_;
-    sa.N = N_;
-    sa.xc = lc.xc.data() + b * T_ * E_;
-    sa.dt = lc.dt.data() + b * T_ * E_;
-    sa.dt_bias = LW.dt_bias.data();
-    sa.A = LW.A.data();
-    sa.B = lc.dbc.data() + b * T_ * ld_dbc_ + R_;
-    sa.C = lc.dbc.data() + b * T_ * ld_dbc_ + R_ + N_;
-    sa.ld_bc = ld_dbc_;
-    sa.D = LW.D.data();
-    sa.z = lc.xz.data() + b * T_ * 2 * E_ + E_;
-    sa.ld_z = 2 * E_;
+    // The forward's arguments again (no state or output: the backward reads
+    // the checkpoints).
+    g.fwd = MixerScanArgs(c_, LW, T_, b, lc.xz.data(), lc.xc.data(), lc.dbc.data(),
+                          lc.dt.data(), nullptr, nullptr);
     g.checkpoints = lc.checkpoints.data() + b * n_chunks * N_ * E_;
     g.dy = dy.data() + b * T_ * E_;
     g.dxc = dxc.data() + b * T_ * E_;
