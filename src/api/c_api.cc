@@ -702,14 +702,21 @@ mm_status FailTrainer(const absl::Status& status, const mm_trainer* trainer) {
   return code;
 }
 
+// kStructSize unless an output struct's struct_size is one the library
+// knows; checked before any work, so a bad struct costs nothing.
+absl::Status CheckOutSize(uint32_t size, size_t v1_size, const char* what) {
+  if (size < v1_size || size > kMaxStructSize) {
+    return Errorf(ErrorCode::kStructSize, what, ".struct_size = ", size,
+                  " is not a known struct size (use its _init call)");
+  }
+  return absl::OkStatus();
+}
+
 // Writes the prefix of an output struct the caller knows (its struct_size).
 template <typename T>
 mm_status WriteOut(const T& value, T* out, size_t v1_size, const char* what) {
   const uint32_t size = out->struct_size;
-  if (size < v1_size || size > kMaxStructSize) {
-    return Fail(Errorf(ErrorCode::kStructSize, what, ".struct_size = ", size,
-                       " is not a known struct size (use its _init call)"));
-  }
+  if (absl::Status s = CheckOutSize(size, v1_size, what); !s.ok()) return Fail(s);
   std::memcpy(static_cast<void*>(out), &value, size < sizeof(T) ? size : sizeof(T));
   out->struct_size = size;
   return MM_OK;
@@ -786,12 +793,10 @@ mm_status mm_train_step(mm_trainer* trainer, const int32_t* tokens, size_t batch
                            " is not a valid batch shape"),
           trainer);
     }
-    if (result != nullptr && (result->struct_size < memmamba::kTrainResultV1Size ||
-                              result->struct_size > memmamba::kMaxStructSize)) {
-      return memmamba::FailTrainer(
-          memmamba::Errorf(ErrorCode::kStructSize, "mm_train_result.struct_size = ",
-                           result->struct_size, " is not a known struct size"),
-          trainer);
+    if (result != nullptr) {
+      absl::Status size = memmamba::CheckOutSize(
+          result->struct_size, memmamba::kTrainResultV1Size, "mm_train_result");
+      if (!size.ok()) return memmamba::FailTrainer(size, trainer);
     }
     memmamba::Batch b;
     b.tokens = tokens;
@@ -893,11 +898,9 @@ mm_status mm_eval_loss(const mm_model* model, const int32_t* tokens, size_t n_to
     if (model == nullptr || tokens == nullptr || result == nullptr) {
       return Fail(ErrorCode::kInvalidArgument, "model, tokens or result is NULL");
     }
-    if (result->struct_size < memmamba::kEvalResultV1Size ||
-        result->struct_size > memmamba::kMaxStructSize) {
-      return Fail(memmamba::Errorf(ErrorCode::kStructSize, "mm_eval_result.struct_size = ",
-                                   result->struct_size, " is not a known struct size"));
-    }
+    absl::Status size = memmamba::CheckOutSize(result->struct_size,
+                                               memmamba::kEvalResultV1Size, "mm_eval_result");
+    if (!size.ok()) return Fail(size);
     memmamba::LossEval e;
     absl::Status s = memmamba::EvalLoss(*model->impl, tokens, static_cast<int64_t>(n_tokens),
                                         static_cast<int64_t>(context), &e);
@@ -917,11 +920,9 @@ mm_status mm_eval_fidelity(const mm_model* model, const int32_t* tokens, size_t 
     if (model == nullptr || tokens == nullptr || result == nullptr) {
       return Fail(ErrorCode::kInvalidArgument, "model, tokens or result is NULL");
     }
-    if (result->struct_size < memmamba::kFidelityV1Size ||
-        result->struct_size > memmamba::kMaxStructSize) {
-      return Fail(memmamba::Errorf(ErrorCode::kStructSize, "mm_fidelity.struct_size = ",
-                                   result->struct_size, " is not a known struct size"));
-    }
+    absl::Status size =
+        memmamba::CheckOutSize(result->struct_size, memmamba::kFidelityV1Size, "mm_fidelity");
+    if (!size.ok()) return Fail(size);
     memmamba::FidelityEval e;
     absl::Status s =
         memmamba::EvalFidelity(*model->impl, tokens, static_cast<int64_t>(n_tokens), &e);
