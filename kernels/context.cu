@@ -363,6 +363,18 @@ MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   t.softmax_cross_entropy = mmc_softmax_cross_entropy;
   t.sum_squares = mmc_sum_squares;
   t.adamw = mmc_adamw;
+  t.gather_rows = mmc_gather_rows;
+  t.add = mmc_add;
+  t.note_windows = mmc_note_windows;
+  t.note_scale = mmc_note_scale;
+  t.note_scale_backward = mmc_note_scale_backward;
+  t.note_score_backward = mmc_note_score_backward;
+  t.note_max_backward = mmc_note_max_backward;
+  t.read_gate = mmc_read_gate;
+  t.read_fuse = mmc_read_fuse;
+  t.read_fuse_backward = mmc_read_fuse_backward;
+  t.a_from_log = mmc_a_from_log;
+  t.a_log_backward = mmc_a_log_backward;
   std::memcpy(table, &t, t.struct_size);
   return MMC_OK;
 }

@@ -62,7 +62,7 @@
 extern "C" {
 #endif
 
-#define MMC_API_VERSION 1
+#define MMC_API_VERSION 2
 
 typedef enum mmc_status {
   MMC_OK = 0,
@@ -393,6 +393,103 @@ MMC_API int mmc_adamw(mmc_context* ctx, const mmc_adamw_tensor* tensors, int64_t
                       const mmc_adamw_params* params);
 
 /* ------------------------------------------------------------------------ */
+/* Rows, note block, pool-read gate and fusion (rows.cu, notes.cu): the parts
+ * of the whole-sequence forward and its backward between the ops above
+ * (src/train/gradients.cc does the same on the host). Index arrays are
+ * device int32 and are not checked on the device (the host builds them). */
+
+/* For i < n: dst row out_rows[i] (row stride ld_dst; out_rows NULL: row i)
+ * = (accumulate ? itself : 0) + Σ_{j ∈ [offsets[i], offsets[i+1])} src row
+ * src_rows[j] (ld_src; src_rows NULL: row j), summed in ascending j; offsets
+ * NULL means j = i (one source row each). D columns. Output rows must be
+ * distinct. Serves the embedding lookup, the target-row gather and scatter
+ * of the loss, and the embedding gradient (rows grouped by token). */
+MMC_API int mmc_gather_rows(mmc_context* ctx, const float* src, int64_t ld_src,
+                            const int32_t* src_rows, const int32_t* offsets,
+                            const int32_t* out_rows, int64_t n, int64_t D, float* dst,
+                            int64_t ld_dst, int accumulate);
+
+/* y[i] += x[i] for i < n. */
+MMC_API int mmc_add(mmc_context* ctx, const float* x, int64_t n, float* y);
+
+/* Window maxima and note scores (DESIGN 2.3 step 5) of B sequences of T rows
+ * of a ([B·T, D], row stride D), nw = T / w complete windows each; window r =
+ * b·nw + k covers positions [k·w, (k+1)·w) of sequence b:
+ *   m[r, d]   = max over those positions of a[b·T + t, d]
+ *   arg[r, d] = the first t (position in the sequence) attaining it (int32)
+ *   score[r]  = σ(Σ_d sw[d]·(m[r, d] − mean_d m[r, :]) + *sb)
+ * m, arg [B·nw, D] and score [B·nw] overwritten. sb is a device float. */
+MMC_API int mmc_note_windows(mmc_context* ctx, const float* a, int64_t B, int64_t T, int64_t D,
+                             int64_t w, const float* sw, const float* sb, float* m,
+                             int32_t* arg, float* score);
+
+/* s[r, :] = score[r]·raw[r, :], rows × S; overwrites s. */
+MMC_API int mmc_note_scale(mmc_context* ctx, const float* raw, const float* score, int64_t rows,
+                           int64_t S, float* s);
+
+/* The backward of mmc_note_scale: draw[r, :] = score[r]·ds[r, :]
+ * (overwritten) and dscore[r] = (extra ? extra[r] : 0) + Σ_j ds[r, j]·raw[r, j]
+ * (overwritten; `extra` carries the straight-through surrogate). */
+MMC_API int mmc_note_scale_backward(mmc_context* ctx, const float* raw, const float* score,
+                                    const float* ds, const float* extra, int64_t rows,
+                                    int64_t S, float* draw, float* dscore);
+
+/* The backward of the score: with g_r = dscore[r]·score[r]·(1 − score[r]),
+ *   dm[r, d] += g_r·(sw[d] − mean sw)                       (accumulated)
+ *   dsw[d]   += Σ_r g_r·(m[r, d] − mean_d m[r, :])          (accumulated)
+ *   *dsb     += Σ_r g_r                                     (accumulated)
+ * the sums over r in a fixed order. */
+MMC_API int mmc_note_score_backward(mmc_context* ctx, const float* m, const float* score,
+                                    const float* dscore, int64_t rows, int64_t D,
+                                    const float* sw, float* dm, float* dsw, float* dsb);
+
+/* The backward of the max: da[(b·T + arg[r, d])·D + d] += dm[r, d] for every
+ * window r = b·nw + k (no two windows share a position). */
+MMC_API int mmc_note_max_backward(mmc_context* ctx, const float* dm, const int32_t* arg,
+                                  int64_t B, int64_t nw, int64_t T, int64_t D, float* da);
+
+/* The gate of a pool read, per row r < M of a ([M, D]):
+ *   γ = σ(gw·a[r] + *gb);  gate[r] = γ if offsets[r+1] > offsets[r] and γ > threshold, else 0
+ * (offsets: the read's CSR index, device, [M + 1]). Overwrites gate [M]. */
+MMC_API int mmc_read_gate(mmc_context* ctx, const float* a, int64_t M, int64_t D,
+                          const float* gw, const float* gb, float threshold,
+                          const int32_t* offsets, float* gate);
+
+/* Fusion modes, as DESIGN 2.1's fusion knob. */
+#define MMC_FUSION_WEIGHTED 0
+#define MMC_FUSION_RESIDUAL 1
+#define MMC_FUSION_GATED 2
+
+/* x[r, d] += f[r, d]·(gate[r]·co[r, d]) for rows with gate[r] != 0, where f =
+ * alpha[d] (WEIGHTED), 1 (RESIDUAL) or σ(fuse[d]·a[r, d]) (GATED). alpha /
+ * fuse may be NULL where the mode does not use them. */
+MMC_API int mmc_read_fuse(mmc_context* ctx, int mode, const float* a, const float* co,
+                          const float* gate, int64_t M, int64_t D, const float* alpha,
+                          const float* fuse, float* x);
+
+/* The backward of mmc_read_gate + mmc_read_fuse, given dx (the gradient of
+ * x). For rows with gate[r] = γ != 0, with dc = f ⊙ dx[r]:
+ *   WEIGHTED: dalpha[d] += Σ_r dx·γ·co
+ *   GATED:    p = dx·γ·co·f·(1 − f);  dfuse[d] += Σ_r p·a;  da[r, d] += p·fuse[d]
+ *   dγ = Σ_d dc·co;  dco[r] = γ·dc;  q = dγ·γ·(1 − γ);
+ *   dgw[d] += Σ_r q·a[r, d];  da[r, d] += q·gw[d];  *dgb += Σ_r q
+ * Rows with gate 0 get dco = 0 and add nothing. dco [M, D] overwritten; da
+ * accumulated; the parameter sums over r in a fixed order. dalpha / dfuse
+ * may be NULL where the mode does not use them. */
+MMC_API int mmc_read_fuse_backward(mmc_context* ctx, int mode, const float* a, const float* co,
+                                   const float* gate, const float* dx, int64_t M, int64_t D,
+                                   const float* alpha, const float* fuse, const float* gw,
+                                   float* dco, float* da, float* dalpha, float* dfuse,
+                                   float* dgw, float* dgb);
+
+/* A [N, E] = −exp(A_log)ᵀ from A_log [E, N] (overwrites A). */
+MMC_API int mmc_a_from_log(mmc_context* ctx, const float* A_log, int64_t E, int64_t N, float* A);
+
+/* dA_log[e, n] += dA[n, e]·A[n, e] (A = −exp(A_log)ᵀ, both [N, E]). */
+MMC_API int mmc_a_log_backward(mmc_context* ctx, const float* dA, const float* A, int64_t E,
+                               int64_t N, float* dA_log);
+
+/* ------------------------------------------------------------------------ */
 /* The op table, for a host that opens the library at run time */
 
 typedef struct mmc_op_table {
@@ -431,6 +528,27 @@ typedef struct mmc_op_table {
                                double*);
   int (*sum_squares)(mmc_context*, const mmc_tensor_ref*, int64_t, double*);
   int (*adamw)(mmc_context*, const mmc_adamw_tensor*, int64_t, const mmc_adamw_params*);
+  int (*gather_rows)(mmc_context*, const float*, int64_t, const int32_t*, const int32_t*,
+                     const int32_t*, int64_t, int64_t, float*, int64_t, int);
+  int (*add)(mmc_context*, const float*, int64_t, float*);
+  int (*note_windows)(mmc_context*, const float*, int64_t, int64_t, int64_t, int64_t,
+                      const float*, const float*, float*, int32_t*, float*);
+  int (*note_scale)(mmc_context*, const float*, const float*, int64_t, int64_t, float*);
+  int (*note_scale_backward)(mmc_context*, const float*, const float*, const float*,
+                             const float*, int64_t, int64_t, float*, float*);
+  int (*note_score_backward)(mmc_context*, const float*, const float*, const float*, int64_t,
+                             int64_t, const float*, float*, float*, float*);
+  int (*note_max_backward)(mmc_context*, const float*, const int32_t*, int64_t, int64_t,
+                           int64_t, int64_t, float*);
+  int (*read_gate)(mmc_context*, const float*, int64_t, int64_t, const float*, const float*,
+                   float, const int32_t*, float*);
+  int (*read_fuse)(mmc_context*, int, const float*, const float*, const float*, int64_t,
+                   int64_t, const float*, const float*, float*);
+  int (*read_fuse_backward)(mmc_context*, int, const float*, const float*, const float*,
+                            const float*, int64_t, int64_t, const float*, const float*,
+                            const float*, float*, float*, float*, float*, float*, float*);
+  int (*a_from_log)(mmc_context*, const float*, int64_t, int64_t, float*);
+  int (*a_log_backward)(mmc_context*, const float*, const float*, int64_t, int64_t, float*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

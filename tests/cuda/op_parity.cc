@@ -12,7 +12,7 @@
 // column) shows as an error; NaN never passes. Ops that promise determinism
 // run twice and must repeat bit for bit. A table is printed last.
 //
-//   cuda_op_parity [matmul norm conv scan pool loss optimizer status]
+//   cuda_op_parity [matmul norm conv scan pool loss optimizer notes status]
 // Exit status: 0 all passed, 1 a failure, 77 no CUDA device (CTest: skipped).
 #include <algorithm>
 #include <cinttypes>
@@ -57,6 +57,11 @@ constexpr double kTolLossSum = 1e-6;
 constexpr double kTolSumSquares = 1e-12;
 // Elementwise, the same formula; FMA contraction and sqrt rounding differ.
 constexpr double kTolAdam = 1e-6;
+// Note block, gate, fusion, A_log: row sums of ≤ 770 terms in double on the
+// GPU against float in order on the CPU (~√D·2^-24), expf against std::exp,
+// FMA contraction. Max, arg, gathers, additions and single products are the
+// same operations in the same order: compared exactly (tolerance 0).
+constexpr double kTolNotes = 1e-5;
 
 struct Result {
   std::string op, shape, output;
@@ -795,6 +800,466 @@ void TestOptimizer() {
 }
 
 // ---------------------------------------------------------------------------
+// Rows, note block, pool-read gate and fusion, A_log (rows.cu, notes.cu).
+// The references are plain loops transcribing memmamba_cuda.h (the host
+// originals: TakeNotes, ReadForward / ReadBackward's gate and fusion loops,
+// NotesBackward and LayerBackward's A_log loop in src/train/gradients.cc).
+
+float HostSigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+std::vector<float> AsFloat(const std::vector<int32_t>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+
+// A scalar summed over many rows (a bias gradient): the terms have both signs
+// and may cancel, so its error is measured against the size of what was
+// summed, |initial| + Σ|terms| (a sum cannot be more exact than its terms'
+// roundings), and the reference sums in double.
+struct ScalarSum {
+  double sum, magnitude;
+  explicit ScalarSum(float initial) : sum(initial), magnitude(std::fabs(initial)) {}
+  void Add(float term) {
+    sum += term;
+    magnitude += std::fabs(term);
+  }
+};
+
+void CompareSum(const std::string& op, const std::string& shape, const std::string& output,
+                float gpu, const ScalarSum& cpu, double tol) {
+  Report(op, shape, output, std::fabs(gpu - cpu.sum) / std::max(cpu.magnitude, 1e-30), tol);
+}
+
+void TestRows() {
+  // gather_rows: an embedding lookup (src_rows, one row each), an embedding
+  // gradient (rows grouped by token: offsets with empty groups, out_rows
+  // shuffled, accumulating), offsets without src_rows, and a plain copy.
+  struct Case {
+    const char* what;
+    int64_t n, D, table, pad_src, pad_dst;
+    bool src_rows, offsets, out_rows, accumulate;
+  };
+  const Case cases[] = {{"lookup", 300, 37, 50, 3, 0, true, false, false, false},
+                        {"grouped", 61, 770, 500, 0, 1, true, true, true, true},
+                        {"ranges", 40, 33, 200, 1, 2, false, true, false, false},
+                        {"copy", 513, 768, 513, 0, 0, false, false, false, true},
+                        {"lookup", 8192, 768, 5000, 0, 0, true, false, false, false}};
+  for (const Case& c : cases) {
+    const int64_t ld_src = c.D + c.pad_src, ld_dst = c.D + c.pad_dst;
+    std::vector<int32_t> offsets, src_rows, out_rows;
+    int64_t n_src = c.n;  // the range of j
+    if (c.offsets) {
+      offsets.assign(c.n + 1, 0);
+      for (int64_t i = 0; i < c.n; ++i) {
+        const int64_t len = (i % 5 == 2) ? 0 : UniformInt(1, 12);
+        offsets[i + 1] = static_cast<int32_t>(offsets[i] + len);
+      }
+      n_src = offsets[c.n];
+    }
+    if (c.src_rows) {
+      src_rows.resize(n_src);
+      for (auto& r : src_rows) r = static_cast<int32_t>(UniformInt(0, c.table - 1));
+    }
+    const int64_t table = c.src_rows ? c.table : std::max(c.table, n_src);
+    std::vector<float> src = Normal(table * ld_src);
+    int64_t dst_rows = c.n;
+    if (c.out_rows) {
+      dst_rows = c.n + 7;
+      std::vector<int32_t> perm(dst_rows);
+      for (int64_t i = 0; i < dst_rows; ++i) perm[i] = static_cast<int32_t>(i);
+      std::shuffle(perm.begin(), perm.end(), g_rng);
+      out_rows.assign(perm.begin(), perm.begin() + c.n);
+    }
+    std::vector<float> dst = Normal(dst_rows * ld_dst);
+    std::vector<float> cpu = dst;
+    for (int64_t i = 0; i < c.n; ++i) {
+      const int64_t j0 = c.offsets ? offsets[i] : i, j1 = c.offsets ? offsets[i + 1] : i + 1;
+      float* o = cpu.data() + (c.out_rows ? out_rows[i] : i) * ld_dst;
+      for (int64_t d = 0; d < c.D; ++d) {
+        float acc = c.accumulate ? o[d] : 0.0f;
+        for (int64_t j = j0; j < j1; ++j) acc += src[(c.src_rows ? src_rows[j] : j) * ld_src + d];
+        o[d] = acc;
+      }
+    }
+    DeviceBuffer<float> d_src(src), d_dst(dst);
+    DeviceBuffer<int32_t> d_off(offsets), d_sr(src_rows), d_or(out_rows);
+    CHECK_MMC(mmc_gather_rows(g_ctx, d_src.get(), ld_src, c.src_rows ? d_sr.get() : nullptr,
+                              c.offsets ? d_off.get() : nullptr,
+                              c.out_rows ? d_or.get() : nullptr, c.n, c.D, d_dst.get(), ld_dst,
+                              c.accumulate));
+    Compare("gather_rows",
+            Fmt("%s n=%" PRId64 " D=%" PRId64 " ld+%" PRId64 "/+%" PRId64 "%s", c.what, c.n,
+                c.D, c.pad_src, c.pad_dst, c.accumulate ? " acc" : ""),
+            "dst (exact)", d_dst.Download(), cpu, 0.0);
+  }
+  // add, aligned (float4) and one float off (scalar).
+  const int64_t sizes[] = {1000003, 77};
+  const int64_t shift[] = {0, 1};
+  for (int k = 0; k < 2; ++k) {
+    const int64_t n = sizes[k], off = shift[k];
+    std::vector<float> x = Normal(n), y = Normal(n + off);
+    std::vector<float> cpu = y;
+    for (int64_t i = 0; i < n; ++i) cpu[off + i] += x[i];
+    DeviceBuffer<float> d_x(x), d_y(y);
+    CHECK_MMC(mmc_add(g_ctx, d_x.get(), n, d_y.get() + off));
+    Compare("add", Fmt("n=%" PRId64 "%s", n, off ? " y misaligned" : ""), "y (+=, exact)",
+            d_y.Download(), cpu, 0.0);
+  }
+}
+
+void TestNotes() {
+  TestRows();
+  // --- note_windows, note_max_backward --------------------------------------
+  struct WinCase {
+    int64_t B, T, D, w;
+  };
+  const WinCase wcases[] = {{3, 100, 37, 16}, {2, 70, 770, 7}, {4, 2048, 768, 32}, {2, 5, 9, 8}};
+  for (const WinCase& c : wcases) {
+    const int64_t B = c.B, T = c.T, D = c.D, w = c.w, nw = T / w, rows = B * nw;
+    std::vector<float> a = Normal(B * T * D), sw = Normal(D, 0.0f, 0.1f);
+    const float sb = Uniform(-0.5f, 0.5f);
+    if (nw > 1) {
+      // Ties for the max: the first position must win.
+      const int64_t b = B - 1, k = 1;
+      a[(b * T + k * w + 3) * D + 5] = 50.0f;
+      a[(b * T + k * w + w - 1) * D + 5] = 50.0f;
+      a[(b * T + k * w) * D + 0] = 60.0f;
+      a[(b * T + k * w + 2) * D + 0] = 60.0f;
+    }
+    std::vector<float> m(rows * D), score(rows);
+    std::vector<int32_t> arg(rows * D);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t k = 0; k < nw; ++k) {
+        const int64_t r = b * nw + k;
+        float* mr = &m[r * D];
+        int32_t* ar = &arg[r * D];
+        std::fill(mr, mr + D, -INFINITY);
+        for (int64_t t = k * w; t < (k + 1) * w; ++t) {
+          for (int64_t d = 0; d < D; ++d) {
+            const float v = a[(b * T + t) * D + d];
+            if (v > mr[d]) {
+              mr[d] = v;
+              ar[d] = static_cast<int32_t>(t);
+            }
+          }
+        }
+        float mean = 0.0f;
+        for (int64_t d = 0; d < D; ++d) mean += mr[d];
+        mean /= static_cast<float>(D);
+        float dot = 0.0f;
+        for (int64_t d = 0; d < D; ++d) dot += sw[d] * (mr[d] - mean);
+        score[r] = HostSigmoid(dot + sb);
+      }
+    }
+    const std::string shape =
+        Fmt("B=%" PRId64 " T=%" PRId64 " D=%" PRId64 " w=%" PRId64 " (%" PRId64 " windows)", B,
+            T, D, w, rows);
+    DeviceBuffer<float> d_a(a), d_sw(sw), d_sb(std::vector<float>{sb}), d_m(Normal(rows * D)),
+        d_score(Normal(rows));
+    DeviceBuffer<int32_t> d_arg(std::vector<int32_t>(rows * D, -7));
+    CHECK_MMC(mmc_note_windows(g_ctx, d_a.get(), B, T, D, w, d_sw.get(), d_sb.get(), d_m.get(),
+                               d_arg.get(), d_score.get()));
+    if (rows == 0) {
+      ReportStatus("note_windows", shape, mmc_synchronize(g_ctx), MMC_OK);
+      continue;
+    }
+    Compare("note_windows", shape, "m (exact)", d_m.Download(), m, 0.0);
+    Compare("note_windows", shape, "arg (exact)", AsFloat(d_arg.Download()), AsFloat(arg), 0.0);
+    Compare("note_windows", shape, "score", d_score.Download(), score, kTolNotes);
+    if (nw > 1) {
+      const int64_t r = (B - 1) * nw + 1;
+      const bool ok = arg[r * D + 5] == w + 3 && arg[r * D] == w;
+      Report("note_windows", shape, "ties: first t", ok ? 0.0 : INFINITY, 0.0);
+    }
+    // The max's backward into a ([B·T, D]), from the reference arg.
+    std::vector<float> dm = Normal(rows * D), da = Normal(B * T * D);
+    std::vector<float> da_cpu = da;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t b = r / nw;
+      for (int64_t d = 0; d < D; ++d) da_cpu[(b * T + arg[r * D + d]) * D + d] += dm[r * D + d];
+    }
+    DeviceBuffer<float> d_dm(dm), d_da(da);
+    DeviceBuffer<int32_t> d_arg_ref(arg);
+    CHECK_MMC(mmc_note_max_backward(g_ctx, d_dm.get(), d_arg_ref.get(), B, nw, T, D, d_da.get()));
+    Compare("note_max_backward", shape, "da (+=, exact)", d_da.Download(), da_cpu, 0.0);
+  }
+
+  // --- note_scale, note_scale_backward, note_score_backward ------------------
+  struct NoteCase {
+    int64_t rows, S, D;
+    bool extra;
+  };
+  const NoteCase ncases[] = {{18, 64, 37, true}, {300, 33, 770, false}, {256, 64, 768, true},
+                             {1, 1, 1, false}};
+  for (const NoteCase& c : ncases) {
+    const int64_t rows = c.rows, S = c.S, D = c.D;
+    std::vector<float> raw = Normal(rows * S), score(rows), ds = Normal(rows * S),
+                       extra = Normal(rows, 0.0f, 0.3f);
+    for (auto& s : score) s = Uniform(0.01f, 0.99f);
+    const std::string shape = Fmt("rows=%" PRId64 " S=%" PRId64 " D=%" PRId64 "%s", rows, S, D,
+                                  c.extra ? " extra" : "");
+    std::vector<float> s_cpu(rows * S), draw_cpu(rows * S), dscore_cpu(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      dscore_cpu[r] = c.extra ? extra[r] : 0.0f;
+      for (int64_t j = 0; j < S; ++j) {
+        s_cpu[r * S + j] = score[r] * raw[r * S + j];
+        draw_cpu[r * S + j] = score[r] * ds[r * S + j];
+        dscore_cpu[r] += ds[r * S + j] * raw[r * S + j];
+      }
+    }
+    DeviceBuffer<float> d_raw(raw), d_score(score), d_ds(ds), d_extra(extra),
+        d_s(Normal(rows * S)), d_draw(Normal(rows * S)), d_dscore(Normal(rows));
+    CHECK_MMC(mmc_note_scale(g_ctx, d_raw.get(), d_score.get(), rows, S, d_s.get()));
+    CHECK_MMC(mmc_note_scale_backward(g_ctx, d_raw.get(), d_score.get(), d_ds.get(),
+                                      c.extra ? d_extra.get() : nullptr, rows, S, d_draw.get(),
+                                      d_dscore.get()));
+    Compare("note_scale", shape, "s (exact)", d_s.Download(), s_cpu, 0.0);
+    Compare("note_scale_backward", shape, "draw (exact)", d_draw.Download(), draw_cpu, 0.0);
+    Compare("note_scale_backward", shape, "dscore", d_dscore.Download(), dscore_cpu, kTolNotes);
+
+    // The score's backward; every fourth row has dscore 0 (adds nothing).
+    std::vector<float> m = Normal(rows * D, 0.5f, 1.0f), sw = Normal(D, 0.0f, 0.1f),
+                       dscore = Normal(rows), dm = Normal(rows * D), dsw = Normal(D);
+    for (int64_t r = 0; r < rows; r += 4) dscore[r] = 0.0f;
+    const float dsb = 3.0f;
+    std::vector<float> dm_cpu = dm, dsw_cpu = dsw;
+    ScalarSum dsb_cpu(dsb);
+    float w_mean = 0.0f;
+    for (int64_t d = 0; d < D; ++d) w_mean += sw[d];
+    w_mean /= static_cast<float>(D);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float s = score[r];
+      const float g = dscore[r] * s * (1.0f - s);
+      if (g == 0.0f) continue;
+      const float* mr = &m[r * D];
+      float m_mean = 0.0f;
+      for (int64_t d = 0; d < D; ++d) m_mean += mr[d];
+      m_mean /= static_cast<float>(D);
+      for (int64_t d = 0; d < D; ++d) {
+        dsw_cpu[d] += g * (mr[d] - m_mean);
+        dm_cpu[r * D + d] += g * (sw[d] - w_mean);
+      }
+      dsb_cpu.Add(g);
+    }
+    DeviceBuffer<float> d_m(m), d_sw(sw), d_dscore2(dscore), d_dm(dm), d_dsw(dsw),
+        d_dsb(std::vector<float>{dsb});
+    CHECK_MMC(mmc_note_score_backward(g_ctx, d_m.get(), d_score.get(), d_dscore2.get(), rows, D,
+                                      d_sw.get(), d_dm.get(), d_dsw.get(), d_dsb.get()));
+    Compare("note_score_backward", shape, "dm (+=)", d_dm.Download(), dm_cpu, kTolNotes);
+    const std::vector<float> dsw_gpu = d_dsw.Download(), dsb_gpu = d_dsb.Download();
+    Compare("note_score_backward", shape, "dsw (+=)", dsw_gpu, dsw_cpu, kTolNotes);
+    CompareSum("note_score_backward", shape, "dsb (+=) /Σ|g|", dsb_gpu[0], dsb_cpu, kTolNotes);
+    if (&c == &ncases[1]) {
+      d_dsw.Upload(dsw);
+      d_dsb.Upload(std::vector<float>{dsb});
+      CHECK_MMC(mmc_note_score_backward(g_ctx, d_m.get(), d_score.get(), d_dscore2.get(), rows,
+                                        D, d_sw.get(), d_dm.get(), d_dsw.get(), d_dsb.get()));
+      ReportRepeat("note_score_backward", shape + " dsw", dsw_gpu, d_dsw.Download());
+      ReportRepeat("note_score_backward", shape + " dsb", dsb_gpu, d_dsb.Download());
+    }
+  }
+
+  // --- read_gate, read_fuse, read_fuse_backward ------------------------------
+  struct ReadCase {
+    int64_t M, D;
+    float threshold;
+  };
+  const ReadCase rcases[] = {{300, 37, 0.5f}, {513, 770, 0.0f}, {8192, 768, 0.5f}};
+  const int modes[] = {MMC_FUSION_WEIGHTED, MMC_FUSION_RESIDUAL, MMC_FUSION_GATED};
+  const char* mode_names[] = {"weighted", "residual", "gated"};
+  for (const ReadCase& c : rcases) {
+    const int64_t M = c.M, D = c.D;
+    std::vector<float> a = Normal(M * D), gw = Normal(D, 0.0f, 1.0f / std::sqrt(float(D)));
+    const float gb = Uniform(-0.3f, 0.3f);
+    // The reference gate. A row whose γ lies within 1e-5 of the threshold
+    // could flip with the order of the dot product's sum: its CSR range is
+    // made empty (gate 0 on both sides) instead. Every third row is empty.
+    std::vector<float> gamma(M), gate(M);
+    std::vector<int32_t> offsets(M + 1, 0);
+    for (int64_t r = 0; r < M; ++r) {
+      float g = gb;
+      for (int64_t d = 0; d < D; ++d) g += gw[d] * a[r * D + d];
+      gamma[r] = HostSigmoid(g);
+      const bool empty = r % 3 == 1 || std::fabs(gamma[r] - c.threshold) < 1e-5f;
+      offsets[r + 1] = offsets[r] + (empty ? 0 : static_cast<int32_t>(UniformInt(1, 4)));
+      gate[r] = offsets[r + 1] > offsets[r] && gamma[r] > c.threshold ? gamma[r] : 0.0f;
+    }
+    const std::string gshape =
+        Fmt("M=%" PRId64 " D=%" PRId64 " threshold %.1f", M, D, c.threshold);
+    DeviceBuffer<float> d_a(a), d_gw(gw), d_gb(std::vector<float>{gb}), d_gate(Normal(M));
+    DeviceBuffer<int32_t> d_off(offsets);
+    CHECK_MMC(mmc_read_gate(g_ctx, d_a.get(), M, D, d_gw.get(), d_gb.get(), c.threshold,
+                            d_off.get(), d_gate.get()));
+    const std::vector<float> gate_gpu = d_gate.Download();
+    Compare("read_gate", gshape, "gate", gate_gpu, gate, kTolNotes);
+    int64_t zeros_differ = 0;
+    for (int64_t r = 0; r < M; ++r) zeros_differ += (gate_gpu[r] == 0.0f) != (gate[r] == 0.0f);
+    Report("read_gate", gshape, "closed rows", zeros_differ == 0 ? 0.0 : INFINITY, 0.0);
+    // Fusion: the reference gate is the gate of both sides.
+    const DeviceBuffer<float> d_gate_ref(gate);
+    for (int k = 0; k < 3; ++k) {
+      const int mode = modes[k];
+      std::vector<float> co = Normal(M * D), x = Normal(M * D), dx = Normal(M * D),
+                         alpha = Normal(D, 0.5f, 0.2f), fuse = Normal(D),
+                         da = Normal(M * D), dalpha = Normal(D), dfuse = Normal(D),
+                         dgw = Normal(D);
+      const float dgb = 2.0f;
+      std::vector<float> x_cpu = x, da_cpu = da, dalpha_cpu = dalpha, dfuse_cpu = dfuse,
+                         dgw_cpu = dgw, dco_cpu(M * D, 0.0f);
+      ScalarSum dgb_cpu(dgb);
+      for (int64_t r = 0; r < M; ++r) {
+        const float g = gate[r];
+        if (g == 0.0f) continue;
+        float* xr = &x_cpu[r * D];
+        const float* cr = &co[r * D];
+        const float* ar = &a[r * D];
+        const float* dxr = &dx[r * D];
+        float* dc = &dco_cpu[r * D];
+        float* dar = &da_cpu[r * D];
+        for (int64_t d = 0; d < D; ++d) {
+          const float f = mode == MMC_FUSION_WEIGHTED ? alpha[d]
+                          : mode == MMC_FUSION_GATED  ? HostSigmoid(fuse[d] * ar[d])
+                                                      : 1.0f;
+          xr[d] += f * (g * cr[d]);
+          dc[d] = f * dxr[d];
+          if (mode == MMC_FUSION_WEIGHTED) dalpha_cpu[d] += dxr[d] * g * cr[d];
+          if (mode == MMC_FUSION_GATED) {
+            const float p = dxr[d] * g * cr[d] * f * (1.0f - f);
+            dfuse_cpu[d] += p * ar[d];
+            dar[d] += p * fuse[d];
+          }
+        }
+        float dgamma = 0.0f;
+        for (int64_t d = 0; d < D; ++d) {
+          dgamma += dc[d] * cr[d];
+          dc[d] *= g;
+        }
+        const float q = dgamma * g * (1.0f - g);
+        for (int64_t d = 0; d < D; ++d) {
+          dgw_cpu[d] += q * ar[d];
+          dar[d] += q * gw[d];
+        }
+        dgb_cpu.Add(q);
+      }
+      const bool weighted = mode == MMC_FUSION_WEIGHTED, gated = mode == MMC_FUSION_GATED;
+      DeviceBuffer<float> d_co(co), d_x(x), d_dx(dx), d_alpha(alpha), d_fuse(fuse), d_da(da),
+          d_dalpha(dalpha), d_dfuse(dfuse), d_dgw(dgw), d_dgb(std::vector<float>{dgb}),
+          d_dco(Normal(M * D));
+      CHECK_MMC(mmc_read_fuse(g_ctx, mode, gated ? d_a.get() : nullptr, d_co.get(),
+                              d_gate_ref.get(), M, D, weighted ? d_alpha.get() : nullptr,
+                              gated ? d_fuse.get() : nullptr, d_x.get()));
+      auto backward = [&] {
+        CHECK_MMC(mmc_read_fuse_backward(
+            g_ctx, mode, d_a.get(), d_co.get(), d_gate_ref.get(), d_dx.get(), M, D,
+            weighted ? d_alpha.get() : nullptr, gated ? d_fuse.get() : nullptr, d_gw.get(),
+            d_dco.get(), d_da.get(), weighted ? d_dalpha.get() : nullptr,
+            gated ? d_dfuse.get() : nullptr, d_dgw.get(), d_dgb.get()));
+      };
+      backward();
+      const int64_t open = std::count_if(gate.begin(), gate.end(), [](float g) { return g != 0; });
+      const std::string shape = Fmt("%s M=%" PRId64 " D=%" PRId64 " (%" PRId64 " open)",
+                                    mode_names[k], M, D, open);
+      Compare("read_fuse", shape, "x (+=)", d_x.Download(), x_cpu, kTolNotes);
+      Compare("read_fuse_backward", shape, "dco", d_dco.Download(), dco_cpu, kTolNotes);
+      Compare("read_fuse_backward", shape, "da (+=)", d_da.Download(), da_cpu, kTolNotes);
+      const std::vector<float> dgw_gpu = d_dgw.Download(), dgb_gpu = d_dgb.Download();
+      Compare("read_fuse_backward", shape, "dgw (+=)", dgw_gpu, dgw_cpu, kTolNotes);
+      CompareSum("read_fuse_backward", shape, "dgb (+=) /Σ|q|", dgb_gpu[0], dgb_cpu, kTolNotes);
+      if (weighted) {
+        Compare("read_fuse_backward", shape, "dalpha (+=)", d_dalpha.Download(), dalpha_cpu,
+                kTolNotes);
+      }
+      if (gated) {
+        Compare("read_fuse_backward", shape, "dfuse (+=)", d_dfuse.Download(), dfuse_cpu,
+                kTolNotes);
+      }
+      if (&c == &rcases[2] && gated) {
+        // The same call from the same gradients gives the same bits.
+        const std::vector<float> dfuse_gpu = d_dfuse.Download();
+        d_da.Upload(da);
+        d_dgw.Upload(dgw);
+        d_dgb.Upload(std::vector<float>{dgb});
+        d_dfuse.Upload(dfuse);
+        backward();
+        ReportRepeat("read_fuse_backward", shape + " dgw", dgw_gpu, d_dgw.Download());
+        ReportRepeat("read_fuse_backward", shape + " dgb", dgb_gpu, d_dgb.Download());
+        ReportRepeat("read_fuse_backward", shape + " dfuse", dfuse_gpu, d_dfuse.Download());
+      }
+    }
+  }
+
+  // --- A = −exp(A_log)ᵀ and its backward --------------------------------------
+  struct ACase {
+    int64_t E, N;
+  };
+  const ACase acases[] = {{37, 5}, {1536, 16}, {3, 64}};
+  for (const ACase& c : acases) {
+    const int64_t E = c.E, N = c.N;
+    std::vector<float> A_log(E * N), dA = Normal(N * E), dA_log = Normal(E * N);
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t n = 0; n < N; ++n) {
+        A_log[e * N + n] = std::log(static_cast<float>(n + 1)) + Uniform(-0.1f, 0.1f);
+      }
+    }
+    std::vector<float> A(N * E), dA_log_cpu = dA_log;
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t n = 0; n < N; ++n) A[n * E + e] = -std::exp(A_log[e * N + n]);
+    }
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t n = 0; n < N; ++n) dA_log_cpu[e * N + n] += dA[n * E + e] * A[n * E + e];
+    }
+    DeviceBuffer<float> d_A_log(A_log), d_A(Normal(N * E)), d_A_ref(A), d_dA(dA),
+        d_dA_log(dA_log);
+    CHECK_MMC(mmc_a_from_log(g_ctx, d_A_log.get(), E, N, d_A.get()));
+    CHECK_MMC(mmc_a_log_backward(g_ctx, d_dA.get(), d_A_ref.get(), E, N, d_dA_log.get()));
+    const std::string shape = Fmt("E=%" PRId64 " N=%" PRId64, E, N);
+    Compare("a_from_log", shape, "A", d_A.Download(), A, kTolNotes);
+    Compare("a_log_backward", shape, "dA_log (+=)", d_dA_log.Download(), dA_log_cpu, kTolNotes);
+  }
+
+  // --- Arguments --------------------------------------------------------------
+  ReportStatus("gather_rows", "n < 0",
+               mmc_gather_rows(g_ctx, nullptr, 4, nullptr, nullptr, nullptr, -1, 4, nullptr, 4,
+                               0),
+               MMC_ERR_INVALID_ARGUMENT);
+  ReportStatus("gather_rows", "n = 0, no pointers",
+               mmc_gather_rows(g_ctx, nullptr, 4, nullptr, nullptr, nullptr, 0, 4, nullptr, 4,
+                               0),
+               MMC_OK);
+  ReportStatus("gather_rows", "ld_dst < D",
+               mmc_gather_rows(g_ctx, nullptr, 4, nullptr, nullptr, nullptr, 1, 4, nullptr, 3,
+                               0),
+               MMC_ERR_INVALID_ARGUMENT);
+  ReportStatus("add", "no x", mmc_add(g_ctx, nullptr, 5, nullptr), MMC_ERR_INVALID_ARGUMENT);
+  ReportStatus("note_windows", "w = 0",
+               mmc_note_windows(g_ctx, nullptr, 1, 4, 4, 0, nullptr, nullptr, nullptr, nullptr,
+                                nullptr),
+               MMC_ERR_INVALID_ARGUMENT);
+  ReportStatus("note_windows", "T < w: no window",
+               mmc_note_windows(g_ctx, nullptr, 2, 3, 4, 4, nullptr, nullptr, nullptr, nullptr,
+                                nullptr),
+               MMC_OK);
+  ReportStatus("note_score_backward", "rows < 0",
+               mmc_note_score_backward(g_ctx, nullptr, nullptr, nullptr, -1, 4, nullptr,
+                                       nullptr, nullptr, nullptr),
+               MMC_ERR_INVALID_ARGUMENT);
+  ReportStatus("read_fuse", "mode 3",
+               mmc_read_fuse(g_ctx, 3, nullptr, nullptr, nullptr, 0, 0, nullptr, nullptr,
+                             nullptr),
+               MMC_ERR_INVALID_ARGUMENT);
+  {
+    DeviceBuffer<float> one(std::vector<float>(4, 0.0f));
+    ReportStatus("read_fuse_backward", "gated without dfuse",
+                 mmc_read_fuse_backward(g_ctx, MMC_FUSION_GATED, one.get(), one.get(), one.get(),
+                                        one.get(), 1, 4, nullptr, one.get(), one.get(),
+                                        one.get(), one.get(), nullptr, nullptr, one.get(),
+                                        one.get()),
+                 MMC_ERR_INVALID_ARGUMENT);
+  }
+  ReportStatus("a_log_backward", "E = 0, no pointers",
+               mmc_a_log_backward(g_ctx, nullptr, nullptr, 0, 16, nullptr), MMC_OK);
+}
+
+// ---------------------------------------------------------------------------
 // Statuses: device OOM is its own code and leaves the context usable.
 
 void TestStatuses() {
@@ -852,6 +1317,7 @@ int main(int argc, char** argv) {
   if (want("pool")) TestPool();
   if (want("loss")) TestLoss();
   if (want("optimizer")) TestOptimizer();
+  if (want("notes")) TestNotes();
   if (want("status")) TestStatuses();
   const int sync = mmc_synchronize(g_ctx);
   if (sync != MMC_OK) Die("final synchronize", sync);
