@@ -4,10 +4,16 @@
 // 1.0, accum_steps 1: every call updates the weights).
 //
 //   bench_train [--B=4] [--T=512] [--threads=2] [--pool=1] [--min_time=10]
-//               [benchmark flags]
+//               [--shape=0|1] [--cuda=0|1] [benchmark flags]
+//
+// --shape=1: the Mamba-130m shape (V 50280, D 768, L 24, the default memory);
+// --cuda=1: the trainer runs on the GPU (mm_trainer_options.device).
 //
 // Counters: tokens_per_s = B·T per step (positions processed, the same
-// measure bench/torch_train.py reports), loss (of the last step), params.
+// measure bench/torch_train.py reports), loss (of the last step), params,
+// model_flops_per_s = 6 · params · tokens/s (the usual estimate of a
+// training step's matrix work: 2 flops per weight per token forward, 4
+// backward; the head is the tied embedding, so every parameter counts once).
 // One step runs before timing starts, so allocation of the trainer's buffers
 // is not counted; then steps run for at least --min_time seconds (a step of
 // the default shape takes seconds: the default 10 gives a few). bench/run_train.sh runs this beside the PyTorch baseline.
@@ -24,14 +30,20 @@
 
 namespace {
 
-int64_t g_B = 4, g_T = 512, g_threads = 2, g_pool = 1, g_min_time = 10;
+int64_t g_B = 4, g_T = 512, g_threads = 2, g_pool = 1, g_min_time = 10, g_shape = 0,
+        g_cuda = 0;
 
 void BM_TrainStep(benchmark::State& state) {
   const int64_t B = state.range(0), T = state.range(1), threads = state.range(2),
-                pool = state.range(3);
+                pool = state.range(3), shape = state.range(4), cuda = state.range(5);
   mm_model_config c;
   mm_model_config_init(&c, sizeof c);
   if (!pool) c.pool_capacity = 0;
+  if (shape == 1) {
+    c.vocab_size = 50280;
+    c.d_model = 768;
+    c.n_layer = 24;
+  }
   mm_model_options mo;
   mm_model_options_init(&mo, sizeof mo);
   mo.n_threads = static_cast<int32_t>(threads);
@@ -40,6 +52,7 @@ void BM_TrainStep(benchmark::State& state) {
   mm_trainer_options to;
   mm_trainer_options_init(&to, sizeof to);
   to.n_threads = static_cast<int32_t>(threads);
+  to.device = cuda ? MM_DEVICE_CUDA : MM_DEVICE_CPU;
   mm_trainer* trainer = nullptr;
   if (mm_trainer_create(&trainer, model, &to) != MM_OK) {
     mm_model_free(model);
@@ -75,7 +88,13 @@ void BM_TrainStep(benchmark::State& state) {
                                                       benchmark::Counter::kIsIterationInvariantRate);
   state.counters["loss"] = r.loss;
   state.counters["params"] = static_cast<double>(params);
-  state.SetLabel(pool ? "default/pool" : "default/nopool");
+  state.counters["model_flops_per_s"] =
+      benchmark::Counter(6.0 * static_cast<double>(params) * static_cast<double>(B * T),
+                         benchmark::Counter::kIsIterationInvariantRate);
+  std::string label = shape == 1 ? "130m" : "default";
+  label += pool ? "/pool" : "/nopool";
+  label += cuda ? "/cuda" : "/cpu";
+  state.SetLabel(label);
   mm_trainer_free(trainer);
 }
 
@@ -89,7 +108,8 @@ bool ParseOwnFlags(int* argc, char** argv) {
       int64_t* value;
     } flags[] = {{"--B=", &g_B},         {"--T=", &g_T},
                  {"--threads=", &g_threads}, {"--pool=", &g_pool},
-                 {"--min_time=", &g_min_time}};
+                 {"--min_time=", &g_min_time}, {"--shape=", &g_shape},
+                 {"--cuda=", &g_cuda}};
     bool mine = false;
     for (auto& f : flags) {
       const size_t n = std::strlen(f.prefix);
@@ -103,7 +123,7 @@ bool ParseOwnFlags(int* argc, char** argv) {
     if (!mine) argv[out++] = argv[i];
   }
   *argc = out;
-  return g_B >= 1 && g_T >= 2;
+  return g_B >= 1 && g_T >= 2 && g_shape <= 1 && g_cuda <= 1;
 }
 
 }  // namespace
@@ -111,13 +131,13 @@ bool ParseOwnFlags(int* argc, char** argv) {
 int main(int argc, char** argv) {
   if (!ParseOwnFlags(&argc, argv)) {
     std::fprintf(stderr, "usage: %s [--B=N>=1] [--T=N>=2] [--threads=N] [--pool=0|1] "
-                         "[--min_time=SECONDS] "
+                         "[--min_time=SECONDS] [--shape=0|1] [--cuda=0|1] "
                          "[benchmark flags]\n", argv[0]);
     return 2;
   }
   benchmark::RegisterBenchmark("BM_TrainStep", BM_TrainStep)
-      ->Args({g_B, g_T, g_threads, g_pool})
-      ->ArgNames({"B", "T", "threads", "pool"})
+      ->Args({g_B, g_T, g_threads, g_pool, g_shape, g_cuda})
+      ->ArgNames({"B", "T", "threads", "pool", "shape", "cuda"})
       ->Unit(benchmark::kMillisecond)
       ->MinTime(static_cast<double>(g_min_time))
       ->UseRealTime();

@@ -4,6 +4,7 @@ bench/run_train.sh).
 
     /usr/bin/python3 bench/torch_train.py [--B 4] [--T 512] [--threads 2]
                                           [--warmup 1] [--steps 3] [--json]
+                                          [--shape default|130m] [--device cpu|cuda]
 
 The same model as the library's default configuration (DESIGN 2.1: V=256 D=256 L=8
 N=16 K=4 expand 2, w=32 S=64 P=50 H=4 PRIORITY, cross-layer period 4 span 4,
@@ -23,6 +24,8 @@ match the library bit for bit, but it has the same parameters (4,119,826) and do
 same arithmetic per step.
 
 Throughput = B·T / (mean wall time of a step), over --steps steps after --warmup.
+--shape 130m gives the Mamba-130m shape (V=50280 D=768 L=24, the rest as above);
+--device cuda runs it on a GPU (float32, PyTorch >= 2 for torch.set_default_device).
 """
 
 import argparse
@@ -236,11 +239,18 @@ def main(argv):
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON line")
+    ap.add_argument("--shape", choices=("default", "130m"), default="default")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.set_default_device(args.device)
     cfg = Config()
+    if args.shape == "130m":
+        cfg.vocab_size, cfg.d_model, cfg.n_layer, cfg.dt_rank = 50280, 768, 24, 48
     model = MemMamba(cfg)
     decay = [p for n, p in model.named_parameters() if not no_decay(n, p)]
     rest = [p for n, p in model.named_parameters() if no_decay(n, p)]
@@ -249,7 +259,8 @@ def main(argv):
                             lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
     n_params = sum(p.numel() for p in model.parameters())
     g = torch.Generator().manual_seed(args.seed)
-    tokens = torch.randint(0, cfg.vocab_size, (args.B, args.T), generator=g)
+    tokens = torch.randint(0, cfg.vocab_size, (args.B, args.T), generator=g,
+                           device="cpu").to(args.device)
 
     times, losses = [], []
     for i in range(args.warmup + args.steps):
@@ -261,12 +272,15 @@ def main(argv):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         losses.append(float(loss))
         if i >= args.warmup:
             times.append(dt)
     mean = sum(times) / len(times)
     result = {"impl": "pytorch", "B": args.B, "T": args.T, "threads": args.threads,
+              "shape": args.shape, "device": args.device,
               "params": n_params, "steps": len(times), "s_per_step": mean,
               "best_s_per_step": min(times), "tokens_per_s": args.B * args.T / mean,
               "loss_first": losses[0], "loss_last": losses[-1],

@@ -61,6 +61,7 @@ const (
 	CodeInternal        = -15 // a bug in the library
 	CodeChecksum        = -16 // a snapshot's bytes changed after writing
 	CodeVersion         = -17 // a snapshot of a newer format
+	CodeNoDevice        = -18 // MM_DEVICE_CUDA without a usable GPU or driver
 )
 
 // ABIVersion is the C ABI this package was written for.

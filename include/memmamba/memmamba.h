@@ -102,7 +102,8 @@ enum {
   MM_ERR_BUFFER_TOO_SMALL = -14, /* a caller buffer is too small */
   MM_ERR_INTERNAL = -15,         /* a bug in the library: please report it */
   MM_ERR_CHECKSUM = -16,         /* a snapshot's checksum does not match its bytes */
-  MM_ERR_VERSION = -17           /* a snapshot of a format version newer than this library */
+  MM_ERR_VERSION = -17,          /* a snapshot of a format version newer than this library */
+  MM_ERR_NO_DEVICE = -18         /* MM_DEVICE_CUDA: the CUDA backend loaded, but no GPU or driver answers */
 };
 
 /* Static text naming a status ("MM_ERR_IO: input/output error"); never NULL,
@@ -475,6 +476,12 @@ typedef struct mm_trainer_options {
   bool note_straight_through; /* false: see DESIGN 6; every earlier window of a
                                  sequence becomes a read candidate weighted by
                                  keep + score - stopgrad(score) (training only) */
+  /* Since 0.2: */
+  int32_t device;        /* mm_device: MM_DEVICE_CPU. MM_DEVICE_CUDA keeps the
+                            weights, moments and activations on the GPU
+                            (MM_ERR_UNSUPPORTED without the CUDA backend,
+                            MM_ERR_NO_DEVICE without a GPU; the straight-through
+                            estimator is CPU-only for now) */
 } mm_trainer_options;
 
 /* Fills *options with the defaults. Same codes as mm_model_config_init. */
@@ -562,6 +569,12 @@ MM_API mm_status mm_trainer_save(const mm_trainer *trainer, const char *path);
  * MM_ERR_TENSOR_MISSING, MM_ERR_TENSOR_SHAPE, MM_ERR_TENSOR_DTYPE,
  * MM_ERR_NON_FINITE, MM_ERR_CONFIG, MM_ERR_OUT_OF_MEMORY. Any thread. */
 MM_API mm_status mm_trainer_load(mm_trainer **out, const char *path, int32_t n_threads);
+
+/* mm_trainer_load, continuing on `device` (mm_device): a trainer saved on
+ * either device resumes on either, the same run bit for bit on the same
+ * device. Codes of mm_trainer_load and of mm_trainer_options.device. */
+MM_API mm_status mm_trainer_load_on(mm_trainer **out, const char *path, int32_t n_threads,
+                                    int32_t device);
 
 /* Writes the trainer's model configuration (as mm_model_get_config does for
  * a model: the prefix the caller's struct_size knows). Returns

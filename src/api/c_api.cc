@@ -2,6 +2,7 @@
 // handling, error mapping and the exception guard. Only translation lives
 // here; the work is in src/model and src/runtime.
 #include <cstdlib>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -40,7 +41,8 @@ static_assert(static_cast<int>(ErrorCode::kBufferTooSmall) == MM_ERR_BUFFER_TOO_
 static_assert(static_cast<int>(ErrorCode::kInternal) == MM_ERR_INTERNAL, "");
 static_assert(static_cast<int>(ErrorCode::kChecksum) == MM_ERR_CHECKSUM, "");
 static_assert(static_cast<int>(ErrorCode::kVersion) == MM_ERR_VERSION, "");
-static_assert(kLowestErrorCode == ErrorCode::kVersion, "CodeOf's range check");
+static_assert(static_cast<int>(ErrorCode::kNoDevice) == MM_ERR_NO_DEVICE, "");
+static_assert(kLowestErrorCode == ErrorCode::kNoDevice, "CodeOf's range check");
 
 thread_local std::string g_last_error;
 
@@ -310,6 +312,7 @@ const char* mm_status_string(mm_status status) {
     case MM_ERR_INTERNAL: return "MM_ERR_INTERNAL: internal error";
     case MM_ERR_CHECKSUM: return "MM_ERR_CHECKSUM: snapshot checksum mismatch";
     case MM_ERR_VERSION: return "MM_ERR_VERSION: snapshot format version newer than this library";
+    case MM_ERR_NO_DEVICE: return "MM_ERR_NO_DEVICE: no usable CUDA device or driver";
     default: return "MM_ERR_UNKNOWN: unknown status code";
   }
 }
@@ -675,7 +678,7 @@ mm_status mm_snapshot_inspect_file(const char* path, mm_snapshot_info* info) {
 namespace memmamba {
 namespace {
 
-constexpr size_t kTrainerOptionsV1Size = sizeof(mm_trainer_options);
+constexpr size_t kTrainerOptionsV1Size = offsetof(mm_trainer_options, device);
 constexpr size_t kTrainResultV1Size = sizeof(mm_train_result);
 constexpr size_t kEvalResultV1Size = sizeof(mm_eval_result);
 constexpr size_t kFidelityV1Size = sizeof(mm_fidelity);
@@ -693,6 +696,7 @@ mm_trainer_options DefaultTrainerOptions() {
   o.accum_steps = static_cast<uint32_t>(d.accum_steps);
   o.n_threads = d.n_threads;
   o.note_straight_through = d.straight_through;
+  o.device = MM_DEVICE_CPU;
   return o;
 }
 
@@ -768,6 +772,10 @@ mm_status mm_trainer_create(mm_trainer** out, const mm_model* model,
     t.accum_steps = o.accum_steps;
     t.n_threads = o.n_threads;
     t.straight_through = o.note_straight_through;
+    if (o.device != MM_DEVICE_CPU && o.device != MM_DEVICE_CUDA) {
+      return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "unknown device ", o.device));
+    }
+    t.cuda = o.device == MM_DEVICE_CUDA;
     auto trainer = memmamba::Trainer::Create(*model->impl, t);
     if (!trainer.ok()) return Fail(trainer.status());
     auto handle = std::make_unique<mm_trainer>();
@@ -865,12 +873,20 @@ mm_status mm_trainer_save(const mm_trainer* trainer, const char* path) {
 }
 
 mm_status mm_trainer_load(mm_trainer** out, const char* path, int32_t n_threads) {
+  return mm_trainer_load_on(out, path, n_threads, MM_DEVICE_CPU);
+}
+
+mm_status mm_trainer_load_on(mm_trainer** out, const char* path, int32_t n_threads,
+                             int32_t device) {
   return Guard(nullptr, [&]() -> mm_status {
     if (out == nullptr) return Fail(ErrorCode::kInvalidArgument, "out is NULL");
     *out = nullptr;
     if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL");
     if (n_threads < 0) return Fail(ErrorCode::kInvalidArgument, "n_threads must be >= 0");
-    auto trainer = memmamba::Trainer::Load(path, n_threads);
+    if (device != MM_DEVICE_CPU && device != MM_DEVICE_CUDA) {
+      return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "unknown device ", device));
+    }
+    auto trainer = memmamba::Trainer::Load(path, n_threads, device == MM_DEVICE_CUDA);
     if (!trainer.ok()) return Fail(trainer.status());
     auto handle = std::make_unique<mm_trainer>();
     handle->impl = std::move(*trainer);

@@ -37,10 +37,11 @@ enum class ErrorCode : int {
   kInternal = -15,         // a bug: please report
   kChecksum = -16,         // snapshot checksum mismatch (corrupted bytes)
   kVersion = -17,          // snapshot format version newer than this library
+  kNoDevice = -18,         // CUDA backend present, no usable GPU or driver
 };
 
 // The lowest (most negative) ErrorCode value.
-inline constexpr ErrorCode kLowestErrorCode = ErrorCode::kVersion;
+inline constexpr ErrorCode kLowestErrorCode = ErrorCode::kNoDevice;
 
 // Builds a status with the given public code and message.
 absl::Status Error(ErrorCode code, std::string_view message);

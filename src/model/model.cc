@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "backend/cuda/cuda_library.h"
 #include "common/hash.h"
 #include "model/safetensors.h"
 
@@ -46,8 +47,12 @@ void HashLittleEndian(const T* values, size_t n, Xxh64* h) {
 absl::StatusOr<std::unique_ptr<Model>> Model::Finish(ModelConfig config, ModelWeights weights,
                                                      const ModelOptions& options) {
   if (options.cuda) {
-    return Error(ErrorCode::kUnsupported,
-                 "MM_DEVICE_CUDA: this build of memmamba has no CUDA backend");
+    // The device answers first (kUnsupported without the CUDA backend,
+    // kNoDevice without a GPU); then what this version runs there.
+    MM_ASSIGN_OR_RETURN(std::unique_ptr<CudaContext> ctx, CudaContext::Create());
+    return Errorf(ErrorCode::kUnsupported, "MM_DEVICE_CUDA models (", ctx->device_name(),
+                  "): sessions and evaluation run on the CPU in this version; training runs "
+                  "on the GPU (mm_trainer_options.device = MM_DEVICE_CUDA)");
   }
   std::unique_ptr<Model> model(new Model());
   model->config_ = std::move(config);

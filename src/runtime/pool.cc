@@ -13,6 +13,29 @@ float NoteScore(const float* m, int64_t D, const float* w, float b) {
   return 1.0f / (1.0f + std::exp(-(dot + b)));
 }
 
+PoolVersions ComputePoolVersions(const ModelConfig& config, const float* scores, int64_t B,
+                                 int64_t nw, int64_t n_versions, int64_t* kept) {
+  PoolVersions versions(B);
+  for (int64_t b = 0; b < B; ++b) {
+    Pool pool;
+    auto& vs = versions[b];
+    vs.reserve(n_versions);
+    for (int64_t k = 0; k < n_versions; ++k) {
+      std::vector<int32_t> windows;
+      for (const PoolEntryPtr& e : pool) windows.push_back(static_cast<int32_t>(e->window));
+      vs.push_back(std::move(windows));
+      if (k < nw && scores[b * nw + k] > config.note_threshold) {
+        ++*kept;
+        auto entry = std::make_shared<PoolEntry>();
+        entry->window = k;
+        entry->score = scores[b * nw + k];
+        InsertNote(config.pool_policy, config.pool_capacity, std::move(entry), &pool);
+      }
+    }
+  }
+  return versions;
+}
+
 bool InsertNote(PoolPolicy policy, int64_t capacity, PoolEntryPtr note, Pool* pool) {
   if (capacity <= 0) return false;
   if (static_cast<int64_t>(pool->size()) < capacity) {

@@ -39,6 +39,15 @@ float NoteScore(const float* m, int64_t D, const float* w, float b);
 // the lowest score (ties: the oldest) iff the new score is strictly greater.
 bool InsertNote(PoolPolicy policy, int64_t capacity, PoolEntryPtr note, Pool* pool);
 
+// Pool membership over whole sequences (training, DESIGN 2.4): for each of B
+// sequences whose nw complete windows have `scores` ([B·nw]), starting from
+// an empty pool, versions[b][k] lists the windows (ascending) in the pool
+// that tokens of window k read, k < n_versions, as InsertNote decides it.
+// Adds the number of notes over the threshold to *kept.
+using PoolVersions = std::vector<std::vector<std::vector<int32_t>>>;
+PoolVersions ComputePoolVersions(const ModelConfig& config, const float* scores, int64_t B,
+                                 int64_t nw, int64_t n_versions, int64_t* kept);
+
 }  // namespace memmamba
 
 #endif  // MEMMAMBA_RUNTIME_POOL_H_

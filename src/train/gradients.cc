@@ -61,7 +61,7 @@ struct Notes {
   std::vector<float> dscore_st;  // [B·nw] straight-through gradient of the score
   // versions[b][k]: the windows (ascending) in the pool read by tokens of
   // window k of sequence b.
-  std::vector<std::vector<std::vector<int32_t>>> versions;
+  PoolVersions versions;
   int64_t kept = 0;
   bool done = false;
 };
@@ -189,26 +189,8 @@ void GradientPass::TakeNotes(int64_t l) {
   }
   // Pool membership: the runtime's InsertNote on entries carrying only the
   // window and score.
-  const int64_t n_versions = (T_ - 1) / w + 1;
-  nt.versions.assign(B_, {});
   nt.kept = 0;
-  for (int64_t b = 0; b < B_; ++b) {
-    Pool pool;
-    auto& vs = nt.versions[b];
-    vs.reserve(n_versions);
-    for (int64_t k = 0; k < n_versions; ++k) {
-      std::vector<int32_t> windows;
-      for (const PoolEntryPtr& e : pool) windows.push_back(static_cast<int32_t>(e->window));
-      vs.push_back(std::move(windows));
-      if (k < nt.nw && nt.score[b * nt.nw + k] > c_.note_threshold) {
-        ++nt.kept;
-        auto entry = std::make_shared<PoolEntry>();
-        entry->window = k;
-        entry->score = nt.score[b * nt.nw + k];
-        InsertNote(c_.pool_policy, c_.pool_capacity, std::move(entry), &pool);
-      }
-    }
-  }
+  nt.versions = ComputePoolVersions(c_, nt.score.data(), B_, nt.nw, (T_ - 1) / w + 1, &nt.kept);
   nt.done = true;
 }
 

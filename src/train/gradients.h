@@ -30,6 +30,8 @@ struct GradientOptions {
   // otherwise one layer's at a time, recomputed in the backward (one more
   // forward pass of work). The gradients are the same bits either way.
   double keep_activations_bytes = 1024.0 * 1024.0 * 1024.0;
+  // The same on a CUDA device (train/cuda_train.h); < 0: 40 % of its memory.
+  double device_keep_activations_bytes = -1.0;
 };
 
 struct BatchStats {

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "backend/cpu/bf16.h"
 #include "model/safetensors.h"
+#include "train/cuda_train.h"
 
 namespace memmamba {
 namespace {
@@ -65,6 +66,36 @@ absl::Status TrainerOptions::Validate() const {
   return absl::OkStatus();
 }
 
+Trainer::Trainer() = default;
+
+// The factor applied to the summed gradient of an update: 1/accum_steps,
+// times the clip factor; *norm = the global norm of the mean gradient.
+float Trainer::GradientScale(double sum_squares, double* norm) const {
+  const double inv_accum = 1.0 / static_cast<double>(options_.accum_steps);
+  *norm = std::sqrt(sum_squares) * inv_accum;
+  const double clip = options_.grad_clip > 0.0f && *norm > options_.grad_clip
+                          ? options_.grad_clip / *norm
+                          : 1.0;
+  return static_cast<float>(inv_accum * clip);
+}
+Trainer::~Trainer() = default;
+
+std::string Trainer::device_name() const { return device_ ? device_->device_name() : ""; }
+
+absl::Status Trainer::AttachDevice() {
+  MM_ASSIGN_OR_RETURN(device_,
+                      CudaTrainState::Create(model_.get(), params_, options_.accum_steps > 1));
+  return device_->Upload(m_, v_, accum_);
+}
+
+absl::Status Trainer::SyncHost() const {
+  if (!device_ || !host_stale_) return absl::OkStatus();
+  MM_RETURN_IF_ERROR(
+      device_->Download(model_->mutable_weights_for_training(), &m_, &v_, &accum_));
+  host_stale_ = false;
+  return absl::OkStatus();
+}
+
 void Trainer::Allocate() {
   params_ = ListParams(model_->config(), model_->mutable_weights_for_training());
   m_.assign(params_.size(), {});
@@ -91,6 +122,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Model& init,
   t->model_ = std::move(model);
   t->options_ = options;
   t->Allocate();
+  if (options.cuda) MM_RETURN_IF_ERROR(t->AttachDevice());
   return t;
 }
 
@@ -117,6 +149,7 @@ absl::Status Trainer::Step(const Batch& batch, StepResult* result) {
                     " is outside [0, ", c.vocab_size, ")");
     }
   }
+  if (device_) return StepOnDevice(batch, result);
   GradientOptions go;
   go.straight_through = options_.straight_through;
   BatchStats stats;
@@ -162,11 +195,8 @@ absl::Status Trainer::Step(const Batch& batch, StepResult* result) {
     sq = 0.0;
     for (const auto& t : total) sq += be.SumSquares(t.data(), static_cast<int64_t>(t.size()));
   }
-  const double inv_accum = 1.0 / static_cast<double>(options_.accum_steps);
-  const double norm = std::sqrt(sq) * inv_accum;
-  const double clip =
-      options_.grad_clip > 0.0f && norm > options_.grad_clip ? options_.grad_clip / norm : 1.0;
-  const float gs = static_cast<float>(inv_accum * clip);
+  double norm = 0.0;
+  const float gs = GradientScale(sq, &norm);
   ++step_;
   for (size_t i = 0; i < params_.size(); ++i) {
     const ParamRef& p = params_[i];
@@ -186,11 +216,64 @@ absl::Status Trainer::Step(const Batch& batch, StepResult* result) {
   return absl::OkStatus();
 }
 
+// The same steps as Step() on the device's state. A failure of the device
+// itself (a CUDA error) after the update began cannot be rolled back; every
+// check that can refuse a step runs before it.
+absl::Status Trainer::StepOnDevice(const Batch& batch, StepResult* result) {
+  GradientOptions go;
+  go.straight_through = options_.straight_through;
+  BatchStats stats;
+  MM_RETURN_IF_ERROR(device_->ComputeGradients(batch, go, &stats));
+  if (!std::isfinite(stats.loss())) {
+    return Errorf(ErrorCode::kNonFinite, "the loss is not finite (", stats.loss(),
+                  "): the step is refused and nothing changed");
+  }
+  double micro_sq = 0.0;
+  MM_RETURN_IF_ERROR(device_->SumSquares(/*of_accum=*/false, &micro_sq, nullptr));
+  if (!std::isfinite(micro_sq)) {
+    std::vector<double> per;
+    MM_RETURN_IF_ERROR(device_->SumSquares(false, &micro_sq, &per));
+    size_t bad = 0;
+    while (bad + 1 < per.size() && std::isfinite(per[bad])) ++bad;
+    return Errorf(ErrorCode::kNonFinite, "the gradient of '", params_[bad].name,
+                  "' is not finite: the step is refused and nothing changed");
+  }
+  keep_fraction_ = stats.keep_fraction;
+  const bool accumulating = options_.accum_steps > 1;
+  if (accumulating) MM_RETURN_IF_ERROR(device_->Accumulate());
+  host_stale_ = true;
+  ++accum_count_;
+  StepResult r;
+  r.loss = stats.loss();
+  r.tokens = stats.targets;
+  if (accum_count_ < options_.accum_steps) {
+    r.step = step_;
+    if (result) *result = r;
+    return absl::OkStatus();
+  }
+  double sq = micro_sq;
+  if (accumulating) MM_RETURN_IF_ERROR(device_->SumSquares(/*of_accum=*/true, &sq, nullptr));
+  double norm = 0.0;
+  const float gs = GradientScale(sq, &norm);
+  ++step_;
+  MM_RETURN_IF_ERROR(device_->AdamW(accumulating, gs, options_.learning_rate, options_.beta1,
+                                    options_.beta2, options_.eps, options_.weight_decay, step_));
+  if (accumulating) MM_RETURN_IF_ERROR(device_->ZeroAccum());
+  accum_count_ = 0;
+  r.grad_norm = norm;
+  r.updated = true;
+  r.step = step_;
+  if (result) *result = r;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Model>> Trainer::ExportModel(const ModelOptions& options) const {
+  MM_RETURN_IF_ERROR(SyncHost());
   return Model::FromWeights(model_->config(), model_->weights(), options);
 }
 
 absl::Status Trainer::Save(const std::string& path) const {
+  MM_RETURN_IF_ERROR(SyncHost());
   std::vector<TensorToWrite> tensors;
   auto add = [&](std::string name, const ParamRef& p, const float* data) {
     TensorToWrite t;
@@ -228,24 +311,25 @@ absl::Status Trainer::Save(const std::string& path) const {
   return WriteSafetensorsFile(path, tensors, meta);
 }
 
-absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Load(const std::string& path, int n_threads) {
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Load(const std::string& path, int n_threads,
+                                                       bool cuda) {
   MM_ASSIGN_OR_RETURN(SafetensorsReader file, SafetensorsReader::ReadFile(path));
-  return FromFile(file, path, n_threads);
+  return FromFile(file, path, n_threads, cuda);
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::FromBytes(std::string bytes,
                                                             const std::string& what,
-                                                            int n_threads) {
+                                                            int n_threads, bool cuda) {
   absl::StatusOr<SafetensorsReader> file = SafetensorsReader::FromBytes(std::move(bytes));
   if (!file.ok()) {
     return Error(CodeOf(file.status()), what + ": " + std::string(file.status().message()));
   }
-  return FromFile(*file, what, n_threads);
+  return FromFile(*file, what, n_threads, cuda);
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::FromFile(const SafetensorsReader& file,
                                                            const std::string& path,
-                                                           int n_threads) {
+                                                           int n_threads, bool cuda) {
   const auto& meta = file.metadata();
   auto format = meta.find(kFormatKey);
   if (format == meta.end()) {
@@ -300,6 +384,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::FromFile(const SafetensorsRead
   }
   o.straight_through = st == "true";
   o.n_threads = n_threads;
+  o.cuda = cuda;
   if (absl::Status s = o.Validate(); !s.ok()) {
     return Errorf(ErrorCode::kCorruptFile, path, ": ", s.message());
   }
@@ -352,6 +437,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::FromFile(const SafetensorsRead
   }
   t->step_ = step;
   t->accum_count_ = accum_count;
+  if (cuda) MM_RETURN_IF_ERROR(t->AttachDevice());
   return t;
 }
 

@@ -14,6 +14,10 @@
 #include "train/gradients.h"
 
 namespace memmamba {
+class CudaTrainState;
+}
+
+namespace memmamba {
 
 struct TrainerOptions {
   float learning_rate = 1e-3f;
@@ -25,6 +29,7 @@ struct TrainerOptions {
   int64_t accum_steps = 1;
   int n_threads = 0;       // 0 = all cores
   bool straight_through = false;
+  bool cuda = false;       // train on the CUDA device (train/cuda_train.h)
 
   [[nodiscard]] absl::Status Validate() const;
 };
@@ -42,12 +47,15 @@ class Trainer {
   // Starts from `init`'s weights (bf16 matrices are widened to f32).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> Create(
       const Model& init, const TrainerOptions& options);
-  // A file written by Save(); `n_threads` 0 = all cores.
+  // A file written by Save(); `n_threads` 0 = all cores; `cuda`: continue
+  // on the CUDA device.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> Load(const std::string& path,
-                                                                     int n_threads);
+                                                                     int n_threads,
+                                                                     bool cuda = false);
   // The same from the file's bytes; `what` names it in messages.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> FromBytes(
-      std::string bytes, const std::string& what, int n_threads);
+      std::string bytes, const std::string& what, int n_threads, bool cuda = false);
+  ~Trainer();
 
   // One mm_train_step. On any error nothing changes.
   [[nodiscard]] absl::Status Step(const Batch& batch, StepResult* result);
@@ -59,17 +67,29 @@ class Trainer {
   int64_t step() const { return step_; }
   const std::vector<float>& keep_fraction() const { return keep_fraction_; }
   const ModelConfig& config() const { return model_->config(); }
+  // The CUDA device's name, or "" for a trainer on the CPU.
+  std::string device_name() const;
 
  private:
-  Trainer() = default;
+  Trainer();
   void Allocate();
+  // Moves the state onto the CUDA device (options_.cuda).
+  [[nodiscard]] absl::Status AttachDevice();
+  // Brings the device's weights and moments back to the host copies.
+  [[nodiscard]] absl::Status SyncHost() const;
+  [[nodiscard]] absl::Status StepOnDevice(const Batch& batch, StepResult* result);
+  float GradientScale(double sum_squares, double* norm) const;
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> FromFile(
-      const SafetensorsReader& file, const std::string& path, int n_threads);
+      const SafetensorsReader& file, const std::string& path, int n_threads, bool cuda);
 
   std::unique_ptr<Model> model_;  // private: its weights change in place
   TrainerOptions options_;
   std::vector<ParamRef> params_;  // into model_'s weights
-  std::vector<std::vector<float>> m_, v_, accum_;
+  // On the CPU the state itself; with a device, host copies that SyncHost()
+  // refreshes when stale.
+  mutable std::vector<std::vector<float>> m_, v_, accum_;
+  std::unique_ptr<CudaTrainState> device_;
+  mutable bool host_stale_ = false;
   int64_t accum_count_ = 0;
   int64_t step_ = 0;
   std::vector<float> keep_fraction_;

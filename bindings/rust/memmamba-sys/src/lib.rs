@@ -41,6 +41,7 @@ pub const MM_ERR_BUFFER_TOO_SMALL: mm_status = -14;
 pub const MM_ERR_INTERNAL: mm_status = -15;
 pub const MM_ERR_CHECKSUM: mm_status = -16;
 pub const MM_ERR_VERSION: mm_status = -17;
+pub const MM_ERR_NO_DEVICE: mm_status = -18;
 
 // --- Enums (passed as int32_t) ----------------------------------------------
 
@@ -153,6 +154,7 @@ pub struct mm_trainer_options {
     pub accum_steps: u32,
     pub n_threads: i32,
     pub note_straight_through: bool,
+    pub device: i32,
 }
 
 #[repr(C)]
@@ -351,7 +353,7 @@ mod tests {
         assert_eq!(size_of::<mm_session_options>(), 8);
         assert_eq!(size_of::<mm_snapshot_info>(), 72);
         assert_eq!(align_of::<mm_snapshot_info>(), 8);
-        assert_eq!(size_of::<mm_trainer_options>(), 40);
+        assert_eq!(size_of::<mm_trainer_options>(), 44);
         assert_eq!(size_of::<mm_train_result>(), 40);
         assert_eq!(size_of::<mm_eval_result>(), 32);
         assert_eq!(size_of::<mm_fidelity>(), 48);

@@ -37,6 +37,8 @@ pub enum Code {
     Checksum,
     /// A snapshot of a newer format than this library reads.
     Version,
+    /// `Device::Cuda`: the CUDA backend is there but no GPU or driver answers.
+    NoDevice,
     /// A code this version of the bindings does not know.
     Other(i32),
 }
@@ -62,6 +64,7 @@ impl Code {
             sys::MM_ERR_INTERNAL => Code::Internal,
             sys::MM_ERR_CHECKSUM => Code::Checksum,
             sys::MM_ERR_VERSION => Code::Version,
+            sys::MM_ERR_NO_DEVICE => Code::NoDevice,
             other => Code::Other(other),
         }
     }
@@ -86,6 +89,7 @@ impl Code {
             Code::Internal => sys::MM_ERR_INTERNAL,
             Code::Checksum => sys::MM_ERR_CHECKSUM,
             Code::Version => sys::MM_ERR_VERSION,
+            Code::NoDevice => sys::MM_ERR_NO_DEVICE,
             Code::Other(raw) => raw,
         }
     }

@@ -161,7 +161,8 @@ impl Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
-    /// An NVIDIA GPU; `Code::Unsupported` where not built or present.
+    /// An NVIDIA GPU: trainers only in this version (`TrainerOptions::device`);
+    /// `Code::NoDevice` without a GPU, `Code::Unsupported` without CUDA.
     Cuda,
 }
 

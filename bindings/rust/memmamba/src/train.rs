@@ -7,7 +7,7 @@ use std::ptr::{self, NonNull};
 use memmamba_sys as sys;
 
 use crate::error::{check, check_thread, invalid, Code, Error, Result};
-use crate::model::{check_abi, path_to_cstring, Model, ModelOptions};
+use crate::model::{check_abi, path_to_cstring, Device, Model, ModelOptions};
 
 /// AdamW and accumulation settings (`mm_trainer_options`). `Default` gives
 /// the library's defaults.
@@ -27,6 +27,9 @@ pub struct TrainerOptions {
     pub n_threads: i32,
     /// The straight-through estimator of note selection (DESIGN 6).
     pub note_straight_through: bool,
+    /// Where the trainer runs: `Device::Cuda` keeps its state on the GPU
+    /// (`Code::NoDevice` without one, `Code::Unsupported` without CUDA).
+    pub device: Device,
 }
 
 impl Default for TrainerOptions {
@@ -47,6 +50,7 @@ impl Default for TrainerOptions {
                 accum_steps: 1,
                 n_threads: 0,
                 note_straight_through: false,
+                device: Device::Cpu,
             };
         }
         TrainerOptions {
@@ -59,6 +63,7 @@ impl Default for TrainerOptions {
             accum_steps: raw.accum_steps,
             n_threads: raw.n_threads,
             note_straight_through: raw.note_straight_through,
+            device: if raw.device == sys::MM_DEVICE_CUDA { Device::Cuda } else { Device::Cpu },
         }
     }
 }
@@ -76,6 +81,10 @@ impl TrainerOptions {
             accum_steps: self.accum_steps,
             n_threads: self.n_threads,
             note_straight_through: self.note_straight_through,
+            device: match self.device {
+                Device::Cpu => sys::MM_DEVICE_CPU,
+                Device::Cuda => sys::MM_DEVICE_CUDA,
+            },
         }
     }
 }

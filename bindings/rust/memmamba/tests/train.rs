@@ -411,3 +411,20 @@ fn eval_fidelity_measures() {
     expect_code(model.eval_fidelity(&toks[..1]), Code::InvalidArgument);
     expect_code(model.eval_fidelity(&[3, 64]), Code::TokenOutOfRange);
 }
+
+#[test]
+fn a_cuda_trainer_fails_cleanly_without_a_gpu() {
+    let model = small_model(4);
+    let opts = TrainerOptions {
+        device: memmamba::Device::Cuda,
+        ..options()
+    };
+    match Trainer::new(&model, &opts) {
+        Ok(_) => {} // a machine with a GPU (tests/cuda covers training there)
+        Err(e) => assert!(
+            e.code == Code::NoDevice || e.code == Code::Unsupported,
+            "{}",
+            e
+        ),
+    }
+}
