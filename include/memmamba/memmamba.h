@@ -168,7 +168,9 @@ typedef struct mm_model mm_model;
 
 typedef enum mm_device {
   MM_DEVICE_CPU = 0, /* always available; the default */
-  MM_DEVICE_CUDA = 1 /* an NVIDIA GPU; MM_ERR_UNSUPPORTED where not built/present */
+  MM_DEVICE_CUDA = 1 /* an NVIDIA GPU: trainers (mm_trainer_options.device); models
+                        on it return MM_ERR_UNSUPPORTED in this version, or
+                        MM_ERR_NO_DEVICE where no GPU or driver answers */
 } mm_device;
 
 typedef enum mm_dtype {
@@ -192,7 +194,8 @@ MM_API mm_status mm_model_options_init(mm_model_options *options, size_t size);
  * `seed`. `config` and `options` may be NULL (defaults). On success *out owns
  * the model (free with mm_model_free); on failure *out = NULL.
  * Returns MM_ERR_INVALID_ARGUMENT (out NULL), MM_ERR_STRUCT_SIZE,
- * MM_ERR_CONFIG, MM_ERR_UNSUPPORTED, MM_ERR_OUT_OF_MEMORY. Any thread. */
+ * MM_ERR_CONFIG, MM_ERR_UNSUPPORTED, MM_ERR_NO_DEVICE, MM_ERR_OUT_OF_MEMORY.
+ * Any thread. */
 MM_API mm_status mm_model_create(mm_model **out, const mm_model_config *config,
                                  uint64_t seed, const mm_model_options *options);
 
@@ -492,7 +495,8 @@ MM_API mm_status mm_trainer_options_init(mm_trainer_options *options, size_t siz
  * be freed afterwards. `options` may be NULL. Returns
  * MM_ERR_INVALID_ARGUMENT (NULL, learning rate <= 0 or not finite, betas
  * outside [0, 1), eps <= 0, weight decay < 0, clip < 0, accum_steps 0),
- * MM_ERR_STRUCT_SIZE, MM_ERR_OUT_OF_MEMORY. Any thread. */
+ * MM_ERR_STRUCT_SIZE, MM_ERR_OUT_OF_MEMORY, and for MM_DEVICE_CUDA
+ * MM_ERR_UNSUPPORTED or MM_ERR_NO_DEVICE. Any thread. */
 MM_API mm_status mm_trainer_create(mm_trainer **out, const mm_model *model,
                                    const mm_trainer_options *options);
 
