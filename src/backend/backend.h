@@ -124,6 +124,18 @@ class Backend {
   virtual void PoolAttend(const float* q, int64_t m, const float* const* keys,
                           const float* const* values, int64_t S, int64_t H, float* o) = 0;
 
+  // The same attention read straight from the notes' summaries ŝ_j, with the
+  // key and value projections K, V ([S, S], f32) folded into the query and
+  // the output: per head h (rows K_h, V_h = [h·S/H, (h+1)·S/H) of K, V)
+  //   q_h·(K ŝ_j)_h = (K_hᵀ q_h)·ŝ_j   and   Σ_j p_jh (V ŝ_j)_h = V_h (Σ_j p_jh ŝ_j).
+  // A pool then holds nothing derived from its summaries (no per-note keys
+  // or values to store, copy or recompute on restore) at 2·S² multiply-adds
+  // per read plus H·S (instead of S) per note. summaries[j] point at S
+  // floats. Overwrites o[S]. m >= 1.
+  virtual void PoolAttendFolded(const float* q, int64_t m, const float* const* summaries,
+                                const float* k, const float* v, int64_t S, int64_t H,
+                                float* o) = 0;
+
   // --- Training (DESIGN 2.4, 6). Backward ops take the forward's inputs again
   // and the gradient of its output; "accumulates" means +=.
 

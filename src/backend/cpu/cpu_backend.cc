@@ -29,6 +29,22 @@ using cpu::Softplus;
 // rows in L1/L2 while giving both cores work at E = 512.
 constexpr int64_t kScanBlock = 64;
 
+// Softmax of each of `rows` rows of m scores, in place.
+void SoftmaxRows(float* scores, int64_t rows, int64_t m) {
+  for (int64_t h = 0; h < rows; ++h) {
+    float* sc = scores + h * m;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < m; ++j) mx = std::max(mx, sc[j]);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < m; ++j) {
+      sc[j] = std::exp(sc[j] - mx);
+      sum += sc[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < m; ++j) sc[j] *= inv;
+  }
+}
+
 // One position of the scan for channels [e0, e1) (DESIGN 2.3 step 4):
 // Δ = softplus(dt + bias); s ← exp(Δ·A)·s + Δ·B·ξc; y = (Σ_n s·C + D·ξc)·SiLU(z).
 // State and A are [N, E], so eight channels run in one vector and the sum
@@ -462,19 +478,7 @@ class CpuBackend final : public Backend {
         scores[h * m + j] = dot * scale;
       }
     }
-    // Softmax over the entries, per head.
-    for (int64_t h = 0; h < H; ++h) {
-      float* sc = &scores[h * m];
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < m; ++j) mx = std::max(mx, sc[j]);
-      float sum = 0.0f;
-      for (int64_t j = 0; j < m; ++j) {
-        sc[j] = std::exp(sc[j] - mx);
-        sum += sc[j];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < m; ++j) sc[j] *= inv;
-    }
+    SoftmaxRows(scores.data(), H, m);
     // o_h = Σ_j p_hj v_jh: each value row is read once for all heads.
     std::fill(o, o + S, 0.0f);
     for (int64_t j = 0; j < m; ++j) {
@@ -484,6 +488,60 @@ class CpuBackend final : public Backend {
         const int64_t off = h * dh;
 #pragma omp simd
         for (int64_t d = 0; d < dh; ++d) o[off + d] += p * v[off + d];
+      }
+    }
+  }
+
+  void PoolAttendFolded(const float* q, int64_t m, const float* const* summaries,
+                        const float* k, const float* v, int64_t S, int64_t H,
+                        float* o) override {
+    const int64_t dh = S / H;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+    thread_local std::vector<float> scratch;  // per thread: the model is shared
+    scratch.resize(2 * H * S + H * m);
+    float* qk = scratch.data();  // [H, S]: scale · K_hᵀ q_h
+    float* u = qk + H * S;       // [H, S]: Σ_j p_jh ŝ_j
+    float* scores = u + H * S;   // [H, m]
+    std::fill(qk, qk + 2 * H * S, 0.0f);
+    for (int64_t h = 0; h < H; ++h) {
+      float* r = qk + h * S;
+      for (int64_t i = 0; i < dh; ++i) {
+        const float qi = scale * q[h * dh + i];
+        const float* kr = k + (h * dh + i) * S;
+#pragma omp simd
+        for (int64_t s = 0; s < S; ++s) r[s] += qi * kr[s];
+      }
+    }
+    // Scores: each summary is read once for all heads.
+    for (int64_t j = 0; j < m; ++j) {
+      const float* sj = summaries[j];
+      for (int64_t h = 0; h < H; ++h) {
+        const float* r = qk + h * S;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t s = 0; s < S; ++s) dot += r[s] * sj[s];
+        scores[h * m + j] = dot;
+      }
+    }
+    SoftmaxRows(scores, H, m);
+    for (int64_t j = 0; j < m; ++j) {
+      const float* sj = summaries[j];
+      for (int64_t h = 0; h < H; ++h) {
+        const float p = scores[h * m + j];
+        float* r = u + h * S;
+#pragma omp simd
+        for (int64_t s = 0; s < S; ++s) r[s] += p * sj[s];
+      }
+    }
+    // o_h = V_h u_h.
+    for (int64_t h = 0; h < H; ++h) {
+      const float* r = u + h * S;
+      for (int64_t i = 0; i < dh; ++i) {
+        const float* vr = v + (h * dh + i) * S;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t s = 0; s < S; ++s) dot += vr[s] * r[s];
+        o[h * dh + i] = dot;
       }
     }
   }
