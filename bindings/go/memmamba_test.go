@@ -233,7 +233,7 @@ func TestAPI_SnapshotFilesAndInspection(t *testing.T) {
 	if info != info2 {
 		t.Fatalf("file %+v vs bytes %+v", info, info2)
 	}
-	if info.FormatVersion != 1 || info.Position != 41 || info.ModelFingerprint != m.Fingerprint() ||
+	if info.FormatVersion != 2 || info.Position != 41 || info.ModelFingerprint != m.Fingerprint() ||
 		info.NLayer != 2 || info.DModel != 32 || info.DInner != 64 || info.DState != 8 ||
 		info.DConv != 4 || info.SummaryDim != 16 || info.NoteWindow != 4 ||
 		info.PoolCapacity != 4 || info.PoolPolicy != PoolPriority {

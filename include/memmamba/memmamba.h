@@ -313,11 +313,10 @@ MM_API mm_status mm_session_reset(mm_session *session);
 MM_API uint64_t mm_session_position(const mm_session *session);
 
 /* Bytes of recurrent state the session keeps in memory (conv and SSM state,
- * pending note windows, pools, and each note's cached key/value projections
- * for its readers); bounded whatever the stream length (it grows only until
- * the pools are full). 0 for NULL. A snapshot
- * carries less (mm_snapshot_info.state_bytes): the projections are
- * recomputed on restore. */
+ * pending note windows, and the pools' notes: window, score, summary);
+ * bounded whatever the stream length (it grows only until the pools are
+ * full). 0 for NULL. The same number a snapshot of the session reports as
+ * mm_snapshot_info.state_bytes: a snapshot stores exactly this state. */
 MM_API uint64_t mm_session_state_bytes(const mm_session *session);
 
 /* Number of notes currently in layer `layer`'s pool, or -1 for a NULL session

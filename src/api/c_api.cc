@@ -549,15 +549,14 @@ mm_status mm_session_snapshot(const mm_session* session, void* buffer, size_t ca
       return Fail(ErrorCode::kInvalidArgument, "buffer is NULL with capacity > 0", s);
     }
     size_t needed = 0;
-    absl::Status st = memmamba::WriteSnapshot(
-        s->impl->model(), s->impl->state(), [&](const uint8_t* data, size_t n) -> absl::Status {
+    absl::Status st = memmamba::WriteSnapshotInto(
+        s->impl->model(), s->impl->state(), [&](size_t n) -> absl::StatusOr<uint8_t*> {
           needed = n;
           if (n > capacity) {
             return memmamba::Errorf(ErrorCode::kBufferTooSmall, "snapshot buffer holds ",
                                     capacity, " bytes; this snapshot needs ", n);
           }
-          std::memcpy(buffer, data, n);
-          return absl::OkStatus();
+          return static_cast<uint8_t*>(buffer);
         });
     if (!st.ok()) {
       if (memmamba::CodeOf(st) == ErrorCode::kBufferTooSmall) *written = needed;
@@ -579,16 +578,15 @@ mm_status mm_session_snapshot_alloc(const mm_session* session, void** out, size_
     if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
     void* buffer = nullptr;
     size_t n = 0;
-    absl::Status st = memmamba::WriteSnapshot(
-        s->impl->model(), s->impl->state(), [&](const uint8_t* data, size_t len) -> absl::Status {
+    absl::Status st = memmamba::WriteSnapshotInto(
+        s->impl->model(), s->impl->state(), [&](size_t len) -> absl::StatusOr<uint8_t*> {
           buffer = std::malloc(len > 0 ? len : 1);
           if (buffer == nullptr) {
             return memmamba::Errorf(ErrorCode::kOutOfMemory, "cannot allocate ", len,
                                     " bytes for the snapshot");
           }
-          std::memcpy(buffer, data, len);
           n = len;
-          return absl::OkStatus();
+          return static_cast<uint8_t*>(buffer);
         });
     if (!st.ok()) return Fail(st, s);
     *out = buffer;

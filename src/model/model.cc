@@ -81,11 +81,6 @@ absl::StatusOr<std::unique_ptr<Model>> Model::FromWeights(ModelConfig config,
   return Finish(std::move(config), std::move(weights), options);
 }
 
-int Model::ReaderSlot(int64_t source, int64_t reader) const {
-  const auto& r = readers_[source];
-  return static_cast<int>(std::find(r.begin(), r.end(), reader) - r.begin());
-}
-
 uint64_t Model::Fingerprint() const {
   std::call_once(fingerprint_once_, [this] {
     Xxh64 h(0);

@@ -72,8 +72,6 @@ class Model {
   // Layers whose pool reads see layer `source`'s notes: `source` itself
   // (its tok read) first, then the cross-layer readers in layer order.
   const std::vector<int64_t>& readers(int64_t source) const { return readers_[source]; }
-  // Index of `reader` in readers(source).
-  int ReaderSlot(int64_t source, int64_t reader) const;
 
  private:
   Model() = default;

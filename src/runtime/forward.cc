@@ -70,23 +70,22 @@ Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, in
   const int64_t n_closed = static_cast<int64_t>(closed_window.size());
 
   // Pass 2: insert the kept notes in window order, recording the version
-  // after each window. Each note's summary and projections are computed one
-  // note at a time (M = 1), so they are bit-identical however the stream was
-  // chunked, and when a restored snapshot recomputes them.
+  // after each window. Each note's summary is computed one note at a time
+  // (M = 1), so it is bit-identical however the stream was chunked.
   Versions versions;
   versions.reserve(n_closed + 1);
   versions.push_back(state->pool);
   Pool pool = state->pool;
   for (int64_t i = 0; i < n_closed; ++i) {
     if (closed_score[i] > c.note_threshold) {
-      auto entry = std::make_shared<PoolEntry>();
-      entry->window = closed_window[i];
-      entry->score = closed_score[i];
-      entry->summary.resize(S);
-      be.Matmul(&closed_max[i * D], 1, D, Ref(LW.note_summary), entry->summary.data(), S, false);
-      for (float& v : entry->summary) v *= entry->score;
-      ComputeNoteProjections(model, l, entry.get());
-      InsertNote(c.pool_policy, c.pool_capacity, std::move(entry), &pool);
+      std::shared_ptr<NoteBlock> block = MakeNoteBlock(1, S);
+      PoolEntry& entry = block->entries[0];
+      entry.window = closed_window[i];
+      entry.score = closed_score[i];
+      float* summary = block->summaries.get();
+      be.Matmul(&closed_max[i * D], 1, D, Ref(LW.note_summary), summary, S, false);
+      for (int64_t s = 0; s < S; ++s) summary[s] *= entry.score;
+      InsertNote(c.pool_policy, c.pool_capacity, ShareNote(block, 0), &pool);
     }
     versions.push_back(pool);
   }
@@ -94,8 +93,18 @@ Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, in
   return versions;
 }
 
+// `m` as f32: the matrix itself, or its bf16 values widened into `buf`.
+const float* F32(const Matrix& m, std::vector<float>* buf) {
+  if (!m.is_bf16()) return m.f32.data();
+  float* out = Buffer(buf, m.size());
+  cpu::ConvertBf16ToF32(m.bf16.data(), out, m.size());
+  return out;
+}
+
 // One pool read (DESIGN 2.3 steps 1-2) of layer `l` for all rows: writes
 // c [M, D] = (active ? γ · o_proj·attention : 0), then adds α ⊙ c into x.
+// The attention reads the notes' summaries with the key and value
+// projections folded in (Backend::PoolAttendFolded).
 void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* streams,
                  int64_t B, int64_t T, const std::vector<std::vector<Versions>>& versions,
                  const float* a, float* x, Workspace* ws) {
@@ -110,38 +119,35 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
   float* gate = Buffer(&ws->gate, M);
   be.Matmul(a, M, D, Ref(rw.q), q, S, false);
   std::fill(o, o + M * S, 0.0f);
+  const float* k = F32(rw.k, &ws->k);
+  const float* v = F32(rw.v, &ws->v);
   const int64_t src_begin = cross ? c.CrossLayerBegin(l) : l;
   const int64_t src_end = cross ? l : l + 1;
   bool any_active = false;
-  std::vector<const float*> keys, values;
+  std::vector<const float*>& notes = ws->notes;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t p0 = streams[b]->position;
     int64_t built = -1;
     for (int64_t t = 0; t < T; ++t) {
       const int64_t row = b * T + t;
-      const int64_t k = (p0 + t) / w - p0 / w;
-      if (k != built) {
-        keys.clear();
-        values.clear();
+      const int64_t version = (p0 + t) / w - p0 / w;
+      if (version != built) {
+        notes.clear();
         for (int64_t src = src_begin; src < src_end; ++src) {
-          const int slot = model.ReaderSlot(src, l);
-          for (const PoolEntryPtr& e : versions[b][src][k]) {
-            keys.push_back(e->key(slot, S));
-            values.push_back(e->value(slot, S));
-          }
+          for (const PoolEntryPtr& e : versions[b][src][version]) notes.push_back(e->summary);
         }
-        built = k;
+        built = version;
       }
       const float* ar = a + row * D;
       float g = rw.gate_bias;
       for (int64_t d = 0; d < D; ++d) g += rw.gate[d] * ar[d];
       g = Sigmoid(g);
-      const bool active = !keys.empty() && g > c.gate_threshold;
+      const bool active = !notes.empty() && g > c.gate_threshold;
       gate[row] = active ? g : 0.0f;
       if (!active) continue;
       any_active = true;
-      be.PoolAttend(q + row * S, static_cast<int64_t>(keys.size()), keys.data(), values.data(),
-                    S, H, o + row * S);
+      be.PoolAttendFolded(q + row * S, static_cast<int64_t>(notes.size()), notes.data(), k, v,
+                          S, H, o + row * S);
     }
   }
   if (!any_active) return;  // c = 0 everywhere: x̄ = u
@@ -205,20 +211,6 @@ ScanArgs MixerScanArgs(const ModelConfig& c, const LayerWeights& lw, int64_t T, 
   sa.state = ssm_state;
   sa.y = y == nullptr ? nullptr : y + b * T * E;
   return sa;
-}
-
-void ComputeNoteProjections(const Model& model, int64_t layer, PoolEntry* entry) {
-  const int64_t S = model.config().summary_dim;
-  const std::vector<int64_t>& readers = model.readers(layer);
-  entry->kv.resize(readers.size() * 2 * S);
-  for (size_t r = 0; r < readers.size(); ++r) {
-    const ReadWeights& rw =
-        r == 0 ? model.weights().layers[layer].tok : model.weights().layers[readers[r]].lay;
-    model.backend().Matmul(entry->summary.data(), 1, S, Ref(rw.k), &entry->kv[(2 * r) * S], S,
-                           false);
-    model.backend().Matmul(entry->summary.data(), 1, S, Ref(rw.v), &entry->kv[(2 * r + 1) * S],
-                           S, false);
-  }
 }
 
 void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t T,

@@ -21,6 +21,8 @@ enum class LogitsMode { kNone = 0, kLast = 1, kAll = 2 };
 // Scratch buffers reused across calls (grow only).
 struct Workspace {
   std::vector<float> x, a, h, xz, xc, dbc, dt, y, q, o, c_tok, c_lay, gate, rows, emb;
+  std::vector<float> k, v;           // a read's key and value weights widened from bf16
+  std::vector<const float*> notes;   // the summaries a read attends to
   std::vector<uint8_t> active;
 };
 
@@ -32,11 +34,6 @@ ConvArgs MixerConvArgs(const ModelConfig& c, const LayerWeights& lw, int64_t T, 
 ScanArgs MixerScanArgs(const ModelConfig& c, const LayerWeights& lw, int64_t T, int64_t b,
                        const float* xz, const float* xc, const float* dbc, const float* dt,
                        float* ssm_state, float* y);
-
-// Fills entry->kv (every reader's key and value projection of the note's
-// summary) for a note of layer `layer`. One note at a time: the result does
-// not depend on how notes were batched.
-void ComputeNoteProjections(const Model& model, int64_t layer, PoolEntry* entry);
 
 // Advances each of `streams[0..B)` by its T tokens (row b·T + t of `tokens`,
 // all already validated) and writes logits as `mode` asks: kLast gives row b

@@ -13,6 +13,14 @@ float NoteScore(const float* m, int64_t D, const float* w, float b) {
   return 1.0f / (1.0f + std::exp(-(dot + b)));
 }
 
+std::shared_ptr<NoteBlock> MakeNoteBlock(int64_t n, int64_t S) {
+  auto block = std::make_shared<NoteBlock>();
+  block->entries.resize(static_cast<size_t>(n));
+  block->summaries.reset(new float[static_cast<size_t>(n * S)]);
+  for (int64_t i = 0; i < n; ++i) block->entries[i].summary = block->summaries.get() + i * S;
+  return block;
+}
+
 PoolVersions ComputePoolVersions(const ModelConfig& config, const float* scores, int64_t B,
                                  int64_t nw, int64_t n_versions, int64_t* kept) {
   PoolVersions versions(B);

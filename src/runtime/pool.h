@@ -13,22 +13,36 @@
 namespace memmamba {
 
 // One note. Immutable once inserted, so pools (and session copies) share
-// entries by pointer.
+// entries by pointer. A note is only what DESIGN 2.3 step 5 makes: the reads
+// fold the key and value projections into the query and output
+// (Backend::PoolAttendFolded), so nothing derived is kept beside it.
 struct PoolEntry {
-  int64_t window = 0;          // index of the window the note summarises
-  float score = 0.0f;          // σ(...) of DESIGN 2.3 step 5
-  std::vector<float> summary;  // ŝ [S]
-  // Derived from `summary` (not state): for each reader of this layer's pool
-  // (ModelPlan::readers), its key then value projection, [n_readers][2][S].
-  std::vector<float> kv;
+  int64_t window = 0;              // index of the window the note summarises
+  float score = 0.0f;              // σ(...) of DESIGN 2.3 step 5
+  const float* summary = nullptr;  // ŝ [S], owned by the NoteBlock the entry lives in
+};
 
-  const float* key(int reader, int64_t S) const { return kv.data() + (2 * reader) * S; }
-  const float* value(int reader, int64_t S) const { return kv.data() + (2 * reader + 1) * S; }
+// Storage for n notes in one allocation: a note taken while streaming is a
+// block of one, a restored pool a block of all its notes (no allocation per
+// note). The entries share ownership of their block, so a block lives until
+// its last note leaves every pool; a layer's pool thus pins at most one
+// restored block of ≤ P notes beside its own: memory stays bounded.
+struct NoteBlock {
+  std::vector<PoolEntry> entries;
+  std::unique_ptr<float[]> summaries;  // [n, S]; entries[i].summary is row i
 };
 
 using PoolEntryPtr = std::shared_ptr<const PoolEntry>;
 // Entries in ascending window order.
 using Pool = std::vector<PoolEntryPtr>;
+
+// A block of n notes with room for summaries of S floats (not initialised:
+// the caller writes every one).
+std::shared_ptr<NoteBlock> MakeNoteBlock(int64_t n, int64_t S);
+// Note i of `block`, sharing ownership of the whole block.
+inline PoolEntryPtr ShareNote(const std::shared_ptr<NoteBlock>& block, int64_t i) {
+  return PoolEntryPtr(block, &block->entries[static_cast<size_t>(i)]);
+}
 
 // score = σ(w·(m − mean(m)) + b) over the D channels of the window max `m`.
 // A fixed sequential reduction order: every caller gets the same bits.

@@ -1,14 +1,9 @@
 // Session snapshots: see snapshot.h for the checks and schemas/snapshot.fbs
 // for the format.
 //
-// Writing builds both flatbuffers in one FlatBufferBuilder, back to front:
-// the Snapshot payload first (finished as a buffer of its own), then its
-// bytes become the [ubyte] payload vector by pushing the vector's length in
-// front of them, then the outer SnapshotFile table. This is the layout
-// flatbuffers' nested_flatbuffer expects, without copying the payload from
-// a second builder; the payload starts 8-byte aligned because a finished
-// buffer's size is a multiple of its alignment. Last, the checksum is
-// computed over the finished file and written into its field.
+// Writing makes the file's layout (BuildLayout), then copies the state's
+// arrays into the destination once (Fill) and checksums it there; reading
+// checks everything (Open) before copying the arrays out.
 #include "runtime/snapshot.h"
 
 #include <fcntl.h>
@@ -24,8 +19,13 @@
 
 #include "common/hash.h"
 #include "flatbuffers/flatbuffers.h"
-#include "runtime/forward.h"
+#include "model/model.h"
 #include "snapshot_generated.h"
+
+// XXH3 from Debian's libxxhash-dev, inlined so that it is compiled with the
+// build's vector extensions (AVX2 at x86-64-v3).
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 namespace memmamba {
 namespace {
@@ -62,10 +62,9 @@ void LoadFloats(const uint8_t* src, size_t n, float* dst) {
   }
 }
 
+// Copies a checked array into `out`, already sized to it.
 void LoadFloats(const flatbuffers::Vector<float>* v, std::vector<float>* out) {
-  const size_t n = v ? v->size() : 0;
-  out->resize(n);
-  if (n) LoadFloats(v->Data(), n, out->data());
+  if (!out->empty()) LoadFloats(v->Data(), out->size(), out->data());
 }
 
 template <typename T>
@@ -85,20 +84,100 @@ flatbuffers::voffset_t FieldOffset(const T* table, flatbuffers::voffset_t field)
   return reinterpret_cast<const flatbuffers::Table*>(table)->GetOptionalFieldOffset(field);
 }
 
-// XXH64 of the file with the 8 checksum bytes at `at` read as zeros.
-uint64_t Checksum(const uint8_t* data, size_t size, size_t at) {
-  Xxh64 h(0);
-  h.Update(data, at);
-  h.UpdateZeros(sizeof(uint64_t));
-  h.Update(data + at + sizeof(uint64_t), size - at - sizeof(uint64_t));
-  return h.Digest();
+// Bytes per block of the XXH3_BLOCKS checksum (schemas/snapshot.fbs).
+constexpr size_t kChecksumBlock = 16 * 1024;
+
+// The checksum of a file by `kind`'s rule (schemas/snapshot.fbs), the 8
+// checksum bytes at `at` read as zeros; XXH3_BLOCKS spreads its blocks over
+// up to `n_threads` threads (the digest does not depend on how many).
+uint64_t Checksum(fb::ChecksumKind kind, const uint8_t* data, size_t size, size_t at,
+                  int n_threads) {
+  if (kind == fb::ChecksumKind::XXH64_FILE) {
+    Xxh64 h(0);
+    h.Update(data, at);
+    h.UpdateZeros(sizeof(uint64_t));
+    h.Update(data + at + sizeof(uint64_t), size - at - sizeof(uint64_t));
+    return h.Digest();
+  }
+  const int64_t n = static_cast<int64_t>((size + kChecksumBlock - 1) / kChecksumBlock);
+  std::vector<uint8_t> digests(static_cast<size_t>(n) * sizeof(uint64_t));
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, n / 4)));
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t begin = static_cast<size_t>(i) * kChecksumBlock;
+    const size_t len = std::min(kChecksumBlock, size - begin);
+    uint64_t d;
+    if (at < begin + len && at + sizeof(uint64_t) > begin) {
+      // The block holding the checksum field: hash a copy with it zeroed.
+      uint8_t copy[kChecksumBlock];
+      std::memcpy(copy, data + begin, len);
+      const size_t lo = std::max(at, begin), hi = std::min(at + sizeof(uint64_t), begin + len);
+      std::memset(copy + (lo - begin), 0, hi - lo);
+      d = XXH3_64bits_withSeed(copy, len, static_cast<uint64_t>(i));
+    } else {
+      d = XXH3_64bits_withSeed(data + begin, len, static_cast<uint64_t>(i));
+    }
+    flatbuffers::WriteScalar<uint64_t>(&digests[static_cast<size_t>(i) * sizeof(uint64_t)], d);
+  }
+  return XXH3_64bits(digests.data(), digests.size());
 }
 
-// Builds the snapshot of `state` into `b`. With fill = false only the layout
-// is made (vector contents are left unwritten and no checksum is computed):
-// enough to know the size.
-absl::Status Build(const Model& model, const StreamState& state, bool fill,
-                   flatbuffers::FlatBufferBuilder* b) {
+// Where the checksum field of a verified outer table is (0 when absent),
+// and which rule computes it (kCorruptFile for a kind this reader does not
+// know: the checksum covers the kind, so only damage or a newer writer can
+// produce one, and the checksum cannot tell which).
+struct ChecksumField {
+  size_t at = 0;
+  fb::ChecksumKind kind = fb::ChecksumKind::XXH64_FILE;
+};
+
+absl::StatusOr<ChecksumField> FindChecksum(const uint8_t* data, const fb::SnapshotFile* file) {
+  ChecksumField f;
+  const flatbuffers::voffset_t field = FieldOffset(file, fb::SnapshotFile::VT_CHECKSUM);
+  if (field == 0) return Errorf(ErrorCode::kCorruptFile, "snapshot: no checksum");
+  f.at = static_cast<size_t>(reinterpret_cast<const uint8_t*>(file) + field - data);
+  f.kind = file->checksum_kind();
+  if (f.kind != fb::ChecksumKind::XXH64_FILE && f.kind != fb::ChecksumKind::XXH3_BLOCKS) {
+    return Errorf(ErrorCode::kCorruptFile, "snapshot: unknown checksum kind ",
+                  static_cast<int>(f.kind));
+  }
+  return f;
+}
+
+// Where the state's arrays go in a snapshot file. The layout (tables,
+// vtables, vector lengths) is built by a FlatBufferBuilder with the arrays'
+// contents left unwritten; the contents are then copied from the state
+// straight into the destination, once (Fill).
+struct Region {
+  enum Kind { kFloats, kSummaries, kScores, kWindows } kind;
+  size_t from_end = 0;         // the array's first byte, counted from the file's end
+  size_t bytes = 0;
+  const float* src = nullptr;  // kFloats
+  const Pool* pool = nullptr;  // the others
+};
+
+struct Layout {
+  flatbuffers::FlatBufferBuilder* builder = nullptr;  // holds the finished layout
+  std::vector<Region> regions;                         // in ascending file order
+  size_t checksum_at = 0;                              // the checksum field's offset
+};
+
+// The builder the layouts of one thread are made in, kept between calls so
+// that a snapshot does not map and unmap a buffer of its size each time. It
+// only ever holds headers: the arrays' bytes are reserved, never written.
+flatbuffers::FlatBufferBuilder& LayoutBuilder() {
+  thread_local flatbuffers::FlatBufferBuilder builder;
+  return builder;
+}
+
+// Builds the layout of the snapshot of `state` (DESIGN 5, schemas/
+// snapshot.fbs) in LayoutBuilder(), back to front: the Snapshot payload
+// first (finished as a buffer of its own), then its bytes become the [ubyte]
+// payload vector by pushing the vector's length in front of them, then the
+// outer SnapshotFile table. This is the layout flatbuffers' nested_flatbuffer
+// expects; the payload starts 8-byte aligned because a finished buffer's
+// size is a multiple of its alignment.
+absl::StatusOr<Layout> BuildLayout(const Model& model, const StreamState& state) {
   const ModelConfig& c = model.config();
   const int64_t S = c.summary_dim;
   if (static_cast<int64_t>(state.layers.size()) != c.n_layer) {
@@ -110,16 +189,25 @@ absl::Status Build(const Model& model, const StreamState& state, bool fill,
     return Errorf(ErrorCode::kUnsupported, "snapshot: a state of ", RawStateBytes(state),
                   " bytes exceeds the 2 GiB a snapshot can hold");
   }
-  // One allocation for the whole build (the builder grows by doubling and
-  // copying otherwise).
-  *b = flatbuffers::FlatBufferBuilder(static_cast<size_t>(bound));
+  Layout layout;
+  flatbuffers::FlatBufferBuilder* b = &LayoutBuilder();
+  layout.builder = b;
+  b->Clear();
+  b->ForceDefaults(false);
   const uint64_t fingerprint = model.Fingerprint();
-
-  auto floats = [&](const float* src, size_t n) {
+  // Reserves an array of n elements of `size` bytes and records where it is.
+  auto reserve = [&](Region r, size_t n, size_t size) {
     uint8_t* dst = nullptr;
-    auto off = b->CreateUninitializedVector(n, sizeof(float), &dst);
-    if (fill) StoreFloats(src, n, dst);
-    return flatbuffers::Offset<flatbuffers::Vector<float>>(off);
+    const flatbuffers::uoffset_t off = b->CreateUninitializedVector(n, size, &dst);
+    r.bytes = n * size;
+    r.from_end = b->GetSize() - sizeof(flatbuffers::uoffset_t);  // past the length prefix
+    if (r.bytes > 0) layout.regions.push_back(r);
+    return off;
+  };
+  auto floats = [&](const std::vector<float>& v) {
+    Region r{Region::kFloats};
+    r.src = v.data();
+    return flatbuffers::Offset<flatbuffers::Vector<float>>(reserve(r, v.size(), sizeof(float)));
   };
 
   std::vector<flatbuffers::Offset<fb::LayerState>> layers(state.layers.size());
@@ -128,29 +216,18 @@ absl::Status Build(const Model& model, const StreamState& state, bool fill,
   for (size_t l = state.layers.size(); l-- > 0;) {
     const LayerState& L = state.layers[l];
     const size_t n = L.pool.size();
-    uint8_t* dst = nullptr;
+    Region pool{Region::kSummaries};
+    pool.pool = &L.pool;
     auto summary = flatbuffers::Offset<flatbuffers::Vector<float>>(
-        b->CreateUninitializedVector(n * S, sizeof(float), &dst));
-    if (fill) {
-      for (size_t i = 0; i < n; ++i) {
-        StoreFloats(L.pool[i]->summary.data(), S, dst + i * S * sizeof(float));
-      }
-    }
-    auto score = flatbuffers::Offset<flatbuffers::Vector<float>>(
-        b->CreateUninitializedVector(n, sizeof(float), &dst));
-    if (fill) {
-      for (size_t i = 0; i < n; ++i) flatbuffers::WriteScalar(dst + 4 * i, L.pool[i]->score);
-    }
+        reserve(pool, n * S, sizeof(float)));
+    pool.kind = Region::kScores;
+    auto score = flatbuffers::Offset<flatbuffers::Vector<float>>(reserve(pool, n, sizeof(float)));
+    pool.kind = Region::kWindows;
     auto window = flatbuffers::Offset<flatbuffers::Vector<int64_t>>(
-        b->CreateUninitializedVector(n, sizeof(int64_t), &dst));
-    if (fill) {
-      for (size_t i = 0; i < n; ++i) {
-        flatbuffers::WriteScalar<int64_t>(dst + 8 * i, L.pool[i]->window);
-      }
-    }
-    auto win_max = floats(L.win_max.data(), L.win_max.size());
-    auto ssm = floats(L.ssm.data(), L.ssm.size());
-    auto conv = floats(L.conv.data(), L.conv.size());
+        reserve(pool, n, sizeof(int64_t)));
+    auto win_max = floats(L.win_max);
+    auto ssm = floats(L.ssm);
+    auto conv = floats(L.conv);
     layers[l] = fb::CreateLayerState(*b, conv, ssm, win_max, window, score, summary);
   }
   auto layer_vec = b->CreateVector(layers);
@@ -169,20 +246,65 @@ absl::Status Build(const Model& model, const StreamState& state, bool fill,
   flatbuffers::Offset<flatbuffers::Vector<uint8_t>> payload(
       b->PushElement<flatbuffers::uoffset_t>(payload_size));
   b->ForceDefaults(true);  // the checksum field must exist while it is still 0
-  b->Finish(fb::CreateSnapshotFile(*b, kSnapshotFormatVersion, payload, 0), kIdentifier);
+  b->Finish(fb::CreateSnapshotFile(*b, kSnapshotFormatVersion, payload, 0,
+                                   fb::ChecksumKind::XXH3_BLOCKS),
+            kIdentifier);
   if (b->GetSize() > bound) {
     return Errorf(ErrorCode::kInternal, "snapshot: ", b->GetSize(),
                   " bytes exceed the size bound ", bound);
   }
-  if (fill) {
-    uint8_t* data = b->GetBufferPointer();
-    const auto* root = flatbuffers::GetRoot<fb::SnapshotFile>(data);
-    const size_t at = static_cast<size_t>(
-        reinterpret_cast<const uint8_t*>(root) +
-        FieldOffset(root, fb::SnapshotFile::VT_CHECKSUM) - data);
-    flatbuffers::WriteScalar<uint64_t>(data + at, Checksum(data, b->GetSize(), at));
+  const uint8_t* data = b->GetBufferPointer();
+  const auto* root = flatbuffers::GetRoot<fb::SnapshotFile>(data);
+  layout.checksum_at = static_cast<size_t>(reinterpret_cast<const uint8_t*>(root) +
+                                           FieldOffset(root, fb::SnapshotFile::VT_CHECKSUM) -
+                                           data);
+  std::reverse(layout.regions.begin(), layout.regions.end());
+  return layout;
+}
+
+// Writes the snapshot whose layout is `layout` into dst[0, size): the
+// layout's own bytes around the arrays, the arrays from the state, then the
+// checksum. Arrays are spread over up to `n_threads` threads.
+void Fill(const Layout& layout, int64_t S, uint8_t* dst, int n_threads) {
+  const uint8_t* src = layout.builder->GetBufferPointer();
+  const size_t size = layout.builder->GetSize();
+  size_t at = 0;  // the layout's bytes between the arrays
+  for (const Region& r : layout.regions) {
+    const size_t begin = size - r.from_end;
+    std::memcpy(dst + at, src + at, begin - at);
+    at = begin + r.bytes;
   }
-  return absl::OkStatus();
+  std::memcpy(dst + at, src + at, size - at);
+  const int64_t n = static_cast<int64_t>(layout.regions.size());
+#pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_threads > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const Region& r = layout.regions[i];
+    uint8_t* out = dst + (size - r.from_end);
+    static const Pool kNoPool;
+    const Pool& pool = r.pool ? *r.pool : kNoPool;
+    switch (r.kind) {
+      case Region::kFloats:
+        StoreFloats(r.src, r.bytes / sizeof(float), out);
+        break;
+      case Region::kSummaries:
+        for (size_t j = 0; j < pool.size(); ++j) {
+          StoreFloats(pool[j]->summary, S, out + j * S * sizeof(float));
+        }
+        break;
+      case Region::kScores:
+        for (size_t j = 0; j < pool.size(); ++j) StoreFloats(&pool[j]->score, 1, out + 4 * j);
+        break;
+      case Region::kWindows:
+        for (size_t j = 0; j < pool.size(); ++j) {
+          const int64_t w = flatbuffers::EndianScalar(pool[j]->window);
+          std::memcpy(out + 8 * j, &w, sizeof w);
+        }
+        break;
+    }
+  }
+  uint64_t sum = flatbuffers::EndianScalar(
+      Checksum(fb::ChecksumKind::XXH3_BLOCKS, dst, size, layout.checksum_at, n_threads));
+  std::memcpy(dst + layout.checksum_at, &sum, sizeof sum);
 }
 
 absl::Status Corrupt(const char* what) {
@@ -195,8 +317,9 @@ struct Opened {
   SnapshotInfo info;
 };
 
-// Steps 1-4 of snapshot.h on an 8-byte aligned buffer.
-absl::StatusOr<Opened> Open(const uint8_t* data, size_t size) {
+// Steps 1-4 of snapshot.h on an 8-byte aligned buffer; the checksum runs on
+// up to `n_threads` threads.
+absl::StatusOr<Opened> Open(const uint8_t* data, size_t size, int n_threads) {
   if (size == 0) return Corrupt("empty (0 bytes)");
   if (size < 2 * sizeof(flatbuffers::uoffset_t) ||
       !flatbuffers::BufferHasIdentifier(data, kIdentifier)) {
@@ -222,12 +345,8 @@ absl::StatusOr<Opened> Open(const uint8_t* data, size_t size) {
     return Corrupt("the outer table is malformed (flatbuffers verifier)");
   }
   const fb::SnapshotFile* file = flatbuffers::GetRoot<fb::SnapshotFile>(data);
-  const flatbuffers::voffset_t checksum_field =
-      FieldOffset(file, fb::SnapshotFile::VT_CHECKSUM);
-  if (checksum_field == 0) return Corrupt("no checksum");
-  const size_t at = static_cast<size_t>(reinterpret_cast<const uint8_t*>(file) +
-                                        checksum_field - data);
-  const uint64_t computed = Checksum(data, size, at);
+  MM_ASSIGN_OR_RETURN(const ChecksumField field, FindChecksum(data, file));
+  const uint64_t computed = Checksum(field.kind, data, size, field.at, n_threads);
   if (computed != file->checksum()) {
     return Errorf(ErrorCode::kChecksum, "snapshot: checksum mismatch (stored ",
                   absl::Hex(file->checksum(), absl::kZeroPad16), ", computed ",
@@ -361,40 +480,41 @@ std::string Describe(const SnapshotInfo& i) {
 
 }  // namespace
 
-uint64_t RawStateBytes(const StreamState& state) {
-  uint64_t bytes = sizeof(state.position);
-  for (const LayerState& L : state.layers) {
-    bytes += (L.conv.size() + L.ssm.size() + L.win_max.size()) * sizeof(float);
-    for (const PoolEntryPtr& e : L.pool) {
-      bytes += sizeof(e->window) + sizeof(e->score) + e->summary.size() * sizeof(float);
-    }
-  }
-  return bytes;
-}
+uint64_t RawStateBytes(const StreamState& state) { return state.Bytes(); }
 
 absl::StatusOr<size_t> SnapshotSize(const Model& model, const StreamState& state) {
-  flatbuffers::FlatBufferBuilder b;
-  MM_RETURN_IF_ERROR(Build(model, state, /*fill=*/false, &b));
-  return static_cast<size_t>(b.GetSize());
+  MM_ASSIGN_OR_RETURN(const Layout layout, BuildLayout(model, state));
+  return static_cast<size_t>(layout.builder->GetSize());
+}
+
+absl::Status WriteSnapshotInto(const Model& model, const StreamState& state,
+                               absl::FunctionRef<absl::StatusOr<uint8_t*>(size_t)> place) {
+  MM_ASSIGN_OR_RETURN(const Layout layout, BuildLayout(model, state));
+  MM_ASSIGN_OR_RETURN(uint8_t* dst, place(layout.builder->GetSize()));
+  Fill(layout, model.config().summary_dim, dst, model.n_threads());
+  return absl::OkStatus();
 }
 
 absl::Status WriteSnapshot(const Model& model, const StreamState& state,
                            absl::FunctionRef<absl::Status(const uint8_t*, size_t)> sink) {
-  flatbuffers::FlatBufferBuilder b;
-  MM_RETURN_IF_ERROR(Build(model, state, /*fill=*/true, &b));
-  return sink(b.GetBufferPointer(), b.GetSize());
+  std::vector<uint8_t> bytes;
+  MM_RETURN_IF_ERROR(WriteSnapshotInto(model, state, [&](size_t n) -> absl::StatusOr<uint8_t*> {
+    bytes.resize(n);
+    return bytes.data();
+  }));
+  return sink(bytes.data(), bytes.size());
 }
 
 absl::StatusOr<SnapshotInfo> InspectSnapshot(const void* data, size_t size) {
   return WithAligned(data, size, [&](const uint8_t* p) -> absl::StatusOr<SnapshotInfo> {
-    MM_ASSIGN_OR_RETURN(Opened o, Open(p, size));
+    MM_ASSIGN_OR_RETURN(Opened o, Open(p, size, /*n_threads=*/1));
     return o.info;
   });
 }
 
 absl::Status ReadSnapshot(const Model& model, const void* data, size_t size, StreamState* out) {
   return WithAligned(data, size, [&](const uint8_t* p) -> absl::Status {
-    MM_ASSIGN_OR_RETURN(Opened o, Open(p, size));
+    MM_ASSIGN_OR_RETURN(Opened o, Open(p, size, model.n_threads()));
     const SnapshotInfo& info = o.info;
     const ModelConfig& c = model.config();
     if (info.model_fingerprint != model.Fingerprint()) {
@@ -424,40 +544,41 @@ absl::Status ReadSnapshot(const Model& model, const void* data, size_t size, Str
     const fb::Snapshot& s = *o.snapshot;
     const int64_t S = c.summary_dim;
     out->position = info.position;
+    out->summary_dim = S;
     out->layers.resize(c.n_layer);
-    std::vector<std::pair<int64_t, PoolEntry*>> notes;  // (layer, note)
-    notes.reserve(static_cast<size_t>(info.notes_total));
+    // Allocate first (sizes are known; a throw must not happen inside the
+    // parallel copy), then copy the arrays on the model's threads.
+    std::vector<std::shared_ptr<NoteBlock>> blocks(c.n_layer);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+      const fb::LayerState* src = s.layers()->Get(static_cast<flatbuffers::uoffset_t>(l));
+      LayerState& L = out->layers[l];
+      L.conv.resize(SizeOf(src->conv()));
+      L.ssm.resize(SizeOf(src->ssm()));
+      L.win_max.resize(SizeOf(src->win_max()));
+      const int64_t n = static_cast<int64_t>(SizeOf(src->pool_window()));
+      L.pool.clear();
+      if (n == 0) continue;
+      blocks[l] = MakeNoteBlock(n, S);
+      L.pool.reserve(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        PoolEntry& e = blocks[l]->entries[i];
+        e.window = src->pool_window()->Get(static_cast<flatbuffers::uoffset_t>(i));
+        e.score = src->pool_score()->Get(static_cast<flatbuffers::uoffset_t>(i));
+        L.pool.push_back(ShareNote(blocks[l], i));
+      }
+    }
+    const int threads = static_cast<int>(std::min<int64_t>(model.n_threads(), c.n_layer));
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
     for (int64_t l = 0; l < c.n_layer; ++l) {
       const fb::LayerState* src = s.layers()->Get(static_cast<flatbuffers::uoffset_t>(l));
       LayerState& L = out->layers[l];
       LoadFloats(src->conv(), &L.conv);
       LoadFloats(src->ssm(), &L.ssm);
       LoadFloats(src->win_max(), &L.win_max);
-      const size_t n = SizeOf(src->pool_window());
-      const size_t kv_size = model.readers(l).size() * 2 * static_cast<size_t>(S);
-      L.pool.clear();
-      L.pool.reserve(n);
-      for (flatbuffers::uoffset_t i = 0; i < n; ++i) {
-        auto entry = std::make_shared<PoolEntry>();
-        entry->window = src->pool_window()->Get(i);
-        entry->score = src->pool_score()->Get(i);
-        entry->summary.resize(S);
-        LoadFloats(src->pool_summary()->Data() + i * S * sizeof(float), S,
-                   entry->summary.data());
-        entry->kv.resize(kv_size);  // allocated here, filled below
-        notes.emplace_back(l, entry.get());
-        L.pool.push_back(std::move(entry));
+      if (blocks[l]) {
+        LoadFloats(src->pool_summary()->Data(), src->pool_summary()->size(),
+                   blocks[l]->summaries.get());
       }
-    }
-    // The derived projections, one note at a time as TakeNotes makes them
-    // (so bit-identical), notes spread over the model's threads: this is
-    // most of a restore's time. Nothing in the loop allocates or throws.
-    const int64_t n_notes = static_cast<int64_t>(notes.size());
-    const int threads = static_cast<int>(std::max<int64_t>(
-        1, std::min<int64_t>(model.n_threads(), n_notes / 32)));
-#pragma omp parallel for schedule(dynamic, 8) num_threads(threads) if (threads > 1)
-    for (int64_t j = 0; j < n_notes; ++j) {
-      ComputeNoteProjections(model, notes[j].first, notes[j].second);
     }
     return absl::OkStatus();
   });
@@ -468,7 +589,10 @@ std::string SealSnapshot(std::string_view payload, uint32_t version) {
   b.ForceVectorAlignment(payload.size(), 1, 8);
   auto vec = b.CreateVector(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
   b.ForceDefaults(true);
-  b.Finish(fb::CreateSnapshotFile(b, version, vec, 0), kIdentifier);
+  b.Finish(fb::CreateSnapshotFile(b, version, vec, 0,
+                                  version >= 2 ? fb::ChecksumKind::XXH3_BLOCKS
+                                               : fb::ChecksumKind::XXH64_FILE),
+           kIdentifier);
   std::string file(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
   ResealSnapshot(&file);
   return file;
@@ -485,12 +609,12 @@ bool ResealSnapshot(std::string* file) {
   flatbuffers::Verifier outer(data, file->size(), opts);
   if (!outer.VerifyBuffer<fb::SnapshotFile>(nullptr)) return false;
   const auto* root = flatbuffers::GetRoot<fb::SnapshotFile>(data);
-  const flatbuffers::voffset_t field = FieldOffset(root, fb::SnapshotFile::VT_CHECKSUM);
-  if (field == 0) return false;
-  const size_t at = static_cast<size_t>(reinterpret_cast<const uint8_t*>(root) + field - data);
+  absl::StatusOr<ChecksumField> field = FindChecksum(data, root);
+  if (!field.ok()) return false;
   uint8_t sum[8];
-  flatbuffers::WriteScalar<uint64_t>(sum, Checksum(data, file->size(), at));
-  std::memcpy(&(*file)[at], sum, sizeof sum);
+  flatbuffers::WriteScalar<uint64_t>(
+      sum, Checksum(field->kind, data, file->size(), field->at, /*n_threads=*/1));
+  std::memcpy(&(*file)[field->at], sum, sizeof sum);
   return true;
 }
 

@@ -7,10 +7,13 @@
 // runs before the target state is touched, in this order, each failure with
 // its own code:
 //   1. size 0, a wrong file identifier, a size the format cannot have
-//      (>= 2 GiB), the outer table failing the flatbuffers verifier, or no
-//      checksum field: kCorruptFile;
+//      (>= 2 GiB), the outer table failing the flatbuffers verifier, no
+//      checksum field or an unknown checksum kind: kCorruptFile;
 //   2. the checksum over the file's bytes does not match: kChecksum. It
 //      covers the version too, so damage is never taken for a newer file;
+//      its rule is the file's checksum_kind (XXH64 of the whole file in
+//      format version 1, block-wise XXH3 spread over the model's threads
+//      since version 2);
 //   3. a format version newer than kSnapshotFormatVersion: kVersion (none,
 //      or 0: kCorruptFile);
 //   4. the payload failing the verifier; a shape field out of range; any
@@ -19,9 +22,8 @@
 //      strictly ascending or not of a completed window: kCorruptFile;
 //   5. (restore only) a model fingerprint other than the target model's:
 //      kModelMismatch.
-// Only then is the state filled in; the notes' key/value projections
-// (PoolEntry::kv, derived) are recomputed one note at a time with
-// ComputeNoteProjections, so they are bit-identical to the original's.
+// Only then is the state filled in: a plain copy (a pool holds nothing
+// derived from its notes, see PoolEntry), each layer's notes in one block.
 // Values are not range-checked: floats are restored bit for bit.
 #ifndef MEMMAMBA_RUNTIME_SNAPSHOT_H_
 #define MEMMAMBA_RUNTIME_SNAPSHOT_H_
@@ -39,7 +41,7 @@
 namespace memmamba {
 
 // The format version this library writes, and the newest it reads.
-inline constexpr uint32_t kSnapshotFormatVersion = 1;
+inline constexpr uint32_t kSnapshotFormatVersion = 2;
 
 // What a snapshot says about itself (InspectSnapshot).
 struct SnapshotInfo {
@@ -55,8 +57,8 @@ struct SnapshotInfo {
 
 // The bytes of state a snapshot has to carry, the baseline of the size
 // target in bench/: position (8) + per layer 4 * (|conv| + |ssm| + |win_max|)
-// + per note window index (8) + score (4) + summary (4 * summary_dim).
-// (StreamState::Bytes() counts the derived projections too.)
+// + per note window index (8) + score (4) + summary (4 * summary_dim);
+// the same as StreamState::Bytes().
 uint64_t RawStateBytes(const StreamState& state);
 
 // Exact size in bytes of the snapshot WriteSnapshot makes of `state`,
@@ -64,9 +66,17 @@ uint64_t RawStateBytes(const StreamState& state);
 // too large for the format's 2 GiB).
 [[nodiscard]] absl::StatusOr<size_t> SnapshotSize(const Model& model, const StreamState& state);
 
-// Serialises `state` (a stream of `model`) and calls `sink` once with the
+// Serialises `state` (a stream of `model`) into the buffer `place` returns
+// for the snapshot's exact size (called once, before anything is written;
+// its error is returned as is). The arrays are copied from the state
+// straight into that buffer, and checksummed there, on the model's threads.
+// Errors: kUnsupported (too large), and place's.
+[[nodiscard]] absl::Status WriteSnapshotInto(
+    const Model& model, const StreamState& state,
+    absl::FunctionRef<absl::StatusOr<uint8_t*>(size_t size)> place);
+
+// The same into a buffer of its own, then `sink` is called once with the
 // finished bytes, valid during the call only; returns what `sink` returns.
-// Errors: kUnsupported (too large), and the sink's.
 [[nodiscard]] absl::Status WriteSnapshot(
     const Model& model, const StreamState& state,
     absl::FunctionRef<absl::Status(const uint8_t* data, size_t size)> sink);
@@ -85,7 +95,8 @@ uint64_t RawStateBytes(const StreamState& state);
 
 // For tests and tools that craft snapshots. SealSnapshot wraps the bytes of
 // a Snapshot flatbuffer (`payload`, not checked) into a complete file of
-// format `version` with a valid checksum. ResealSnapshot recomputes the
+// format `version` with a valid checksum (of the kind that version
+// writes). ResealSnapshot recomputes the
 // checksum of a file after its bytes were edited; it returns false (and
 // leaves the bytes) when the outer table cannot be located.
 std::string SealSnapshot(std::string_view payload, uint32_t version);

@@ -6,6 +6,7 @@ namespace memmamba {
 
 void StreamState::Reset(const ModelConfig& c) {
   position = 0;
+  summary_dim = c.summary_dim;
   layers.resize(c.n_layer);
   const int64_t E = c.d_inner();
   for (LayerState& L : layers) {
@@ -18,13 +19,11 @@ void StreamState::Reset(const ModelConfig& c) {
 }
 
 uint64_t StreamState::Bytes() const {
+  const uint64_t summary_bytes = static_cast<uint64_t>(summary_dim) * sizeof(float);
   uint64_t bytes = sizeof(position);
   for (const LayerState& L : layers) {
     bytes += (L.conv.size() + L.ssm.size() + L.win_max.size()) * sizeof(float);
-    for (const PoolEntryPtr& e : L.pool) {
-      bytes += sizeof(e->window) + sizeof(e->score) +
-               (e->summary.size() + e->kv.size()) * sizeof(float);
-    }
+    bytes += L.pool.size() * (sizeof(PoolEntry::window) + sizeof(PoolEntry::score) + summary_bytes);
   }
   return bytes;
 }

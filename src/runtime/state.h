@@ -18,12 +18,13 @@ struct LayerState {
 };
 
 struct StreamState {
-  int64_t position = 0;  // tokens consumed
+  int64_t position = 0;     // tokens consumed
+  int64_t summary_dim = 0;  // S: floats per note summary
   std::vector<LayerState> layers;
 
   // Sizes and zeroes everything for `config` (position 0, empty pools).
   void Reset(const ModelConfig& config);
-  // Bytes of state (pool entries counted at their summary + derived size).
+  // Bytes of state: what a snapshot stores (RawStateBytes in snapshot.h).
   uint64_t Bytes() const;
 };
 

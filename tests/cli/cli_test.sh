@@ -120,7 +120,7 @@ info)
   "$M" stream m.safetensors log.txt --top 0 --snapshot s.mmsnap > /dev/null
   "$M" info s.mmsnap > snap.txt
   size=$(wc -c < log.txt | tr -d ' ')
-  expect_contains snap.txt "snapshot: s.mmsnap" "format version  1" "n_layer 2, d_model 32" \
+  expect_contains snap.txt "snapshot: s.mmsnap" "format version  2" "n_layer 2, d_model 32" \
     "pool fill       " "/8 notes" "state           "
   pos=$(sed -n 's/.*position *\([0-9,]*\) tokens.*/\1/p' snap.txt | tr -d ,)
   [ "$pos" = "$size" ] || fail "snapshot position $pos, expected $size"

@@ -276,7 +276,7 @@ fn snapshot_files_and_inspection() {
 
     let info = SnapshotInfo::inspect_file(&path).unwrap();
     assert_eq!(info, SnapshotInfo::inspect(&bytes).unwrap());
-    assert_eq!(info.format_version, 1);
+    assert_eq!(info.format_version, 2);
     assert_eq!(info.position, 41);
     assert_eq!(info.model_fingerprint, model.fingerprint());
     assert_eq!(info.n_layer, 2);
