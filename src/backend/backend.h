@@ -130,11 +130,14 @@ class Backend {
   //   q_h·(K ŝ_j)_h = (K_hᵀ q_h)·ŝ_j   and   Σ_j p_jh (V ŝ_j)_h = V_h (Σ_j p_jh ŝ_j).
   // A pool then holds nothing derived from its summaries (no per-note keys
   // or values to store, copy or recompute on restore) at 2·S² multiply-adds
-  // per read plus H·S (instead of S) per note. summaries[j] point at S
-  // floats. Overwrites o[S]. m >= 1.
-  virtual void PoolAttendFolded(const float* q, int64_t m, const float* const* summaries,
-                                const float* k, const float* v, int64_t S, int64_t H,
-                                float* o) = 0;
+  // per read plus H·S (instead of S) per note.
+  // For M rows at once: row r's query is q + r·S, it attends over the m[r]
+  // summaries notes[r][0..m[r]) (S floats each) and overwrites o + r·S; rows
+  // with m[r] = 0 are left untouched. Rows are independent (and may run in
+  // parallel); each row's result does not depend on M.
+  virtual void PoolAttendFolded(int64_t M, const float* q, const float* const* const* notes,
+                                const int64_t* m, const float* k, const float* v, int64_t S,
+                                int64_t H, float* o) = 0;
 
   // --- Training (DESIGN 2.4, 6). Backward ops take the forward's inputs again
   // and the gradient of its output; "accumulates" means +=.

@@ -123,8 +123,15 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
   const float* v = F32(rw.v, &ws->v);
   const int64_t src_begin = cross ? c.CrossLayerBegin(l) : l;
   const int64_t src_end = cross ? l : l + 1;
+  // The summaries each pool version offers, gathered once per version; then
+  // per row the list it reads, or none where the read is skipped.
+  std::vector<std::vector<const float*>>& lists = ws->note_lists;
+  std::vector<const float* const*>& row_notes = ws->row_notes;
+  std::vector<int64_t>& row_m = ws->row_m;
+  row_notes.assign(M, nullptr);
+  row_m.assign(M, 0);
+  size_t n_lists = 0;
   bool any_active = false;
-  std::vector<const float*>& notes = ws->notes;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t p0 = streams[b]->position;
     int64_t built = -1;
@@ -132,23 +139,29 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
       const int64_t row = b * T + t;
       const int64_t version = (p0 + t) / w - p0 / w;
       if (version != built) {
-        notes.clear();
+        if (lists.size() <= n_lists) lists.resize(n_lists + 1);
+        std::vector<const float*>& list = lists[n_lists++];
+        list.clear();
         for (int64_t src = src_begin; src < src_end; ++src) {
-          for (const PoolEntryPtr& e : versions[b][src][version]) notes.push_back(e->summary);
+          for (const PoolEntryPtr& e : versions[b][src][version]) list.push_back(e->summary);
         }
         built = version;
       }
+      const std::vector<const float*>& list = lists[n_lists - 1];
       const float* ar = a + row * D;
       float g = rw.gate_bias;
       for (int64_t d = 0; d < D; ++d) g += rw.gate[d] * ar[d];
       g = Sigmoid(g);
-      const bool active = !notes.empty() && g > c.gate_threshold;
+      const bool active = !list.empty() && g > c.gate_threshold;
       gate[row] = active ? g : 0.0f;
       if (!active) continue;
       any_active = true;
-      be.PoolAttendFolded(q + row * S, static_cast<int64_t>(notes.size()), notes.data(), k, v,
-                          S, H, o + row * S);
+      row_notes[row] = list.data();
+      row_m[row] = static_cast<int64_t>(list.size());
     }
+  }
+  if (any_active) {
+    be.PoolAttendFolded(M, q, row_notes.data(), row_m.data(), k, v, S, H, o);
   }
   if (!any_active) return;  // c = 0 everywhere: x̄ = u
   be.Matmul(o, M, S, Ref(rw.o), cbuf, D, false);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
@@ -50,7 +51,8 @@ TEST(CpuPoolAttendFolded, EqualsAttentionOverProjectedNotes) {
     }
     std::vector<float> want(S), got(S);
     be->PoolAttend(q.data(), m, kp.data(), vp.data(), S, H, want.data());
-    be->PoolAttendFolded(q.data(), m, sp.data(), K.data(), V.data(), S, H, got.data());
+    const float* const* rows[1] = {sp.data()};
+    be->PoolAttendFolded(1, q.data(), rows, &m, K.data(), V.data(), S, H, got.data());
     double num = 0.0, den = 0.0;
     for (int64_t i = 0; i < S; ++i) {
       num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
@@ -59,6 +61,34 @@ TEST(CpuPoolAttendFolded, EqualsAttentionOverProjectedNotes) {
     EXPECT_LE(std::sqrt(num / std::max(den, 1e-30)), 2e-6)
         << "S " << S << " H " << H << " m " << m;
   }
+}
+
+// Many rows in one call (spread over threads) give what one call per row
+// gives, bit for bit; rows without notes are left as they were.
+TEST(CpuPoolAttendFolded, RowsEqualOneCallPerRow) {
+  std::unique_ptr<Backend> be = CreateCpuBackend(2);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t S = 32, H = 4, M = 97;
+  std::vector<float> K(S * S), V(S * S), q(M * S), notes(120 * S);
+  for (auto* v : {&K, &V, &q, &notes}) {
+    for (float& f : *v) f = 0.5f * nd(rng);
+  }
+  std::vector<const float*> all;
+  for (int64_t j = 0; j < 120; ++j) all.push_back(&notes[j * S]);
+  std::vector<const float* const*> rows(M);
+  std::vector<int64_t> m(M);
+  for (int64_t r = 0; r < M; ++r) {
+    m[r] = r % 7 == 3 ? 0 : 1 + (r * 37) % 120;
+    rows[r] = all.data() + (r * 11) % (120 - m[r] + 1);
+  }
+  std::vector<float> got(M * S, 42.0f), want(M * S, 42.0f);
+  be->PoolAttendFolded(M, q.data(), rows.data(), m.data(), K.data(), V.data(), S, H, got.data());
+  for (int64_t r = 0; r < M; ++r) {
+    be->PoolAttendFolded(1, &q[r * S], &rows[r], &m[r], K.data(), V.data(), S, H, &want[r * S]);
+  }
+  EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
+  EXPECT_EQ(got[3 * S], 42.0f);  // row 3 has no notes
 }
 
 }  // namespace

@@ -393,6 +393,58 @@ void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
   }
 }
 
+// One row of Backend::PoolAttendFolded; `scratch` holds 2·H·S + H·m floats.
+void FoldedRead(const float* q, int64_t m, const float* const* summaries, const float* k,
+                const float* v, int64_t S, int64_t H, float* o, float* scratch) {
+  const int64_t dh = S / H;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  float* qk = scratch;         // [H, S]: scale · K_hᵀ q_h
+  float* u = qk + H * S;       // [H, S]: Σ_j p_jh ŝ_j
+  float* scores = u + H * S;   // [H, m]
+  std::fill(qk, qk + 2 * H * S, 0.0f);
+  for (int64_t h = 0; h < H; ++h) {
+    float* r = qk + h * S;
+    for (int64_t i = 0; i < dh; ++i) {
+      const float qi = scale * q[h * dh + i];
+      const float* kr = k + (h * dh + i) * S;
+#pragma omp simd
+      for (int64_t s = 0; s < S; ++s) r[s] += qi * kr[s];
+    }
+  }
+  // Scores: each summary is read once for all heads.
+  for (int64_t j = 0; j < m; ++j) {
+    const float* sj = summaries[j];
+    for (int64_t h = 0; h < H; ++h) {
+      const float* r = qk + h * S;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t s = 0; s < S; ++s) dot += r[s] * sj[s];
+      scores[h * m + j] = dot;
+    }
+  }
+  SoftmaxRows(scores, H, m);
+  for (int64_t j = 0; j < m; ++j) {
+    const float* sj = summaries[j];
+    for (int64_t h = 0; h < H; ++h) {
+      const float p = scores[h * m + j];
+      float* r = u + h * S;
+#pragma omp simd
+      for (int64_t s = 0; s < S; ++s) r[s] += p * sj[s];
+    }
+  }
+  // o_h = V_h u_h.
+  for (int64_t h = 0; h < H; ++h) {
+    const float* r = u + h * S;
+    for (int64_t i = 0; i < dh; ++i) {
+      const float* vr = v + (h * dh + i) * S;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t s = 0; s < S; ++s) dot += vr[s] * r[s];
+      o[h * dh + i] = dot;
+    }
+  }
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int n_threads) : n_threads_(std::max(1, n_threads)) {}
@@ -492,57 +544,26 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void PoolAttendFolded(const float* q, int64_t m, const float* const* summaries,
-                        const float* k, const float* v, int64_t S, int64_t H,
+  void PoolAttendFolded(int64_t M, const float* q, const float* const* const* notes,
+                        const int64_t* m, const float* k, const float* v, int64_t S, int64_t H,
                         float* o) override {
-    const int64_t dh = S / H;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-    thread_local std::vector<float> scratch;  // per thread: the model is shared
-    scratch.resize(2 * H * S + H * m);
-    float* qk = scratch.data();  // [H, S]: scale · K_hᵀ q_h
-    float* u = qk + H * S;       // [H, S]: Σ_j p_jh ŝ_j
-    float* scores = u + H * S;   // [H, m]
-    std::fill(qk, qk + 2 * H * S, 0.0f);
-    for (int64_t h = 0; h < H; ++h) {
-      float* r = qk + h * S;
-      for (int64_t i = 0; i < dh; ++i) {
-        const float qi = scale * q[h * dh + i];
-        const float* kr = k + (h * dh + i) * S;
-#pragma omp simd
-        for (int64_t s = 0; s < S; ++s) r[s] += qi * kr[s];
-      }
+    int64_t work = 0, max_m = 0;  // multiply-adds, the most notes of a row
+    for (int64_t r = 0; r < M; ++r) {
+      work += m[r] > 0 ? 2 * S * (S + H * m[r]) : 0;
+      max_m = std::max(max_m, m[r]);
     }
-    // Scores: each summary is read once for all heads.
-    for (int64_t j = 0; j < m; ++j) {
-      const float* sj = summaries[j];
-      for (int64_t h = 0; h < H; ++h) {
-        const float* r = qk + h * S;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int64_t s = 0; s < S; ++s) dot += r[s] * sj[s];
-        scores[h * m + j] = dot;
-      }
-    }
-    SoftmaxRows(scores, H, m);
-    for (int64_t j = 0; j < m; ++j) {
-      const float* sj = summaries[j];
-      for (int64_t h = 0; h < H; ++h) {
-        const float p = scores[h * m + j];
-        float* r = u + h * S;
-#pragma omp simd
-        for (int64_t s = 0; s < S; ++s) r[s] += p * sj[s];
-      }
-    }
-    // o_h = V_h u_h.
-    for (int64_t h = 0; h < H; ++h) {
-      const float* r = u + h * S;
-      for (int64_t i = 0; i < dh; ++i) {
-        const float* vr = v + (h * dh + i) * S;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int64_t s = 0; s < S; ++s) dot += vr[s] * r[s];
-        o[h * dh + i] = dot;
-      }
+    const int threads = M > 1 && work >= (1 << 17) ? n_threads_ : 1;
+    // Scratch per team thread, sized here: nothing may throw inside the
+    // region. thread_local: the model (and its backend) is shared by threads.
+    const int64_t per_thread = 2 * H * S + H * max_m;
+    thread_local std::vector<float> scratch;
+    scratch.resize(threads * per_thread);
+    float* base = scratch.data();
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
+    for (int64_t r = 0; r < M; ++r) {
+      if (m[r] == 0) continue;
+      float* mine = base + omp_get_thread_num() * per_thread;
+      FoldedRead(q + r * S, m[r], notes[r], k, v, S, H, o + r * S, mine);
     }
   }
 
