@@ -286,6 +286,22 @@ func TestTrain_FileErrors(t *testing.T) {
 	expectCode(t, err, CodeInvalidArgument)
 	path := filepath.Join(dir, "t.safetensors")
 	must(t, tr.Save(path))
+	// On the GPU: resumes where there is one, else a clean CodeNoDevice or
+	// CodeUnsupported (a build without CUDA); on the CPU it always loads.
+	if g, err := LoadTrainerOn(path, 1, DeviceCUDA); err == nil {
+		g.Close()
+	} else if e, ok := err.(*Error); !ok || (e.Code != CodeUnsupported && e.Code != CodeNoDevice) {
+		t.Fatalf("a CUDA trainer without a GPU: %v", err)
+	}
+	if g, err := NewTrainer(m, &TrainerOptions{LearningRate: 1e-3, Beta1: 0.9, Beta2: 0.95,
+		Eps: 1e-8, AccumSteps: 1, NThreads: 1, Device: DeviceCUDA}); err == nil {
+		g.Close()
+	} else if e, ok := err.(*Error); !ok || (e.Code != CodeUnsupported && e.Code != CodeNoDevice) {
+		t.Fatalf("a CUDA trainer without a GPU: %v", err)
+	}
+	cpu, err := LoadTrainerOn(path, 1, DeviceCPU)
+	must(t, err)
+	must(t, cpu.Close())
 	bytes, err := os.ReadFile(path)
 	must(t, err)
 	cut := filepath.Join(dir, "cut.safetensors")

@@ -23,6 +23,7 @@ type TrainerOptions struct {
 	AccumSteps          uint32  // TrainStep calls per optimizer update
 	NThreads            int32   // 0 = all cores
 	NoteStraightThrough bool    // the straight-through estimator of note selection
+	Device              Device  // DeviceCUDA: the whole step on the GPU (CodeNoDevice without one)
 }
 
 // DefaultTrainerOptions is the library's defaults (the header's documented
@@ -43,6 +44,7 @@ func DefaultTrainerOptions() TrainerOptions {
 		AccumSteps:          uint32(c.accum_steps),
 		NThreads:            int32(c.n_threads),
 		NoteStraightThrough: bool(c.note_straight_through),
+		Device:              Device(c.device),
 	}
 }
 
@@ -58,6 +60,7 @@ func (o *TrainerOptions) toC() C.mm_trainer_options {
 	c.accum_steps = C.uint32_t(o.AccumSteps)
 	c.n_threads = C.int32_t(o.NThreads)
 	c.note_straight_through = C.bool(o.NoteStraightThrough)
+	c.device = C.int32_t(o.Device)
 	return c
 }
 
@@ -111,6 +114,12 @@ func NewTrainer(m *Model, opts *TrainerOptions) (*Trainer, error) {
 // LoadTrainer loads a trainer written by Save; training continues exactly
 // where it stopped. nThreads 0 = all cores.
 func LoadTrainer(path string, nThreads int32) (*Trainer, error) {
+	return LoadTrainerOn(path, nThreads, DeviceCPU)
+}
+
+// LoadTrainerOn is LoadTrainer continuing on device: a trainer saved on
+// either device resumes on either (mm_trainer_load_on).
+func LoadTrainerOn(path string, nThreads int32, device Device) (*Trainer, error) {
 	if err := checkABI(); err != nil {
 		return nil, err
 	}
@@ -121,7 +130,7 @@ func LoadTrainer(path string, nThreads int32) (*Trainer, error) {
 	defer freeC(cp)
 	var out *C.mm_trainer
 	if err := threadCall(func() C.mm_status {
-		return C.mm_trainer_load(&out, cp, C.int32_t(nThreads))
+		return C.mm_trainer_load_on(&out, cp, C.int32_t(nThreads), C.int32_t(device))
 	}); err != nil {
 		return nil, err
 	}

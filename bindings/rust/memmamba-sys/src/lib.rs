@@ -318,6 +318,12 @@ extern "C" {
         path: *const c_char,
         n_threads: i32,
     ) -> mm_status;
+    pub fn mm_trainer_load_on(
+        out: *mut *mut mm_trainer,
+        path: *const c_char,
+        n_threads: i32,
+        device: i32,
+    ) -> mm_status;
     pub fn mm_trainer_last_error(trainer: *const mm_trainer) -> *const c_char;
 
     // Evaluation

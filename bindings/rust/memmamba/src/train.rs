@@ -148,10 +148,22 @@ impl Trainer {
     /// Loads a trainer written by `save`; training continues exactly where
     /// it stopped. `n_threads` 0 = all cores.
     pub fn load(path: impl AsRef<Path>, n_threads: i32) -> Result<Trainer> {
+        Trainer::load_on(path, n_threads, Device::Cpu)
+    }
+
+    /// `load`, continuing on `device`: a trainer saved on either device
+    /// resumes on either (`mm_trainer_load_on`).
+    pub fn load_on(path: impl AsRef<Path>, n_threads: i32, device: Device) -> Result<Trainer> {
         check_abi()?;
         let c_path = path_to_cstring(path.as_ref())?;
         let mut out = ptr::null_mut();
-        check_thread(unsafe { sys::mm_trainer_load(&mut out, c_path.as_ptr(), n_threads) })?;
+        let device = match device {
+            Device::Cpu => sys::MM_DEVICE_CPU,
+            Device::Cuda => sys::MM_DEVICE_CUDA,
+        };
+        check_thread(unsafe {
+            sys::mm_trainer_load_on(&mut out, c_path.as_ptr(), n_threads, device)
+        })?;
         let ptr = NonNull::new(out).ok_or_else(no_handle)?;
         let mut trainer = Trainer { ptr, n_layer: 0 };
         // The C API has no call giving a trainer's configuration; the layer

@@ -327,6 +327,12 @@ fn trainer_file_errors() {
     expect_code(Trainer::load("bad\0name", 1), Code::InvalidArgument);
     let path = dir.path("t.safetensors");
     t.save(&path).unwrap();
+    // On the GPU: resumes where there is one, else a clean NoDevice or
+    // Unsupported (a build without CUDA); on the CPU it always loads.
+    if let Err(e) = Trainer::load_on(&path, 1, memmamba::Device::Cuda) {
+        assert!(e.code == Code::Unsupported || e.code == Code::NoDevice, "{}", e);
+    }
+    Trainer::load_on(&path, 1, memmamba::Device::Cpu).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let cut = dir.path("cut.safetensors");
     for n in [0, 7, bytes.len() / 2, bytes.len() - 1] {
