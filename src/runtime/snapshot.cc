@@ -2,13 +2,15 @@
 // for the format.
 //
 // Writing makes the file's layout (BuildLayout), then copies the state's
-// arrays into the destination once (Fill) and checksums it there; reading
+// arrays into the destination once and checksums it there (FillAndHash); reading
 // checks everything (Open) before copying the arrays out.
 #include "runtime/snapshot.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <omp.h>
 
 #include <cerrno>
 #include <algorithm>
@@ -62,11 +64,6 @@ void LoadFloats(const uint8_t* src, size_t n, float* dst) {
   }
 }
 
-// Copies a checked array into `out`, already sized to it.
-void LoadFloats(const flatbuffers::Vector<float>* v, std::vector<float>* out) {
-  if (!out->empty()) LoadFloats(v->Data(), out->size(), out->data());
-}
-
 template <typename T>
 size_t SizeOf(const flatbuffers::Vector<T>* v) {
   return v ? v->size() : 0;
@@ -87,6 +84,49 @@ flatbuffers::voffset_t FieldOffset(const T* table, flatbuffers::voffset_t field)
 // Bytes per block of the XXH3_BLOCKS checksum (schemas/snapshot.fbs).
 constexpr size_t kChecksumBlock = 16 * 1024;
 
+// Digest d_i of block i of the XXH3_BLOCKS checksum, the 8 checksum bytes
+// at `at` read as zeros.
+uint64_t HashBlock(const uint8_t* data, size_t size, size_t at, int64_t i) {
+  const size_t begin = static_cast<size_t>(i) * kChecksumBlock;
+  const size_t len = std::min(kChecksumBlock, size - begin);
+  if (at < begin + len && at + sizeof(uint64_t) > begin) {
+    // The block holding the checksum field: hash a copy with it zeroed.
+    uint8_t copy[kChecksumBlock];
+    std::memcpy(copy, data + begin, len);
+    const size_t lo = std::max(at, begin), hi = std::min(at + sizeof(uint64_t), begin + len);
+    std::memset(copy + (lo - begin), 0, hi - lo);
+    return XXH3_64bits_withSeed(copy, len, static_cast<uint64_t>(i));
+  }
+  return XXH3_64bits_withSeed(data + begin, len, static_cast<uint64_t>(i));
+}
+
+// The digest of the blocks' digests as little-endian words (converted in
+// place; allocates nothing, so it may run inside a parallel region).
+uint64_t CombineDigests(std::vector<uint64_t>* digests) {
+  for (uint64_t& d : *digests) d = flatbuffers::EndianScalar(d);
+  return XXH3_64bits(digests->data(), digests->size() * sizeof(uint64_t));
+}
+
+int64_t ChecksumBlocks(size_t size) {
+  return static_cast<int64_t>((size + kChecksumBlock - 1) / kChecksumBlock);
+}
+
+// Threads for work over a file of `blocks` checksum blocks: at least four
+// blocks (64 KiB) a thread, or it is not worth waking one.
+int TeamFor(int64_t blocks, int n_threads) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, blocks / 4)));
+}
+
+// The part of a file thread `t` of `team` owns: whole checksum blocks
+// [*b0, *b1), bytes [*lo, *hi).
+void OwnedRange(size_t size, int t, int team, int64_t* b0, int64_t* b1, size_t* lo, size_t* hi) {
+  const int64_t n = ChecksumBlocks(size);
+  *b0 = n * t / team;
+  *b1 = n * (t + 1) / team;
+  *lo = std::min(size, static_cast<size_t>(*b0) * kChecksumBlock);
+  *hi = std::min(size, static_cast<size_t>(*b1) * kChecksumBlock);
+}
+
 // The checksum of a file by `kind`'s rule (schemas/snapshot.fbs), the 8
 // checksum bytes at `at` read as zeros; XXH3_BLOCKS spreads its blocks over
 // up to `n_threads` threads (the digest does not depend on how many).
@@ -99,27 +139,12 @@ uint64_t Checksum(fb::ChecksumKind kind, const uint8_t* data, size_t size, size_
     h.Update(data + at + sizeof(uint64_t), size - at - sizeof(uint64_t));
     return h.Digest();
   }
-  const int64_t n = static_cast<int64_t>((size + kChecksumBlock - 1) / kChecksumBlock);
-  std::vector<uint8_t> digests(static_cast<size_t>(n) * sizeof(uint64_t));
-  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, n / 4)));
+  const int64_t n = ChecksumBlocks(size);
+  std::vector<uint64_t> digests(static_cast<size_t>(n));
+  const int threads = TeamFor(n, n_threads);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t i = 0; i < n; ++i) {
-    const size_t begin = static_cast<size_t>(i) * kChecksumBlock;
-    const size_t len = std::min(kChecksumBlock, size - begin);
-    uint64_t d;
-    if (at < begin + len && at + sizeof(uint64_t) > begin) {
-      // The block holding the checksum field: hash a copy with it zeroed.
-      uint8_t copy[kChecksumBlock];
-      std::memcpy(copy, data + begin, len);
-      const size_t lo = std::max(at, begin), hi = std::min(at + sizeof(uint64_t), begin + len);
-      std::memset(copy + (lo - begin), 0, hi - lo);
-      d = XXH3_64bits_withSeed(copy, len, static_cast<uint64_t>(i));
-    } else {
-      d = XXH3_64bits_withSeed(data + begin, len, static_cast<uint64_t>(i));
-    }
-    flatbuffers::WriteScalar<uint64_t>(&digests[static_cast<size_t>(i) * sizeof(uint64_t)], d);
-  }
-  return XXH3_64bits(digests.data(), digests.size());
+  for (int64_t i = 0; i < n; ++i) digests[i] = HashBlock(data, size, at, i);
+  return CombineDigests(&digests);
 }
 
 // Where the checksum field of a verified outer table is (0 when absent),
@@ -147,10 +172,11 @@ absl::StatusOr<ChecksumField> FindChecksum(const uint8_t* data, const fb::Snapsh
 // Where the state's arrays go in a snapshot file. The layout (tables,
 // vtables, vector lengths) is built by a FlatBufferBuilder with the arrays'
 // contents left unwritten; the contents are then copied from the state
-// straight into the destination, once (Fill).
+// straight into the destination, once (FillAndHash).
 struct Region {
   enum Kind { kFloats, kSummaries, kScores, kWindows } kind;
   size_t from_end = 0;         // the array's first byte, counted from the file's end
+  size_t begin = 0;            // ... and from its start (once the layout is finished)
   size_t bytes = 0;
   const float* src = nullptr;  // kFloats
   const Pool* pool = nullptr;  // the others
@@ -259,51 +285,76 @@ absl::StatusOr<Layout> BuildLayout(const Model& model, const StreamState& state)
                                            FieldOffset(root, fb::SnapshotFile::VT_CHECKSUM) -
                                            data);
   std::reverse(layout.regions.begin(), layout.regions.end());
+  for (Region& r : layout.regions) r.begin = b->GetSize() - r.from_end;
   return layout;
 }
 
-// Writes the snapshot whose layout is `layout` into dst[0, size): the
-// layout's own bytes around the arrays, the arrays from the state, then the
-// checksum. Arrays are spread over up to `n_threads` threads.
-void Fill(const Layout& layout, int64_t S, uint8_t* dst, int n_threads) {
+// Writes bytes [a, b) of region `r` (offsets within the array; element
+// boundaries) from the state to `out`.
+void StoreRegionPart(const Region& r, int64_t S, size_t a, size_t b, uint8_t* out) {
+  switch (r.kind) {
+    case Region::kFloats:
+      StoreFloats(r.src + a / sizeof(float), (b - a) / sizeof(float), out);
+      break;
+    case Region::kSummaries:
+      for (size_t i = a / sizeof(float); i < b / sizeof(float);) {
+        const size_t note = i / S, off = i % S;
+        const size_t n = std::min<size_t>(S - off, b / sizeof(float) - i);
+        StoreFloats((*r.pool)[note]->summary + off, n, out);
+        out += n * sizeof(float);
+        i += n;
+      }
+      break;
+    case Region::kScores:
+      for (size_t i = a / sizeof(float); i < b / sizeof(float); ++i, out += sizeof(float)) {
+        StoreFloats(&(*r.pool)[i]->score, 1, out);
+      }
+      break;
+    case Region::kWindows:
+      for (size_t i = a / sizeof(int64_t); i < b / sizeof(int64_t); ++i) {
+        const int64_t w = flatbuffers::EndianScalar((*r.pool)[i]->window);
+        std::memcpy(out, &w, sizeof w);
+        out += sizeof w;
+      }
+      break;
+  }
+}
+
+// Writes the snapshot whose layout is `layout` into dst[0, size) and
+// checksums it there. Each thread owns a run of whole checksum blocks: it
+// writes that part of the file (the layout's bytes between the arrays, the
+// arrays' parts from the state) and then hashes it while it is still in its
+// own cache; one parallel region per save.
+void FillAndHash(const Layout& layout, int64_t S, uint8_t* dst, int n_threads) {
   const uint8_t* src = layout.builder->GetBufferPointer();
   const size_t size = layout.builder->GetSize();
-  size_t at = 0;  // the layout's bytes between the arrays
-  for (const Region& r : layout.regions) {
-    const size_t begin = size - r.from_end;
-    std::memcpy(dst + at, src + at, begin - at);
-    at = begin + r.bytes;
-  }
-  std::memcpy(dst + at, src + at, size - at);
-  const int64_t n = static_cast<int64_t>(layout.regions.size());
-#pragma omp parallel for schedule(dynamic) num_threads(n_threads) if (n_threads > 1)
-  for (int64_t i = 0; i < n; ++i) {
-    const Region& r = layout.regions[i];
-    uint8_t* out = dst + (size - r.from_end);
-    static const Pool kNoPool;
-    const Pool& pool = r.pool ? *r.pool : kNoPool;
-    switch (r.kind) {
-      case Region::kFloats:
-        StoreFloats(r.src, r.bytes / sizeof(float), out);
-        break;
-      case Region::kSummaries:
-        for (size_t j = 0; j < pool.size(); ++j) {
-          StoreFloats(pool[j]->summary, S, out + j * S * sizeof(float));
-        }
-        break;
-      case Region::kScores:
-        for (size_t j = 0; j < pool.size(); ++j) StoreFloats(&pool[j]->score, 1, out + 4 * j);
-        break;
-      case Region::kWindows:
-        for (size_t j = 0; j < pool.size(); ++j) {
-          const int64_t w = flatbuffers::EndianScalar(pool[j]->window);
-          std::memcpy(out + 8 * j, &w, sizeof w);
-        }
-        break;
+  const std::vector<Region>& regions = layout.regions;
+  std::vector<uint64_t> digests(static_cast<size_t>(ChecksumBlocks(size)));
+  const int team = TeamFor(ChecksumBlocks(size), n_threads);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    int64_t b0, b1;
+    size_t lo, hi;
+    OwnedRange(size, omp_get_thread_num(), omp_get_num_threads(), &b0, &b1, &lo, &hi);
+    size_t at = lo;  // written up to here
+    for (const Region& r : regions) {
+      const size_t rb = r.begin, re = r.begin + r.bytes;
+      if (re <= at) continue;
+      if (rb >= hi) break;
+      if (rb > at) {  // layout bytes before the array
+        std::memcpy(dst + at, src + at, rb - at);
+        at = rb;
+      }
+      const size_t e = std::min(re, hi);
+      StoreRegionPart(r, S, at - rb, e - rb, dst + at);
+      at = e;
+    }
+    if (hi > at) std::memcpy(dst + at, src + at, hi - at);
+    for (int64_t i = b0; i < b1; ++i) {
+      digests[i] = HashBlock(dst, size, layout.checksum_at, i);
     }
   }
-  uint64_t sum = flatbuffers::EndianScalar(
-      Checksum(fb::ChecksumKind::XXH3_BLOCKS, dst, size, layout.checksum_at, n_threads));
+  const uint64_t sum = flatbuffers::EndianScalar(CombineDigests(&digests));
   std::memcpy(dst + layout.checksum_at, &sum, sizeof sum);
 }
 
@@ -317,9 +368,14 @@ struct Opened {
   SnapshotInfo info;
 };
 
-// Steps 1-4 of snapshot.h on an 8-byte aligned buffer; the checksum runs on
-// up to `n_threads` threads.
-absl::StatusOr<Opened> Open(const uint8_t* data, size_t size, int n_threads) {
+// A snapshot whose outer table passed step 1 of snapshot.h.
+struct Outer {
+  const fb::SnapshotFile* file = nullptr;
+  ChecksumField checksum;
+};
+
+// Step 1 of snapshot.h on an 8-byte aligned buffer.
+absl::StatusOr<Outer> OpenOuter(const uint8_t* data, size_t size) {
   if (size == 0) return Corrupt("empty (0 bytes)");
   if (size < 2 * sizeof(flatbuffers::uoffset_t) ||
       !flatbuffers::BufferHasIdentifier(data, kIdentifier)) {
@@ -344,14 +400,24 @@ absl::StatusOr<Opened> Open(const uint8_t* data, size_t size, int n_threads) {
   if (!outer.VerifyBuffer<fb::SnapshotFile>(kIdentifier)) {
     return Corrupt("the outer table is malformed (flatbuffers verifier)");
   }
-  const fb::SnapshotFile* file = flatbuffers::GetRoot<fb::SnapshotFile>(data);
-  MM_ASSIGN_OR_RETURN(const ChecksumField field, FindChecksum(data, file));
-  const uint64_t computed = Checksum(field.kind, data, size, field.at, n_threads);
-  if (computed != file->checksum()) {
-    return Errorf(ErrorCode::kChecksum, "snapshot: checksum mismatch (stored ",
-                  absl::Hex(file->checksum(), absl::kZeroPad16), ", computed ",
-                  absl::Hex(computed, absl::kZeroPad16), "): the bytes were corrupted");
-  }
+  Outer o;
+  o.file = flatbuffers::GetRoot<fb::SnapshotFile>(data);
+  MM_ASSIGN_OR_RETURN(o.checksum, FindChecksum(data, o.file));
+  return o;
+}
+
+// Step 2: the stored checksum against the one computed.
+absl::Status CompareChecksum(const fb::SnapshotFile* file, uint64_t computed) {
+  if (computed == file->checksum()) return absl::OkStatus();
+  return Errorf(ErrorCode::kChecksum, "snapshot: checksum mismatch (stored ",
+                absl::Hex(file->checksum(), absl::kZeroPad16), ", computed ",
+                absl::Hex(computed, absl::kZeroPad16), "): the bytes were corrupted");
+}
+
+// Steps 3-4: the version and the payload. Safe on damaged bytes (the
+// verifier bounds every read), but only meaningful once the checksum
+// matched: callers report a checksum mismatch first.
+absl::StatusOr<Opened> OpenPayload(const fb::SnapshotFile* file) {
   const uint32_t version = file->format_version();
   if (FieldOffset(file, fb::SnapshotFile::VT_FORMAT_VERSION) == 0 || version == 0) {
     return Corrupt("no format version");
@@ -458,6 +524,15 @@ absl::StatusOr<Opened> Open(const uint8_t* data, size_t size, int n_threads) {
   return o;
 }
 
+// Steps 1-4 of snapshot.h in order; the checksum runs on up to `n_threads`
+// threads.
+absl::StatusOr<Opened> Open(const uint8_t* data, size_t size, int n_threads) {
+  MM_ASSIGN_OR_RETURN(const Outer outer, OpenOuter(data, size));
+  MM_RETURN_IF_ERROR(CompareChecksum(
+      outer.file, Checksum(outer.checksum.kind, data, size, outer.checksum.at, n_threads)));
+  return OpenPayload(outer.file);
+}
+
 // Runs f(aligned pointer) on `data`, copying it first when it is not 8-byte
 // aligned (flatbuffers reads scalars in place).
 template <typename F>
@@ -478,6 +553,97 @@ std::string Describe(const SnapshotInfo& i) {
                       absl::Hex(i.model_fingerprint, absl::kZeroPad16));
 }
 
+// Step 5 (the model) for a snapshot whose payload passed steps 3-4.
+absl::Status CheckModel(const Model& model, const SnapshotInfo& info) {
+  const ModelConfig& c = model.config();
+  if (info.model_fingerprint != model.Fingerprint()) {
+    SnapshotInfo mine;
+    mine.n_layer = c.n_layer;
+    mine.d_model = c.d_model;
+    mine.d_inner = c.d_inner();
+    mine.d_state = c.d_state;
+    mine.d_conv = c.d_conv;
+    mine.summary_dim = c.summary_dim;
+    mine.note_window = c.note_window;
+    mine.pool_capacity = c.pool_capacity;
+    mine.model_fingerprint = model.Fingerprint();
+    return Errorf(ErrorCode::kModelMismatch, "snapshot: taken on another model (",
+                  Describe(info), "); this model has ", Describe(mine));
+  }
+  // Implied by the fingerprint; checked because the sizes below rely on it.
+  if (info.n_layer != c.n_layer || info.d_model != c.d_model || info.d_inner != c.d_inner() ||
+      info.d_state != c.d_state || info.d_conv != c.d_conv ||
+      info.summary_dim != c.summary_dim || info.note_window != c.note_window ||
+      info.pool_capacity != c.pool_capacity || info.pool_policy != c.pool_policy) {
+    return Errorf(ErrorCode::kCorruptFile,
+                  "snapshot: the model fingerprint matches but the shape does not (",
+                  Describe(info), ")");
+  }
+  return absl::OkStatus();
+}
+
+// A float array of a snapshot file and where it goes in the state.
+struct CopyRegion {
+  size_t begin = 0;  // first byte in the file
+  size_t bytes = 0;
+  float* dst = nullptr;
+};
+
+// Sizes *out for the checked snapshot `o` (of `model`, in the file at
+// `file`) and makes each layer's pool as one block of notes with their
+// windows and scores; returns the float arrays still to copy (LoadRange),
+// in file order. Allocates; copies no array.
+std::vector<CopyRegion> PrepareState(const Model& model, const Opened& o, const uint8_t* file,
+                                     StreamState* out) {
+  const ModelConfig& c = model.config();
+  const int64_t S = c.summary_dim;
+  const fb::Snapshot& s = *o.snapshot;
+  out->position = o.info.position;
+  out->summary_dim = S;
+  out->layers.resize(c.n_layer);
+  std::vector<CopyRegion> regions;
+  auto add = [&](const flatbuffers::Vector<float>* v, float* dst) {
+    if (SizeOf(v) == 0) return;
+    regions.push_back({static_cast<size_t>(v->Data() - file), v->size() * sizeof(float), dst});
+  };
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const fb::LayerState* src = s.layers()->Get(static_cast<flatbuffers::uoffset_t>(l));
+    LayerState& L = out->layers[l];
+    L.conv.resize(SizeOf(src->conv()));
+    L.ssm.resize(SizeOf(src->ssm()));
+    L.win_max.resize(SizeOf(src->win_max()));
+    add(src->conv(), L.conv.data());
+    add(src->ssm(), L.ssm.data());
+    add(src->win_max(), L.win_max.data());
+    const int64_t n = static_cast<int64_t>(SizeOf(src->pool_window()));
+    L.pool.clear();
+    if (n == 0) continue;
+    std::shared_ptr<NoteBlock> block = MakeNoteBlock(n, S);
+    L.pool.reserve(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      PoolEntry& e = block->entries[i];
+      e.window = src->pool_window()->Get(static_cast<flatbuffers::uoffset_t>(i));
+      e.score = src->pool_score()->Get(static_cast<flatbuffers::uoffset_t>(i));
+      L.pool.push_back(ShareNote(block, i));
+    }
+    add(src->pool_summary(), block->summaries.get());
+  }
+  std::sort(regions.begin(), regions.end(),
+            [](const CopyRegion& a, const CopyRegion& b) { return a.begin < b.begin; });
+  return regions;
+}
+
+// Copies the parts of `regions` that lie in bytes [lo, hi) of `file` into
+// the state.
+void LoadRange(const std::vector<CopyRegion>& regions, const uint8_t* file, size_t lo,
+               size_t hi) {
+  for (const CopyRegion& r : regions) {
+    const size_t b = std::max(lo, r.begin), e = std::min(hi, r.begin + r.bytes);
+    if (b >= e) continue;
+    LoadFloats(file + b, (e - b) / sizeof(float), r.dst + (b - r.begin) / sizeof(float));
+  }
+}
+
 }  // namespace
 
 uint64_t RawStateBytes(const StreamState& state) { return state.Bytes(); }
@@ -491,7 +657,7 @@ absl::Status WriteSnapshotInto(const Model& model, const StreamState& state,
                                absl::FunctionRef<absl::StatusOr<uint8_t*>(size_t)> place) {
   MM_ASSIGN_OR_RETURN(const Layout layout, BuildLayout(model, state));
   MM_ASSIGN_OR_RETURN(uint8_t* dst, place(layout.builder->GetSize()));
-  Fill(layout, model.config().summary_dim, dst, model.n_threads());
+  FillAndHash(layout, model.config().summary_dim, dst, model.n_threads());
   return absl::OkStatus();
 }
 
@@ -514,73 +680,41 @@ absl::StatusOr<SnapshotInfo> InspectSnapshot(const void* data, size_t size) {
 
 absl::Status ReadSnapshot(const Model& model, const void* data, size_t size, StreamState* out) {
   return WithAligned(data, size, [&](const uint8_t* p) -> absl::Status {
-    MM_ASSIGN_OR_RETURN(Opened o, Open(p, size, model.n_threads()));
-    const SnapshotInfo& info = o.info;
-    const ModelConfig& c = model.config();
-    if (info.model_fingerprint != model.Fingerprint()) {
-      SnapshotInfo mine;
-      mine.n_layer = c.n_layer;
-      mine.d_model = c.d_model;
-      mine.d_inner = c.d_inner();
-      mine.d_state = c.d_state;
-      mine.d_conv = c.d_conv;
-      mine.summary_dim = c.summary_dim;
-      mine.note_window = c.note_window;
-      mine.pool_capacity = c.pool_capacity;
-      mine.model_fingerprint = model.Fingerprint();
-      return Errorf(ErrorCode::kModelMismatch,
-                    "snapshot: taken on another model (", Describe(info), "); this model has ",
-                    Describe(mine));
+    MM_ASSIGN_OR_RETURN(const Outer outer, OpenOuter(p, size));
+    // Steps 3-5 and the sizing of *out run before the checksum so that the
+    // hashing and the copy share one parallel region; their verdict is
+    // reported only after the checksum's (step 2 first, as always).
+    absl::StatusOr<Opened> opened = OpenPayload(outer.file);
+    absl::Status later = opened.status();
+    if (later.ok()) later = CheckModel(model, opened->info);
+    std::vector<CopyRegion> regions;
+    if (later.ok()) regions = PrepareState(model, *opened, p, out);
+    if (outer.checksum.kind == fb::ChecksumKind::XXH64_FILE) {  // format version 1
+      MM_RETURN_IF_ERROR(CompareChecksum(
+          outer.file, Checksum(outer.checksum.kind, p, size, outer.checksum.at, 1)));
+      MM_RETURN_IF_ERROR(later);
+      LoadRange(regions, p, 0, size);
+      return absl::OkStatus();
     }
-    // Implied by the fingerprint; checked because the sizes below rely on it.
-    if (info.n_layer != c.n_layer || info.d_model != c.d_model || info.d_inner != c.d_inner() ||
-        info.d_state != c.d_state || info.d_conv != c.d_conv ||
-        info.summary_dim != c.summary_dim || info.note_window != c.note_window ||
-        info.pool_capacity != c.pool_capacity || info.pool_policy != c.pool_policy) {
-      return Errorf(ErrorCode::kCorruptFile,
-                    "snapshot: the model fingerprint matches but the shape does not (",
-                    Describe(info), ")");
+    // Each thread hashes its run of blocks; once every digest is in, the
+    // same threads copy what they just hashed (still in their caches).
+    std::vector<uint64_t> digests(static_cast<size_t>(ChecksumBlocks(size)));
+    const int team = TeamFor(ChecksumBlocks(size), model.n_threads());
+    const bool copy = later.ok();
+    uint64_t computed = 0;
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+      int64_t b0, b1;
+      size_t lo, hi;
+      OwnedRange(size, omp_get_thread_num(), omp_get_num_threads(), &b0, &b1, &lo, &hi);
+      for (int64_t i = b0; i < b1; ++i) digests[i] = HashBlock(p, size, outer.checksum.at, i);
+#pragma omp barrier
+#pragma omp single
+      computed = CombineDigests(&digests);
+      if (copy && computed == outer.file->checksum()) LoadRange(regions, p, lo, hi);
     }
-    const fb::Snapshot& s = *o.snapshot;
-    const int64_t S = c.summary_dim;
-    out->position = info.position;
-    out->summary_dim = S;
-    out->layers.resize(c.n_layer);
-    // Allocate first (sizes are known; a throw must not happen inside the
-    // parallel copy), then copy the arrays on the model's threads.
-    std::vector<std::shared_ptr<NoteBlock>> blocks(c.n_layer);
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-      const fb::LayerState* src = s.layers()->Get(static_cast<flatbuffers::uoffset_t>(l));
-      LayerState& L = out->layers[l];
-      L.conv.resize(SizeOf(src->conv()));
-      L.ssm.resize(SizeOf(src->ssm()));
-      L.win_max.resize(SizeOf(src->win_max()));
-      const int64_t n = static_cast<int64_t>(SizeOf(src->pool_window()));
-      L.pool.clear();
-      if (n == 0) continue;
-      blocks[l] = MakeNoteBlock(n, S);
-      L.pool.reserve(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) {
-        PoolEntry& e = blocks[l]->entries[i];
-        e.window = src->pool_window()->Get(static_cast<flatbuffers::uoffset_t>(i));
-        e.score = src->pool_score()->Get(static_cast<flatbuffers::uoffset_t>(i));
-        L.pool.push_back(ShareNote(blocks[l], i));
-      }
-    }
-    const int threads = static_cast<int>(std::min<int64_t>(model.n_threads(), c.n_layer));
-#pragma omp parallel for schedule(dynamic) num_threads(threads) if (threads > 1)
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-      const fb::LayerState* src = s.layers()->Get(static_cast<flatbuffers::uoffset_t>(l));
-      LayerState& L = out->layers[l];
-      LoadFloats(src->conv(), &L.conv);
-      LoadFloats(src->ssm(), &L.ssm);
-      LoadFloats(src->win_max(), &L.win_max);
-      if (blocks[l]) {
-        LoadFloats(src->pool_summary()->Data(), src->pool_summary()->size(),
-                   blocks[l]->summaries.get());
-      }
-    }
-    return absl::OkStatus();
+    MM_RETURN_IF_ERROR(CompareChecksum(outer.file, computed));
+    return later;
   });
 }
 

@@ -4,8 +4,8 @@
 // schemas/snapshot.fbs (read its header comment first).
 //
 // Reading is strict, because a snapshot may come from anywhere. Every check
-// runs before the target state is touched, in this order, each failure with
-// its own code:
+// passes before the restored state replaces a session's; failures are
+// reported in this order, each with its own code:
 //   1. size 0, a wrong file identifier, a size the format cannot have
 //      (>= 2 GiB), the outer table failing the flatbuffers verifier, no
 //      checksum field or an unknown checksum kind: kCorruptFile;
@@ -22,8 +22,9 @@
 //      strictly ascending or not of a completed window: kCorruptFile;
 //   5. (restore only) a model fingerprint other than the target model's:
 //      kModelMismatch.
-// Only then is the state filled in: a plain copy (a pool holds nothing
-// derived from its notes, see PoolEntry), each layer's notes in one block.
+// The state is a plain copy (a pool holds nothing derived from its notes,
+// see PoolEntry), each layer's notes in one block; in format version 2 the
+// hashing and the copy share one parallel region (ReadSnapshot).
 // Values are not range-checked: floats are restored bit for bit.
 #ifndef MEMMAMBA_RUNTIME_SNAPSHOT_H_
 #define MEMMAMBA_RUNTIME_SNAPSHOT_H_
@@ -84,8 +85,10 @@ uint64_t RawStateBytes(const StreamState& state);
 // Checks a snapshot (steps 1-4 above) without a model and describes it.
 [[nodiscard]] absl::StatusOr<SnapshotInfo> InspectSnapshot(const void* data, size_t size);
 
-// Checks a snapshot against `model` (steps 1-5) and, only if every check
-// passed, overwrites *out with its state. On error *out is untouched.
+// Checks a snapshot against `model` (steps 1-5) and fills *out with its
+// state; returns OK only if every check passed. *out is a spare state (it
+// may reuse its allocations): on error its contents are unspecified, so the
+// caller swaps it in only on success (Session::Restore does).
 [[nodiscard]] absl::Status ReadSnapshot(const Model& model, const void* data, size_t size,
                                         StreamState* out);
 
