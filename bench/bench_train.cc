@@ -4,7 +4,8 @@
 // 1.0, accum_steps 1: every call updates the weights).
 //
 //   bench_train [--B=4] [--T=512] [--threads=2] [--pool=1] [--min_time=10]
-//               [--shape=0|1] [--cuda=0|1] [benchmark flags]
+//               [--shape=0|1] [--cuda=0|1] [--world=N --rank=R --id_file=PATH]
+//               [benchmark flags]
 //
 // --shape=1: the Mamba-130m shape (V 50280, D 768, L 24, the default memory);
 // --cuda=1: the trainer runs on the GPU (mm_trainer_options.device).
@@ -31,7 +32,27 @@
 namespace {
 
 int64_t g_B = 4, g_T = 512, g_threads = 2, g_pool = 1, g_min_time = 10, g_shape = 0,
-        g_cuda = 0;
+        g_cuda = 0, g_world = 0, g_rank = 0;
+std::string g_id_file = "nccl.id";
+
+// --world=N (N >= 1, with --cuda=1): the trainer joins a data-parallel group
+// of N, as rank --rank (on GPU `rank`); rank 0 makes the NCCL id and writes
+// it to --id_file, the others wait for it there. Every rank runs the same
+// benchmark on its own batch of B sequences (weak scaling): tokens_per_s is
+// this rank's. --world=1 is a group of one: the whole collective path.
+int JoinGroup(mm_trainer* trainer) {
+  uint8_t id[MM_NCCL_ID_BYTES];
+  mm_status st = g_rank == 0 ? mm_nccl_id_create(id)
+                             : mm_nccl_id_read_file(id, g_id_file.c_str(), 120000);
+  if (st == MM_OK && g_rank == 0) st = mm_nccl_id_write_file(g_id_file.c_str(), id);
+  if (st != MM_OK) return st;
+  mm_data_parallel_options dp;
+  mm_data_parallel_options_init(&dp, sizeof dp);
+  dp.world_size = static_cast<uint32_t>(g_world);
+  dp.rank = static_cast<uint32_t>(g_rank);
+  std::memcpy(dp.nccl_id, id, sizeof id);
+  return mm_trainer_join(trainer, &dp);
+}
 
 void BM_TrainStep(benchmark::State& state) {
   const int64_t B = state.range(0), T = state.range(1), threads = state.range(2),
@@ -60,6 +81,11 @@ void BM_TrainStep(benchmark::State& state) {
   }
   const uint64_t params = mm_model_parameter_count(model);
   mm_model_free(model);
+  if (g_world > 0 && JoinGroup(trainer) != MM_OK) {
+    std::string msg = std::string("join: ") + mm_last_error();
+    mm_trainer_free(trainer);
+    return state.SkipWithError(msg.c_str());
+  }
 
   // Random tokens (a fixed stream: the same batch every step, as the baseline).
   std::vector<int32_t> tokens(static_cast<size_t>(B * T));
@@ -94,6 +120,7 @@ void BM_TrainStep(benchmark::State& state) {
   std::string label = shape == 1 ? "130m" : "default";
   label += pool ? "/pool" : "/nopool";
   label += cuda ? "/cuda" : "/cpu";
+  if (g_world > 0) label += "/rank" + std::to_string(g_rank) + "of" + std::to_string(g_world);
   state.SetLabel(label);
   mm_trainer_free(trainer);
 }
@@ -109,8 +136,13 @@ bool ParseOwnFlags(int* argc, char** argv) {
     } flags[] = {{"--B=", &g_B},         {"--T=", &g_T},
                  {"--threads=", &g_threads}, {"--pool=", &g_pool},
                  {"--min_time=", &g_min_time}, {"--shape=", &g_shape},
-                 {"--cuda=", &g_cuda}};
+                 {"--cuda=", &g_cuda},       {"--world=", &g_world},
+                 {"--rank=", &g_rank}};
     bool mine = false;
+    if (std::strncmp(argv[i], "--id_file=", 10) == 0) {
+      g_id_file = argv[i] + 10;
+      mine = true;
+    }
     for (auto& f : flags) {
       const size_t n = std::strlen(f.prefix);
       if (std::strncmp(argv[i], f.prefix, n) == 0) {
@@ -123,7 +155,8 @@ bool ParseOwnFlags(int* argc, char** argv) {
     if (!mine) argv[out++] = argv[i];
   }
   *argc = out;
-  return g_B >= 1 && g_T >= 2 && g_shape <= 1 && g_cuda <= 1;
+  return g_B >= 1 && g_T >= 2 && g_shape <= 1 && g_cuda <= 1 &&
+         (g_world == 0 || (g_cuda == 1 && g_rank < g_world)) && !g_id_file.empty();
 }
 
 }  // namespace
@@ -132,6 +165,7 @@ int main(int argc, char** argv) {
   if (!ParseOwnFlags(&argc, argv)) {
     std::fprintf(stderr, "usage: %s [--B=N>=1] [--T=N>=2] [--threads=N] [--pool=0|1] "
                          "[--min_time=SECONDS] [--shape=0|1] [--cuda=0|1] "
+                         "[--world=N --rank=R [--id_file=PATH]] "
                          "[benchmark flags]\n", argv[0]);
     return 2;
   }

@@ -108,11 +108,12 @@ MMC_API const char* mmc_status_string(int status) {
     case MMC_ERR_INVALID_ARGUMENT: return "MMC_ERR_INVALID_ARGUMENT: invalid argument";
     case MMC_ERR_STRUCT_SIZE: return "MMC_ERR_STRUCT_SIZE: unknown struct size";
     case MMC_ERR_OUT_OF_MEMORY: return "MMC_ERR_OUT_OF_MEMORY: out of device memory";
-    case MMC_ERR_UNSUPPORTED: return "MMC_ERR_UNSUPPORTED: shape not supported by this build";
+    case MMC_ERR_UNSUPPORTED: return "MMC_ERR_UNSUPPORTED: not supported by this build or machine";
     case MMC_ERR_INTERNAL: return "MMC_ERR_INTERNAL: internal error";
     case MMC_ERR_NO_DEVICE: return "MMC_ERR_NO_DEVICE: no usable CUDA device or driver";
     case MMC_ERR_CUDA: return "MMC_ERR_CUDA: CUDA runtime error";
     case MMC_ERR_CUBLAS: return "MMC_ERR_CUBLAS: cuBLASLt error";
+    case MMC_ERR_COMM: return "MMC_ERR_COMM: NCCL error";
     default: return "unknown status";
   }
 }
@@ -375,6 +376,11 @@ MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   t.read_fuse_backward = mmc_read_fuse_backward;
   t.a_from_log = mmc_a_from_log;
   t.a_log_backward = mmc_a_log_backward;
+  t.comm_unique_id = mmc_comm_unique_id;
+  t.comm_create = mmc_comm_create;
+  t.comm_free = mmc_comm_free;
+  t.comm_all_reduce = mmc_comm_all_reduce;
+  t.comm_broadcast = mmc_comm_broadcast;
   std::memcpy(table, &t, t.struct_size);
   return MMC_OK;
 }

@@ -62,7 +62,7 @@
 extern "C" {
 #endif
 
-#define MMC_API_VERSION 2
+#define MMC_API_VERSION 3
 
 typedef enum mmc_status {
   MMC_OK = 0,
@@ -73,7 +73,8 @@ typedef enum mmc_status {
   MMC_ERR_INTERNAL = -15,        /* a bug in the library: please report it */
   MMC_ERR_NO_DEVICE = -100,      /* no usable CUDA device or driver */
   MMC_ERR_CUDA = -101,           /* any other CUDA runtime error (text in the context) */
-  MMC_ERR_CUBLAS = -102          /* a cuBLASLt error (text in the context) */
+  MMC_ERR_CUBLAS = -102,         /* a cuBLASLt error (text in the context) */
+  MMC_ERR_COMM = -103            /* an NCCL error (text in the context) */
 } mmc_status;
 
 /* Static text naming a status; never NULL. Any thread. */
@@ -492,6 +493,46 @@ MMC_API int mmc_a_log_backward(mmc_context* ctx, const float* dA, const float* A
 /* ------------------------------------------------------------------------ */
 /* The op table, for a host that opens the library at run time */
 
+/* ------------------------------------------------------------------------ */
+/* Collectives between GPUs (kernels/comm.cu), through NCCL, which is opened
+ * at run time by the first call that needs it (MM_NCCL_LIBRARY names the
+ * file, else libnccl.so.2 on the linker's path): programs that never make a
+ * communicator need no NCCL. MMC_ERR_UNSUPPORTED where NCCL cannot be
+ * opened, MMC_ERR_COMM for an NCCL error. */
+
+#define MMC_COMM_ID_BYTES 128
+
+typedef struct mmc_comm mmc_comm;
+
+typedef enum mmc_dtype { MMC_DTYPE_F32 = 1, MMC_DTYPE_F64 = 2 } mmc_dtype;
+
+/* Writes a new NCCL unique id (MMC_COMM_ID_BYTES) to `id`: made once, by one
+ * rank, and handed by the caller to every rank. On failure the reason goes
+ * to error[0..error_capacity) (may be NULL). Any thread. */
+MMC_API int mmc_comm_unique_id(void* id, char* error, size_t error_capacity);
+
+/* This rank's communicator among world_size ranks (one context, so one GPU,
+ * each), on the context's device. Collective: every rank calls it with the
+ * same id, and it returns once all have. */
+MMC_API int mmc_comm_create(mmc_context* ctx, int32_t world_size, int32_t rank, const void* id,
+                            mmc_comm** out);
+
+/* Waits for the context's queued work, then frees the communicator. NULL is
+ * a no-op. */
+MMC_API void mmc_comm_free(mmc_context* ctx, mmc_comm* comm);
+
+/* In place over n elements of `dtype` (MMC_DTYPE_F32 or F64): data =
+ * Σ_ranks scale_rank · data_rank (NCCL's pre-multiplied sum where scale is
+ * not 1). Every rank ends with the same bits. Collective, queued on the
+ * context's stream. */
+MMC_API int mmc_comm_all_reduce(mmc_context* ctx, mmc_comm* comm, void* data, int64_t n,
+                                int dtype, double scale);
+
+/* In place: `bytes` bytes at data become those of rank `root`. Collective,
+ * queued on the context's stream. */
+MMC_API int mmc_comm_broadcast(mmc_context* ctx, mmc_comm* comm, void* data, int64_t bytes,
+                               int32_t root);
+
 typedef struct mmc_op_table {
   uint32_t struct_size;  /* filled: min(caller's size, the library's) */
   uint32_t version;      /* MMC_API_VERSION of the library */
@@ -549,6 +590,12 @@ typedef struct mmc_op_table {
                             const float*, float*, float*, float*, float*, float*, float*);
   int (*a_from_log)(mmc_context*, const float*, int64_t, int64_t, float*);
   int (*a_log_backward)(mmc_context*, const float*, const float*, int64_t, int64_t, float*);
+  /* Since MMC_API_VERSION 3. */
+  int (*comm_unique_id)(void*, char*, size_t);
+  int (*comm_create)(mmc_context*, int32_t, int32_t, const void*, mmc_comm**);
+  void (*comm_free)(mmc_context*, mmc_comm*);
+  int (*comm_all_reduce)(mmc_context*, mmc_comm*, void*, int64_t, int, double);
+  int (*comm_broadcast)(mmc_context*, mmc_comm*, void*, int64_t, int32_t);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

@@ -62,6 +62,7 @@ const (
 	CodeChecksum        = -16 // a snapshot's bytes changed after writing
 	CodeVersion         = -17 // a snapshot of a newer format
 	CodeNoDevice        = -18 // MM_DEVICE_CUDA without a usable GPU or driver
+	CodeComm            = -19 // data-parallel training: a collective (NCCL) failed
 )
 
 // ABIVersion is the C ABI this package was written for.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // Training and evaluation. Where the linked library reports them as
@@ -376,4 +377,43 @@ func TestTrain_EvalFidelity(t *testing.T) {
 	expectCode(t, err, CodeInvalidArgument)
 	_, err = m.EvalFidelity([]int32{3, 64})
 	expectCode(t, err, CodeTokenOutOfRange)
+}
+
+func TestTrain_DataParallelWithoutGPUs(t *testing.T) {
+	m := smallModel(t, 9)
+	tr := newTrainer(t, m, trainOptions())
+	if tr.WorldSize() != 1 {
+		t.Fatal("world size before Join")
+	}
+	// A CPU trainer cannot join; it trains on as before.
+	expectCode(t, tr.Join(DataParallelOptions{WorldSize: 1, Device: -1}), CodeUnsupported)
+	expectCode(t, tr.Join(DataParallelOptions{WorldSize: 2, Rank: 2}), CodeInvalidArgument)
+	_, err := tr.TrainStep(tokens(24, 64, 1), 2, 12, nil)
+	must(t, err)
+
+	var id NCCLID
+	for i := range id {
+		id[i] = byte(i * 7)
+	}
+	back, err := NCCLIDFromHex(id.Hex())
+	must(t, err)
+	if back != id || len(id.Hex()) != 256 {
+		t.Fatal("hex round trip")
+	}
+	_, err = NCCLIDFromHex("zz")
+	expectCode(t, err, CodeInvalidArgument)
+	path := filepath.Join(t.TempDir(), "run.id")
+	_, err = ReadNCCLIDFile(path, 20*time.Millisecond)
+	expectCode(t, err, CodeIO)
+	must(t, id.WriteFile(path))
+	back, err = ReadNCCLIDFile(path, time.Second)
+	must(t, err)
+	if back != id {
+		t.Fatal("file round trip")
+	}
+	if _, err := NewNCCLID(); err != nil {
+		if e, ok := err.(*Error); !ok || (e.Code != CodeUnsupported && e.Code != CodeComm) {
+			t.Fatalf("NewNCCLID: %v", err)
+		}
+	}
 }

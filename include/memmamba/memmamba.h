@@ -103,7 +103,8 @@ enum {
   MM_ERR_INTERNAL = -15,         /* a bug in the library: please report it */
   MM_ERR_CHECKSUM = -16,         /* a snapshot's checksum does not match its bytes */
   MM_ERR_VERSION = -17,          /* a snapshot of a format version newer than this library */
-  MM_ERR_NO_DEVICE = -18         /* MM_DEVICE_CUDA: the CUDA backend loaded, but no GPU or driver answers */
+  MM_ERR_NO_DEVICE = -18,        /* MM_DEVICE_CUDA: the CUDA backend loaded, but no GPU or driver answers */
+  MM_ERR_COMM = -19              /* data-parallel training: a collective (NCCL) failed */
 };
 
 /* Static text naming a status ("MM_ERR_IO: input/output error"); never NULL,
@@ -587,6 +588,89 @@ MM_API mm_status mm_trainer_get_config(const mm_trainer *trainer, mm_model_confi
 /* The message of this trainer's last failed call, or "". One thread per
  * trainer. */
 MM_API const char *mm_trainer_last_error(const mm_trainer *trainer);
+
+/* ------------------------------------------------------------------------ */
+/* Data-parallel training over several GPUs (DESIGN 6, NCCL)                 */
+/* ------------------------------------------------------------------------ */
+/*
+ * One trainer a GPU, each in its own process (or thread), all created from
+ * the same model and options. One rank makes an NCCL id, the caller hands it
+ * to every rank (a file: mm_nccl_id_write_file / mm_nccl_id_read_file; an
+ * environment variable: mm_nccl_id_to_hex / mm_nccl_id_from_hex; or its own
+ * channel), and every rank calls mm_trainer_join with its rank:
+ *
+ *   uint8_t id[MM_NCCL_ID_BYTES];
+ *   if (rank == 0) { mm_nccl_id_create(id); mm_nccl_id_write_file("run.id", id); }
+ *   else mm_nccl_id_read_file(id, "run.id", 60000);
+ *   mm_data_parallel_options dp;
+ *   mm_data_parallel_options_init(&dp, sizeof dp);
+ *   dp.world_size = 4; dp.rank = rank;        // GPU `rank` unless dp.device says
+ *   mm_trainer_join(trainer, &dp);            // returns once all 4 have joined
+ *   mm_train_step(trainer, my_batch, ...);    // each rank its own sequences
+ *
+ * After the join every mm_train_step is collective: each rank computes the
+ * gradient of its own batch, the gradients are summed over the group (NCCL
+ * all-reduce), each weighted by its rank's share of the group's targets, and
+ * every rank applies the same update: N ranks of b sequences each follow one
+ * trainer given the N*b sequences, up to the order of the sums, and all hold
+ * the same weights. mm_train_result reports the group's loss and targets
+ * (keep fractions stay this rank's). A step refused on any rank (a
+ * non-finite loss or gradient, or a batch without targets) is refused on
+ * every rank. NCCL is opened at run time (MM_NCCL_LIBRARY names the file,
+ * else libnccl.so.2 on the linker's path): single-GPU programs never need it.
+ */
+
+#define MM_NCCL_ID_BYTES 128
+
+typedef struct mm_data_parallel_options {
+  uint32_t struct_size;
+  uint32_t world_size;   /* 1: trainers in the group, one GPU each */
+  uint32_t rank;         /* 0: this trainer's place, 0 .. world_size-1 */
+  int32_t device;        /* -1: the CUDA device ordinal to train on; -1 = rank */
+  uint8_t nccl_id[MM_NCCL_ID_BYTES]; /* the group's id, the same on every rank */
+} mm_data_parallel_options;
+
+/* Fills defaults. Returns MM_ERR_INVALID_ARGUMENT, MM_ERR_STRUCT_SIZE. Any
+ * thread. */
+MM_API mm_status mm_data_parallel_options_init(mm_data_parallel_options *options, size_t size);
+
+/* Joins a data-parallel group (above). Collective: returns once every rank
+ * has called it. The trainer moves to options->device if it is on another
+ * GPU, then takes rank 0's weights, moments and step count. Once per
+ * trainer, between updates (not in the middle of an accumulation). Returns
+ * MM_ERR_INVALID_ARGUMENT (NULL, rank >= world_size, world_size 0, a second
+ * join, a pending accumulation), MM_ERR_STRUCT_SIZE, MM_ERR_UNSUPPORTED (a
+ * CPU trainer, or NCCL cannot be opened), MM_ERR_NO_DEVICE (no such GPU),
+ * MM_ERR_COMM (NCCL failed: a rank gave another id or world size, or
+ * died), MM_ERR_OUT_OF_MEMORY. After MM_ERR_COMM the trainer may hold
+ * another rank's state. One thread per trainer. */
+MM_API mm_status mm_trainer_join(mm_trainer *trainer, const mm_data_parallel_options *options);
+
+/* The size of the trainer's data-parallel group: 1 before mm_trainer_join,
+ * or for NULL. */
+MM_API uint32_t mm_trainer_world_size(const mm_trainer *trainer);
+
+/* Writes a new NCCL id to id[0..MM_NCCL_ID_BYTES). Make it on one rank only.
+ * Returns MM_ERR_INVALID_ARGUMENT, MM_ERR_UNSUPPORTED (no CUDA backend or no
+ * NCCL), MM_ERR_COMM. Any thread. */
+MM_API mm_status mm_nccl_id_create(uint8_t id[MM_NCCL_ID_BYTES]);
+
+/* The id as 2*MM_NCCL_ID_BYTES lowercase hex digits and a NUL into
+ * hex[0..capacity) (MM_ERR_BUFFER_TOO_SMALL below 257 bytes), and back
+ * (MM_ERR_INVALID_ARGUMENT for anything but 256 hex digits; `id` is then
+ * unchanged). For passing the id in an environment variable. Any thread. */
+MM_API mm_status mm_nccl_id_to_hex(const uint8_t id[MM_NCCL_ID_BYTES], char *hex,
+                                   size_t capacity);
+MM_API mm_status mm_nccl_id_from_hex(uint8_t id[MM_NCCL_ID_BYTES], const char *hex);
+
+/* The id as hex in a file written atomically (a temporary file, flushed,
+ * renamed: a reader never sees half of it), and read back, waiting up to
+ * timeout_ms for the file to appear. Returns MM_ERR_INVALID_ARGUMENT, MM_ERR_IO
+ * (cannot write; no file before the timeout), MM_ERR_INVALID_ARGUMENT (the
+ * file holds no id). Any thread. */
+MM_API mm_status mm_nccl_id_write_file(const char *path, const uint8_t id[MM_NCCL_ID_BYTES]);
+MM_API mm_status mm_nccl_id_read_file(uint8_t id[MM_NCCL_ID_BYTES], const char *path,
+                                      uint32_t timeout_ms);
 
 /* ------------------------------------------------------------------------ */
 /* Evaluation (DESIGN 7)                                                     */

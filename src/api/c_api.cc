@@ -1,8 +1,9 @@
 // The C ABI (include/memmamba/memmamba.h): argument checks, struct_size
 // handling, error mapping and the exception guard. Only translation lives
 // here; the work is in src/model and src/runtime.
-#include <cstdlib>
+#include <cmath>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -16,9 +17,9 @@
 #include "model/safetensors.h"
 #include "runtime/session.h"
 #include "runtime/snapshot.h"
+#include "train/data_parallel.h"
 #include "train/eval.h"
 #include "train/trainer.h"
-#include <cmath>
 
 namespace memmamba {
 namespace {
@@ -42,7 +43,8 @@ static_assert(static_cast<int>(ErrorCode::kInternal) == MM_ERR_INTERNAL, "");
 static_assert(static_cast<int>(ErrorCode::kChecksum) == MM_ERR_CHECKSUM, "");
 static_assert(static_cast<int>(ErrorCode::kVersion) == MM_ERR_VERSION, "");
 static_assert(static_cast<int>(ErrorCode::kNoDevice) == MM_ERR_NO_DEVICE, "");
-static_assert(kLowestErrorCode == ErrorCode::kNoDevice, "CodeOf's range check");
+static_assert(static_cast<int>(ErrorCode::kComm) == MM_ERR_COMM, "");
+static_assert(kLowestErrorCode == ErrorCode::kComm, "CodeOf's range check");
 
 thread_local std::string g_last_error;
 
@@ -313,6 +315,7 @@ const char* mm_status_string(mm_status status) {
     case MM_ERR_CHECKSUM: return "MM_ERR_CHECKSUM: snapshot checksum mismatch";
     case MM_ERR_VERSION: return "MM_ERR_VERSION: snapshot format version newer than this library";
     case MM_ERR_NO_DEVICE: return "MM_ERR_NO_DEVICE: no usable CUDA device or driver";
+    case MM_ERR_COMM: return "MM_ERR_COMM: a collective between data-parallel trainers failed";
     default: return "MM_ERR_UNKNOWN: unknown status code";
   }
 }
@@ -899,6 +902,105 @@ mm_status mm_trainer_get_config(const mm_trainer* trainer, mm_model_config* conf
       return Fail(ErrorCode::kInvalidArgument, "trainer or config is NULL");
     }
     return memmamba::WriteConfig(trainer->impl->config(), config);
+  });
+}
+
+// --- Data-parallel training.
+
+mm_status mm_data_parallel_options_init(mm_data_parallel_options* options, size_t size) {
+  mm_data_parallel_options d{};
+  d.struct_size = sizeof d;
+  d.world_size = 1;
+  d.rank = 0;
+  d.device = -1;
+  return memmamba::InitStruct(options, size, sizeof(mm_data_parallel_options), d);
+}
+
+mm_status mm_trainer_join(mm_trainer* trainer, const mm_data_parallel_options* options) {
+  if (trainer == nullptr) return Fail(ErrorCode::kInvalidArgument, "trainer is NULL");
+  return Guard(nullptr, [&]() -> mm_status {
+    if (options == nullptr) {
+      return memmamba::FailTrainer(
+          memmamba::Error(ErrorCode::kInvalidArgument, "options is NULL"), trainer);
+    }
+    mm_data_parallel_options o{};
+    mm_data_parallel_options_init(&o, sizeof o);
+    absl::Status read = memmamba::ReadStruct(options, &o, "mm_data_parallel_options",
+                                             sizeof(mm_data_parallel_options));
+    if (!read.ok()) return memmamba::FailTrainer(read, trainer);
+    if (o.world_size < 1 || o.world_size > (1u << 16) || o.rank >= o.world_size) {
+      return memmamba::FailTrainer(
+          memmamba::Errorf(ErrorCode::kInvalidArgument, "rank ", o.rank, " of world size ",
+                           o.world_size),
+          trainer);
+    }
+    memmamba::DataParallelOptions dp;
+    dp.world_size = static_cast<int>(o.world_size);
+    dp.rank = static_cast<int>(o.rank);
+    dp.device = o.device;
+    dp.nccl_id = o.nccl_id;
+    absl::Status st = trainer->impl->JoinDataParallel(dp);
+    return st.ok() ? MM_OK : memmamba::FailTrainer(st, trainer);
+  });
+}
+
+uint32_t mm_trainer_world_size(const mm_trainer* trainer) {
+  return trainer ? static_cast<uint32_t>(trainer->impl->world_size()) : 1;
+}
+
+mm_status mm_nccl_id_create(uint8_t id[MM_NCCL_ID_BYTES]) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (id == nullptr) return Fail(ErrorCode::kInvalidArgument, "id is NULL");
+    auto made = memmamba::CreateNcclId();
+    if (!made.ok()) return Fail(made.status());
+    std::memcpy(id, made->data(), MM_NCCL_ID_BYTES);
+    return MM_OK;
+  });
+}
+
+mm_status mm_nccl_id_to_hex(const uint8_t id[MM_NCCL_ID_BYTES], char* hex, size_t capacity) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (id == nullptr || hex == nullptr) return Fail(ErrorCode::kInvalidArgument, "id or hex is NULL");
+    memmamba::NcclId copy;
+    std::memcpy(copy.data(), id, copy.size());
+    const std::string text = memmamba::NcclIdToHex(copy);
+    if (capacity < text.size() + 1) {
+      return Fail(memmamba::Errorf(ErrorCode::kBufferTooSmall, "hex holds ", capacity,
+                                   " bytes; an id needs ", text.size() + 1));
+    }
+    std::memcpy(hex, text.c_str(), text.size() + 1);
+    return MM_OK;
+  });
+}
+
+mm_status mm_nccl_id_from_hex(uint8_t id[MM_NCCL_ID_BYTES], const char* hex) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (id == nullptr || hex == nullptr) return Fail(ErrorCode::kInvalidArgument, "id or hex is NULL");
+    auto parsed = memmamba::NcclIdFromHex(hex);
+    if (!parsed.ok()) return Fail(parsed.status());
+    std::memcpy(id, parsed->data(), MM_NCCL_ID_BYTES);
+    return MM_OK;
+  });
+}
+
+mm_status mm_nccl_id_write_file(const char* path, const uint8_t id[MM_NCCL_ID_BYTES]) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (path == nullptr || id == nullptr) return Fail(ErrorCode::kInvalidArgument, "path or id is NULL");
+    memmamba::NcclId copy;
+    std::memcpy(copy.data(), id, copy.size());
+    absl::Status st = memmamba::WriteNcclIdFile(path, copy);
+    return st.ok() ? MM_OK : Fail(st);
+  });
+}
+
+mm_status mm_nccl_id_read_file(uint8_t id[MM_NCCL_ID_BYTES], const char* path,
+                               uint32_t timeout_ms) {
+  return Guard(nullptr, [&]() -> mm_status {
+    if (path == nullptr || id == nullptr) return Fail(ErrorCode::kInvalidArgument, "path or id is NULL");
+    auto read = memmamba::ReadNcclIdFile(path, timeout_ms);
+    if (!read.ok()) return Fail(read.status());
+    std::memcpy(id, read->data(), MM_NCCL_ID_BYTES);
+    return MM_OK;
   });
 }
 

@@ -27,6 +27,7 @@ absl::StatusCode CanonicalFor(ErrorCode code) {
     case ErrorCode::kChecksum: return absl::StatusCode::kDataLoss;
     case ErrorCode::kVersion: return absl::StatusCode::kUnimplemented;
     case ErrorCode::kNoDevice: return absl::StatusCode::kUnavailable;
+    case ErrorCode::kComm: return absl::StatusCode::kUnavailable;
     case ErrorCode::kTensorMissing: return absl::StatusCode::kNotFound;
     case ErrorCode::kNonFinite: return absl::StatusCode::kFailedPrecondition;
     case ErrorCode::kUnsupported: return absl::StatusCode::kUnimplemented;

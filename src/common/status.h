@@ -38,10 +38,11 @@ enum class ErrorCode : int {
   kChecksum = -16,         // snapshot checksum mismatch (corrupted bytes)
   kVersion = -17,          // snapshot format version newer than this library
   kNoDevice = -18,         // CUDA backend present, no usable GPU or driver
+  kComm = -19,             // a collective between data-parallel trainers failed (NCCL)
 };
 
 // The lowest (most negative) ErrorCode value.
-inline constexpr ErrorCode kLowestErrorCode = ErrorCode::kNoDevice;
+inline constexpr ErrorCode kLowestErrorCode = ErrorCode::kComm;
 
 // Builds a status with the given public code and message.
 absl::Status Error(ErrorCode code, std::string_view message);

@@ -86,6 +86,14 @@ struct CudaTrainState::Impl {
   DA<float> xr, hf, dhf, dxr, logits;
   DA<int32_t> tokens_dev, rows_dev, targets_dev, emb_rows, emb_offsets, emb_ids;
   DA<double> loss_dev, sq_dev;
+  // Data-parallel group (JoinGroup).
+  mmc_comm* comm = nullptr;
+  int world_size = 1, rank = 0;
+  DA<double> reduce_dev;
+
+  ~Impl() {
+    if (comm != nullptr) ops_->comm_free(ctx_->get(), comm);
+  }
 
   // Device twins of host tensors.
   float* W(const void* host) const { return w.get() + index.at(host); }
@@ -671,11 +679,57 @@ CudaTrainState::CudaTrainState(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 CudaTrainState::~CudaTrainState() = default;
 
 const std::string& CudaTrainState::device_name() const { return impl_->ctx_->device_name(); }
+int CudaTrainState::device() const { return impl_->ctx_->device(); }
+bool CudaTrainState::in_group() const { return impl_->comm != nullptr; }
+int CudaTrainState::world_size() const { return impl_->world_size; }
+
+absl::Status CudaTrainState::JoinGroup(int world_size, int rank, const uint8_t* nccl_id) {
+  Impl& I = *impl_;
+  CudaContext* ctx = I.ctx_;
+  if (I.comm != nullptr) {
+    return Error(ErrorCode::kInvalidArgument, "the trainer is already in a data-parallel group");
+  }
+  MM_RETURN_IF_ERROR(I.reduce_dev.Reserve(ctx, 16));
+  mmc_comm* comm = nullptr;
+  MM_RETURN_IF_ERROR(ctx->Check(I.ops_->comm_create(ctx->get(), world_size, rank, nccl_id, &comm),
+                                "joining the data-parallel group (ncclCommInitRank)"));
+  I.comm = comm;
+  I.world_size = world_size;
+  I.rank = rank;
+  // Every rank starts from rank 0's weights and moments.
+  for (DA<float>* d : {&I.w, &I.m, &I.v}) {
+    MM_RETURN_IF_ERROR(ctx->Check(
+        I.ops_->comm_broadcast(ctx->get(), comm, d->get(),
+                               static_cast<int64_t>(I.total * sizeof(float)), 0),
+        "broadcasting rank 0's state"));
+  }
+  MM_RETURN_IF_ERROR(I.RefreshA());
+  return ctx->Synchronize();
+}
+
+absl::Status CudaTrainState::AllReduceGradient(double scale) {
+  Impl& I = *impl_;
+  return I.ctx_->Check(I.ops_->comm_all_reduce(I.ctx_->get(), I.comm, I.g.get(), I.total,
+                                               MMC_DTYPE_F32, scale),
+                       "gradient all-reduce");
+}
+
+absl::Status CudaTrainState::AllReduce(double* values, int n) {
+  Impl& I = *impl_;
+  CudaContext* ctx = I.ctx_;
+  if (n < 1 || n > 16) return Error(ErrorCode::kInternal, "AllReduce of more than 16 values");
+  MM_RETURN_IF_ERROR(ctx->Upload(I.reduce_dev.get(), values, n * sizeof(double)));
+  MM_RETURN_IF_ERROR(ctx->Check(
+      I.ops_->comm_all_reduce(ctx->get(), I.comm, I.reduce_dev.get(), n, MMC_DTYPE_F64, 1.0),
+      "all-reduce"));
+  MM_RETURN_IF_ERROR(ctx->Download(values, I.reduce_dev.get(), n * sizeof(double)));
+  return ctx->Synchronize();
+}
 
 absl::StatusOr<std::unique_ptr<CudaTrainState>> CudaTrainState::Create(
-    const Model* model, std::vector<ParamRef> params, bool accumulate) {
+    const Model* model, std::vector<ParamRef> params, bool accumulate, int device) {
   auto impl = std::make_unique<Impl>();
-  MM_ASSIGN_OR_RETURN(impl->ctx_holder, CudaContext::Create());
+  MM_ASSIGN_OR_RETURN(impl->ctx_holder, CudaContext::Create(device));
   impl->ctx_ = impl->ctx_holder.get();
   impl->ops_ = &impl->ctx_->ops();
   impl->model = model;

@@ -25,7 +25,7 @@ class CudaTrainState {
   // which must stay alive and in place). kUnsupported without the CUDA
   // library, kNoDevice without a GPU.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaTrainState>> Create(
-      const Model* model, std::vector<ParamRef> params, bool accumulate);
+      const Model* model, std::vector<ParamRef> params, bool accumulate, int device = 0);
   ~CudaTrainState();
 
   // Host (ListParams order: the model's weights, m, v, accum) <-> device.
@@ -53,6 +53,20 @@ class CudaTrainState {
                                    float eps, float weight_decay, int64_t step);
 
   const std::string& device_name() const;
+  int device() const;  // the CUDA device ordinal
+
+  // --- Data-parallel training (DESIGN 6; kernels/comm.cu, NCCL).
+  // Joins a group of `world_size` states, one a GPU, as `rank` (collective:
+  // every rank calls it with the same 128-byte NCCL id), then takes rank
+  // 0's weights and moments. kComm for an NCCL failure, kUnsupported where
+  // NCCL cannot be opened.
+  [[nodiscard]] absl::Status JoinGroup(int world_size, int rank, const uint8_t* nccl_id);
+  bool in_group() const;
+  int world_size() const;  // 1 outside a group
+  // The gradient becomes Σ_ranks scale_rank · gradient_rank (collective).
+  [[nodiscard]] absl::Status AllReduceGradient(double scale);
+  // values[0..n) become their sums over the ranks (collective; n <= 16).
+  [[nodiscard]] absl::Status AllReduce(double* values, int n);
 
  private:
   struct Impl;

@@ -88,6 +88,40 @@ absl::Status Trainer::AttachDevice() {
   return device_->Upload(m_, v_, accum_);
 }
 
+absl::Status Trainer::JoinDataParallel(const DataParallelOptions& o) {
+  if (!device_) {
+    return Error(ErrorCode::kUnsupported,
+                 "data-parallel training needs a trainer on the GPU (MM_DEVICE_CUDA)");
+  }
+  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size || o.nccl_id == nullptr) {
+    return Errorf(ErrorCode::kInvalidArgument, "data-parallel group: rank ", o.rank,
+                  " of world size ", o.world_size, o.nccl_id ? "" : ", no NCCL id");
+  }
+  if (device_->in_group()) {
+    return Error(ErrorCode::kInvalidArgument, "the trainer is already in a data-parallel group");
+  }
+  if (accum_count_ != 0) {
+    return Errorf(ErrorCode::kInvalidArgument, "join between updates: ", accum_count_, " of ",
+                  options_.accum_steps, " calls of the current accumulation are done");
+  }
+  const int ordinal = o.device < 0 ? o.rank : o.device;
+  if (ordinal != device_->device()) {
+    MM_RETURN_IF_ERROR(SyncHost());
+    MM_ASSIGN_OR_RETURN(auto moved, CudaTrainState::Create(model_.get(), params_,
+                                                           options_.accum_steps > 1, ordinal));
+    MM_RETURN_IF_ERROR(moved->Upload(m_, v_, accum_));
+    device_ = std::move(moved);
+  }
+  MM_RETURN_IF_ERROR(device_->JoinGroup(o.world_size, o.rank, o.nccl_id));
+  double step = o.rank == 0 ? static_cast<double>(step_) : 0.0;
+  MM_RETURN_IF_ERROR(device_->AllReduce(&step, 1));
+  step_ = static_cast<int64_t>(step);
+  host_stale_ = true;
+  return absl::OkStatus();
+}
+
+int Trainer::world_size() const { return device_ ? device_->world_size() : 1; }
+
 absl::Status Trainer::SyncHost() const {
   if (!device_ || !host_stale_) return absl::OkStatus();
   MM_RETURN_IF_ERROR(
@@ -224,28 +258,32 @@ absl::Status Trainer::StepOnDevice(const Batch& batch, StepResult* result) {
   go.straight_through = options_.straight_through;
   BatchStats stats;
   MM_RETURN_IF_ERROR(device_->ComputeGradients(batch, go, &stats));
-  if (!std::isfinite(stats.loss())) {
-    return Errorf(ErrorCode::kNonFinite, "the loss is not finite (", stats.loss(),
-                  "): the step is refused and nothing changed");
-  }
   double micro_sq = 0.0;
-  MM_RETURN_IF_ERROR(device_->SumSquares(/*of_accum=*/false, &micro_sq, nullptr));
-  if (!std::isfinite(micro_sq)) {
-    std::vector<double> per;
-    MM_RETURN_IF_ERROR(device_->SumSquares(false, &micro_sq, &per));
-    size_t bad = 0;
-    while (bad + 1 < per.size() && std::isfinite(per[bad])) ++bad;
-    return Errorf(ErrorCode::kNonFinite, "the gradient of '", params_[bad].name,
-                  "' is not finite: the step is refused and nothing changed");
+  StepResult r;
+  if (device_->in_group()) {
+    MM_RETURN_IF_ERROR(ReduceOverGroup(stats, &micro_sq, &r));
+  } else {
+    if (!std::isfinite(stats.loss())) {
+      return Errorf(ErrorCode::kNonFinite, "the loss is not finite (", stats.loss(),
+                    "): the step is refused and nothing changed");
+    }
+    MM_RETURN_IF_ERROR(device_->SumSquares(/*of_accum=*/false, &micro_sq, nullptr));
+    if (!std::isfinite(micro_sq)) {
+      std::vector<double> per;
+      MM_RETURN_IF_ERROR(device_->SumSquares(false, &micro_sq, &per));
+      size_t bad = 0;
+      while (bad + 1 < per.size() && std::isfinite(per[bad])) ++bad;
+      return Errorf(ErrorCode::kNonFinite, "the gradient of '", params_[bad].name,
+                    "' is not finite: the step is refused and nothing changed");
+    }
+    r.loss = stats.loss();
+    r.tokens = stats.targets;
   }
   keep_fraction_ = stats.keep_fraction;
   const bool accumulating = options_.accum_steps > 1;
   if (accumulating) MM_RETURN_IF_ERROR(device_->Accumulate());
   host_stale_ = true;
   ++accum_count_;
-  StepResult r;
-  r.loss = stats.loss();
-  r.tokens = stats.targets;
   if (accum_count_ < options_.accum_steps) {
     r.step = step_;
     if (result) *result = r;
@@ -264,6 +302,36 @@ absl::Status Trainer::StepOnDevice(const Batch& batch, StepResult* result) {
   r.updated = true;
   r.step = step_;
   if (result) *result = r;
+  return absl::OkStatus();
+}
+
+// In a data-parallel group, after this rank's gradient pass: the checks of
+// every rank, then the group's gradient in place of this rank's, its Σ g²,
+// and the group's loss and targets. Every rank makes the same collective
+// calls in the same order whatever its own batch gave, so that a refused
+// step is refused everywhere.
+absl::Status Trainer::ReduceOverGroup(const BatchStats& stats, double* micro_sq,
+                                      StepResult* r) {
+  double local_sq = 0.0;
+  const bool loss_ok = std::isfinite(stats.loss_sum);
+  if (loss_ok) MM_RETURN_IF_ERROR(device_->SumSquares(/*of_accum=*/false, &local_sq, nullptr));
+  const bool ok = loss_ok && std::isfinite(local_sq) && stats.targets > 0;
+  // [targets, Σ loss, ranks refusing]
+  double group[3] = {static_cast<double>(stats.targets), ok ? stats.loss_sum : 0.0,
+                     ok ? 0.0 : 1.0};
+  MM_RETURN_IF_ERROR(device_->AllReduce(group, 3));
+  if (group[2] > 0) {
+    return Errorf(ErrorCode::kNonFinite, group[2], " of the group's ", device_->world_size(),
+                  " ranks had a non-finite loss or gradient, or no target",
+                  ok ? "" : " (this rank among them)",
+                  ": the step is refused on every rank and nothing changed");
+  }
+  // Σ_r (targets_r / targets) · gradient_r: the gradient of the group's
+  // mean loss.
+  MM_RETURN_IF_ERROR(device_->AllReduceGradient(static_cast<double>(stats.targets) / group[0]));
+  MM_RETURN_IF_ERROR(device_->SumSquares(/*of_accum=*/false, micro_sq, nullptr));
+  r->loss = group[1] / group[0];
+  r->tokens = static_cast<int64_t>(group[0]);
   return absl::OkStatus();
 }
 

@@ -34,6 +34,15 @@ struct TrainerOptions {
   [[nodiscard]] absl::Status Validate() const;
 };
 
+// Data-parallel training over NCCL (DESIGN 6): one trainer a GPU, in one
+// process or thread each.
+struct DataParallelOptions {
+  int world_size = 1;
+  int rank = 0;
+  int device = -1;            // the CUDA ordinal; -1: the rank
+  const uint8_t* nccl_id = nullptr;  // 128 bytes, the same on every rank
+};
+
 struct StepResult {
   double loss = 0.0;
   double grad_norm = 0.0;
@@ -64,6 +73,17 @@ class Trainer {
       const ModelOptions& options) const;
 
   [[nodiscard]] absl::Status SetLearningRate(float lr);
+  // Joins a data-parallel group (collective over the group's ranks): the
+  // trainer moves to options.device if it is elsewhere, then every rank
+  // takes rank 0's weights, moments and step. From then on each Step()
+  // computes the gradient of its own batch, the group sums them weighted by
+  // each rank's share of the group's targets (so N ranks with b sequences
+  // each follow one trainer with the N·b sequences, up to the order of the
+  // sums) and every rank applies the same update. A CUDA trainer only
+  // (kUnsupported otherwise), between updates (kInvalidArgument in the
+  // middle of an accumulation), once.
+  [[nodiscard]] absl::Status JoinDataParallel(const DataParallelOptions& options);
+  int world_size() const;
   int64_t step() const { return step_; }
   const std::vector<float>& keep_fraction() const { return keep_fraction_; }
   const ModelConfig& config() const { return model_->config(); }
@@ -78,6 +98,8 @@ class Trainer {
   // Brings the device's weights and moments back to the host copies.
   [[nodiscard]] absl::Status SyncHost() const;
   [[nodiscard]] absl::Status StepOnDevice(const Batch& batch, StepResult* result);
+  [[nodiscard]] absl::Status ReduceOverGroup(const BatchStats& stats, double* micro_sq,
+                                             StepResult* r);
   float GradientScale(double sum_squares, double* norm) const;
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trainer>> FromFile(
       const SafetensorsReader& file, const std::string& path, int n_threads, bool cuda);

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -414,9 +415,10 @@ TEST(ApiVersion, StatusStringForEveryCode) {
       {MM_ERR_CHECKSUM, "MM_ERR_CHECKSUM"},
       {MM_ERR_VERSION, "MM_ERR_VERSION"},
       {MM_ERR_NO_DEVICE, "MM_ERR_NO_DEVICE"},
+      {MM_ERR_COMM, "MM_ERR_COMM"},
   };
   // The values are fixed forever.
-  EXPECT_EQ(codes.size(), 19u);
+  EXPECT_EQ(codes.size(), 20u);
   for (size_t i = 0; i < codes.size(); ++i) EXPECT_EQ(codes[i].first, -static_cast<int>(i));
 
   std::vector<std::string> seen;
@@ -429,7 +431,7 @@ TEST(ApiVersion, StatusStringForEveryCode) {
     EXPECT_EQ(std::find(seen.begin(), seen.end(), s), seen.end()) << "duplicate text " << s;
     seen.push_back(s);
   }
-  for (mm_status unknown : {1, 2, -19, -20, -100, 1000, std::numeric_limits<int32_t>::min(),
+  for (mm_status unknown : {1, 2, -20, -21, -100, 1000, std::numeric_limits<int32_t>::min(),
                             std::numeric_limits<int32_t>::max()}) {
     const char* s = mm_status_string(unknown);
     ASSERT_NE(s, nullptr) << unknown;
@@ -902,6 +904,90 @@ TEST(ApiOptions, CudaTrainersFailCleanlyWithoutAGpu) {
   EXPECT_TRUE(Fails(mm_trainer_load_on(&t, "no-such-file.safetensors", 1, 9),
                     MM_ERR_INVALID_ARGUMENT, {"device"}));
   EXPECT_EQ(t, nullptr);
+}
+
+// Data-parallel training: what can be checked without GPUs (tests/cuda/
+// data_parallel.cc runs the groups).
+TEST(ApiDataParallel, OptionsAndRefusals) {
+  mm_data_parallel_options o;
+  ASSERT_EQ(mm_data_parallel_options_init(&o, sizeof o), MM_OK);
+  EXPECT_EQ(o.struct_size, sizeof o);
+  EXPECT_EQ(o.world_size, 1u);
+  EXPECT_EQ(o.rank, 0u);
+  EXPECT_EQ(o.device, -1);
+  EXPECT_TRUE(Fails(mm_data_parallel_options_init(&o, 3), MM_ERR_STRUCT_SIZE, {"size"}));
+  EXPECT_TRUE(Fails(mm_data_parallel_options_init(nullptr, sizeof o), MM_ERR_INVALID_ARGUMENT,
+                    {"NULL"}));
+
+  ModelPtr model = MakeModel();
+  mm_trainer* t = nullptr;
+  ASSERT_EQ(mm_trainer_create(&t, model.get(), nullptr), MM_OK) << mm_last_error();
+  EXPECT_EQ(mm_trainer_world_size(t), 1u);
+  EXPECT_EQ(mm_trainer_world_size(nullptr), 1u);
+  ASSERT_EQ(mm_data_parallel_options_init(&o, sizeof o), MM_OK);
+  EXPECT_TRUE(Fails(mm_trainer_join(nullptr, &o), MM_ERR_INVALID_ARGUMENT, {"trainer"}));
+  EXPECT_TRUE(Fails(mm_trainer_join(t, nullptr), MM_ERR_INVALID_ARGUMENT, {"options"}));
+  EXPECT_STRNE(mm_trainer_last_error(t), "");
+  o.world_size = 2;
+  o.rank = 2;
+  EXPECT_TRUE(Fails(mm_trainer_join(t, &o), MM_ERR_INVALID_ARGUMENT, {"rank 2"}));
+  o.world_size = 0;
+  o.rank = 0;
+  EXPECT_TRUE(Fails(mm_trainer_join(t, &o), MM_ERR_INVALID_ARGUMENT, {"world size 0"}));
+  o.world_size = 1;
+  o.struct_size = 5;
+  EXPECT_TRUE(Fails(mm_trainer_join(t, &o), MM_ERR_STRUCT_SIZE, {"struct_size"}));
+  o.struct_size = sizeof o;
+  // A trainer on the CPU cannot join, and keeps training as before.
+  EXPECT_TRUE(Fails(mm_trainer_join(t, &o), MM_ERR_UNSUPPORTED, {"GPU"}));
+  EXPECT_EQ(mm_trainer_world_size(t), 1u);
+  const std::vector<int32_t> toks = Tokens(2 * 9, 3);
+  mm_train_result r;
+  ASSERT_EQ(mm_train_result_init(&r, sizeof r), MM_OK);
+  EXPECT_EQ(mm_train_step(t, toks.data(), 2, 9, nullptr, &r), MM_OK) << mm_trainer_last_error(t);
+  mm_trainer_free(t);
+}
+
+TEST(ApiDataParallel, IdExchange) {
+  uint8_t id[MM_NCCL_ID_BYTES];
+  for (int i = 0; i < MM_NCCL_ID_BYTES; ++i) id[i] = static_cast<uint8_t>(i * 37 + 5);
+  char hex[2 * MM_NCCL_ID_BYTES + 1];
+  EXPECT_TRUE(Fails(mm_nccl_id_to_hex(id, hex, 2 * MM_NCCL_ID_BYTES), MM_ERR_BUFFER_TOO_SMALL,
+                    {"257"}));
+  ASSERT_EQ(mm_nccl_id_to_hex(id, hex, sizeof hex), MM_OK);
+  EXPECT_EQ(std::strlen(hex), 256u);
+  EXPECT_EQ(std::string(hex, 4), "052a");  // 5, 42
+  uint8_t back[MM_NCCL_ID_BYTES] = {0};
+  ASSERT_EQ(mm_nccl_id_from_hex(back, hex), MM_OK);
+  EXPECT_EQ(std::memcmp(back, id, sizeof id), 0);
+  // Bad text changes nothing.
+  std::string bad(hex);
+  bad[100] = 'x';
+  EXPECT_TRUE(Fails(mm_nccl_id_from_hex(back, bad.c_str()), MM_ERR_INVALID_ARGUMENT, {"hex"}));
+  EXPECT_TRUE(Fails(mm_nccl_id_from_hex(back, "abcd"), MM_ERR_INVALID_ARGUMENT, {"256"}));
+  EXPECT_EQ(std::memcmp(back, id, sizeof id), 0);
+  EXPECT_TRUE(Fails(mm_nccl_id_from_hex(back, nullptr), MM_ERR_INVALID_ARGUMENT, {"NULL"}));
+
+  // Through a file, written atomically; a reader waits for it.
+  const std::string path = ::testing::TempDir() + "mm_api_nccl.id";
+  std::remove(path.c_str());
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(Fails(mm_nccl_id_read_file(back, path.c_str(), 60), MM_ERR_IO, {"60 ms"}));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(60));
+  ASSERT_EQ(mm_nccl_id_write_file(path.c_str(), id), MM_OK) << mm_last_error();
+  std::memset(back, 0, sizeof back);
+  ASSERT_EQ(mm_nccl_id_read_file(back, path.c_str(), 0), MM_OK) << mm_last_error();
+  EXPECT_EQ(std::memcmp(back, id, sizeof id), 0);
+  { std::ofstream(path) << "not an id\n"; }
+  EXPECT_TRUE(Fails(mm_nccl_id_read_file(back, path.c_str(), 0), MM_ERR_INVALID_ARGUMENT,
+                    {"NCCL id"}));
+  std::remove(path.c_str());
+  EXPECT_TRUE(Fails(mm_nccl_id_write_file("/no/such/dir/x.id", id), MM_ERR_IO, {"/no/such"}));
+
+  // A new id: from NCCL where the CUDA backend and NCCL are there.
+  const mm_status s = mm_nccl_id_create(back);
+  EXPECT_TRUE(s == MM_OK || s == MM_ERR_UNSUPPORTED || s == MM_ERR_COMM) << mm_status_string(s);
+  EXPECT_TRUE(Fails(mm_nccl_id_create(nullptr), MM_ERR_INVALID_ARGUMENT, {"NULL"}));
 }
 
 TEST(ApiSessionOptions, MaxChunkDoesNotChangeResults) {

@@ -77,6 +77,8 @@ ErrorCode MapStatus(int status) {
       return ErrorCode::kUnsupported;
     case MMC_ERR_NO_DEVICE:
       return ErrorCode::kNoDevice;
+    case MMC_ERR_COMM:
+      return ErrorCode::kComm;
     default:
       return ErrorCode::kInternal;
   }
@@ -90,15 +92,19 @@ absl::StatusOr<const mmc_op_table*> CudaOps() {
   return &loaded->table;
 }
 
-absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create() {
+absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(int device) {
   MM_ASSIGN_OR_RETURN(const mmc_op_table* ops, CudaOps());
   std::unique_ptr<CudaContext> c(new CudaContext());
   c->ops_ = ops;
-  const int st = ops->context_create(&c->ctx_, nullptr);
+  c->device_ = device;
+  mmc_context_options options;
+  ops->context_options_init(&options, sizeof options);
+  options.device = device;
+  const int st = ops->context_create(&c->ctx_, &options);
   if (st != MMC_OK) {
     c->ctx_ = nullptr;
     return Errorf(st == MMC_ERR_NO_DEVICE ? ErrorCode::kNoDevice : MapStatus(st),
-                  "no CUDA device could be used: ", ops->status_string(st));
+                  "CUDA device ", device, " could not be used: ", ops->status_string(st));
   }
   mmc_device_info info{};
   MM_RETURN_IF_ERROR(c->Check(ops->device_get_info(c->ctx_, &info), "device_get_info"));

@@ -24,12 +24,14 @@ namespace memmamba {
 // reasons). The table outlives every caller.
 [[nodiscard]] absl::StatusOr<const mmc_op_table*> CudaOps();
 
-// A context on device 0 with its own stream, and the status mapping every
+// A context on one device with its own stream, and the status mapping every
 // caller needs. One thread at a time.
 class CudaContext {
  public:
-  // kNoDevice where the library loads but no device or driver answers.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaContext>> Create();
+  // A context on CUDA device `device` (an ordinal). kNoDevice where the
+  // library loads but no device or driver answers, or the ordinal is not a
+  // device of this machine.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaContext>> Create(int device = 0);
   ~CudaContext();
   CudaContext(const CudaContext&) = delete;
   CudaContext& operator=(const CudaContext&) = delete;
@@ -37,6 +39,7 @@ class CudaContext {
   const mmc_op_table& ops() const { return *ops_; }
   mmc_context* get() const { return ctx_; }
   const std::string& device_name() const { return device_name_; }
+  int device() const { return device_; }
   int64_t total_memory() const { return total_memory_; }
 
   // OK for MMC_OK, else the matching ErrorCode with `what` and the
@@ -55,6 +58,7 @@ class CudaContext {
   const mmc_op_table* ops_ = nullptr;
   mmc_context* ctx_ = nullptr;
   std::string device_name_;
+  int device_ = 0;
   int64_t total_memory_ = 0;
 };
 

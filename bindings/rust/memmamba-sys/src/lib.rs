@@ -42,6 +42,7 @@ pub const MM_ERR_INTERNAL: mm_status = -15;
 pub const MM_ERR_CHECKSUM: mm_status = -16;
 pub const MM_ERR_VERSION: mm_status = -17;
 pub const MM_ERR_NO_DEVICE: mm_status = -18;
+pub const MM_ERR_COMM: mm_status = -19;
 
 // --- Enums (passed as int32_t) ----------------------------------------------
 
@@ -155,6 +156,30 @@ pub struct mm_trainer_options {
     pub n_threads: i32,
     pub note_straight_through: bool,
     pub device: i32,
+}
+
+pub const MM_NCCL_ID_BYTES: usize = 128;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct mm_data_parallel_options {
+    pub struct_size: u32,
+    pub world_size: u32,
+    pub rank: u32,
+    pub device: i32,
+    pub nccl_id: [u8; MM_NCCL_ID_BYTES],
+}
+
+impl Default for mm_data_parallel_options {
+    fn default() -> Self {
+        mm_data_parallel_options {
+            struct_size: 0,
+            world_size: 0,
+            rank: 0,
+            device: 0,
+            nccl_id: [0; MM_NCCL_ID_BYTES],
+        }
+    }
 }
 
 #[repr(C)]
@@ -325,6 +350,22 @@ extern "C" {
         device: i32,
     ) -> mm_status;
     pub fn mm_trainer_last_error(trainer: *const mm_trainer) -> *const c_char;
+
+    // Data-parallel training
+    pub fn mm_data_parallel_options_init(
+        options: *mut mm_data_parallel_options,
+        size: usize,
+    ) -> mm_status;
+    pub fn mm_trainer_join(
+        trainer: *mut mm_trainer,
+        options: *const mm_data_parallel_options,
+    ) -> mm_status;
+    pub fn mm_trainer_world_size(trainer: *const mm_trainer) -> u32;
+    pub fn mm_nccl_id_create(id: *mut u8) -> mm_status;
+    pub fn mm_nccl_id_to_hex(id: *const u8, hex: *mut c_char, capacity: usize) -> mm_status;
+    pub fn mm_nccl_id_from_hex(id: *mut u8, hex: *const c_char) -> mm_status;
+    pub fn mm_nccl_id_write_file(path: *const c_char, id: *const u8) -> mm_status;
+    pub fn mm_nccl_id_read_file(id: *mut u8, path: *const c_char, timeout_ms: u32) -> mm_status;
 
     // Evaluation
     pub fn mm_eval_result_init(result: *mut mm_eval_result, size: usize) -> mm_status;

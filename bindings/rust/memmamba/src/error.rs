@@ -39,6 +39,8 @@ pub enum Code {
     Version,
     /// `Device::Cuda`: the CUDA backend is there but no GPU or driver answers.
     NoDevice,
+    /// Data-parallel training: a collective between the trainers failed.
+    Comm,
     /// A code this version of the bindings does not know.
     Other(i32),
 }
@@ -65,6 +67,7 @@ impl Code {
             sys::MM_ERR_CHECKSUM => Code::Checksum,
             sys::MM_ERR_VERSION => Code::Version,
             sys::MM_ERR_NO_DEVICE => Code::NoDevice,
+            sys::MM_ERR_COMM => Code::Comm,
             other => Code::Other(other),
         }
     }
@@ -90,6 +93,7 @@ impl Code {
             Code::Checksum => sys::MM_ERR_CHECKSUM,
             Code::Version => sys::MM_ERR_VERSION,
             Code::NoDevice => sys::MM_ERR_NO_DEVICE,
+            Code::Comm => sys::MM_ERR_COMM,
             Code::Other(raw) => raw,
         }
     }

@@ -24,6 +24,7 @@
 //! The library is found at build time from `MEMMAMBA_LIB_DIR` or
 //! `pkg-config` (see `memmamba-sys`).
 
+mod data_parallel;
 mod error;
 mod eval;
 mod model;
@@ -31,6 +32,7 @@ mod session;
 mod snapshot;
 mod train;
 
+pub use data_parallel::{DataParallel, NcclId};
 pub use error::{Code, Error, Result};
 pub use eval::{EvalResult, Fidelity};
 pub use model::{Config, Device, Dtype, Fusion, Model, ModelOptions, PoolPolicy};

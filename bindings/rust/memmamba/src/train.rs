@@ -176,6 +176,14 @@ impl Trainer {
         unsafe { sys::mm_trainer_last_error(self.ptr.as_ptr()) }
     }
 
+    pub(crate) fn last_error_ptr(&self) -> *const c_char {
+        self.last_error()
+    }
+
+    pub(crate) fn raw(&self) -> *mut sys::mm_trainer {
+        self.ptr.as_ptr()
+    }
+
     /// One training call on `batch` sequences of `seq_len` tokens, row-major.
     /// `mask`, if given, holds one byte per token: non-zero makes the token
     /// a target (entries at t = 0 are ignored). On error nothing changes.

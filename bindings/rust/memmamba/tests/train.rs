@@ -434,3 +434,35 @@ fn a_cuda_trainer_fails_cleanly_without_a_gpu() {
         ),
     }
 }
+
+#[test]
+fn data_parallel_without_gpus() {
+    let model = small_model(9);
+    let mut t = match trainer_or_skip("data_parallel_without_gpus", &model, &options()) {
+        Some(t) => t,
+        None => return,
+    };
+    assert_eq!(t.world_size(), 1);
+    let id = memmamba::NcclId([7u8; 128]);
+    let group = memmamba::DataParallel { world_size: 1, rank: 0, device: None, id };
+    // A CPU trainer cannot join; it trains on as before.
+    expect_code(t.join(&group), Code::Unsupported);
+    let bad = memmamba::DataParallel { world_size: 2, rank: 2, ..group.clone() };
+    expect_code(t.join(&bad), Code::InvalidArgument);
+    t.train_step(&tokens(2 * 12, 64, 1), 2, 12, None).unwrap();
+
+    assert_eq!(id.to_hex().len(), 256);
+    assert_eq!(memmamba::NcclId::from_hex(&id.to_hex()).unwrap(), id);
+    expect_code(memmamba::NcclId::from_hex("zz"), Code::InvalidArgument);
+    let dir = TempDir::new("ncclid");
+    let path = dir.path("run.id");
+    expect_code(
+        memmamba::NcclId::read_file(&path, std::time::Duration::from_millis(20)),
+        Code::Io,
+    );
+    id.write_file(&path).unwrap();
+    assert_eq!(memmamba::NcclId::read_file(&path, std::time::Duration::from_secs(1)).unwrap(), id);
+    if let Err(e) = memmamba::NcclId::create() {
+        assert!(e.code == Code::Unsupported || e.code == Code::Comm, "{}", e);
+    }
+}
