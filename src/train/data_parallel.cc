@@ -1,5 +1,6 @@
 #include "train/data_parallel.h"
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -56,6 +57,15 @@ absl::StatusOr<NcclId> NcclIdFromHex(const std::string& hex) {
   return id;
 }
 
+absl::StatusOr<NcclId> ParseNcclIdText(const std::string& text) {
+  size_t begin = 0;
+  while (begin < text.size() && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
+  size_t end = begin;
+  while (end < text.size() && !std::isspace(static_cast<unsigned char>(text[end]))) ++end;
+  if (begin == end) return Error(ErrorCode::kInvalidArgument, "no NCCL id in the text");
+  return NcclIdFromHex(text.substr(begin, end - begin));
+}
+
 absl::Status WriteNcclIdFile(const std::string& path, const NcclId& id) {
   return WriteFileAtomically(path, NcclIdToHex(id) + "\n");
 }
@@ -63,11 +73,16 @@ absl::Status WriteNcclIdFile(const std::string& path, const NcclId& id) {
 absl::StatusOr<NcclId> ReadNcclIdFile(const std::string& path, int64_t timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
-    std::ifstream in(path);
+    std::ifstream in(path, std::ios::binary);
     if (in) {
-      std::string hex;
-      in >> hex;
-      return NcclIdFromHex(hex);
+      // An id file is 257 bytes; more is not an id file.
+      std::string text(1024, '\0');
+      in.read(&text[0], static_cast<std::streamsize>(text.size()));
+      text.resize(static_cast<size_t>(in.gcount()));
+      if (text.size() == 1024) {
+        return Errorf(ErrorCode::kInvalidArgument, path, ": not an NCCL id file (too long)");
+      }
+      return ParseNcclIdText(text);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       return Errorf(ErrorCode::kIo, path, ": no NCCL id file after ", timeout_ms, " ms (",

@@ -23,6 +23,11 @@ using NcclId = std::array<uint8_t, 128>;
 std::string NcclIdToHex(const NcclId& id);
 [[nodiscard]] absl::StatusOr<NcclId> NcclIdFromHex(const std::string& hex);
 
+// The id in the text of an id file: its first whitespace-separated word as
+// NcclIdFromHex reads it (kInvalidArgument otherwise). The file reader's
+// parser, fuzzed by tests/fuzz/nccl_id_fuzz.cc.
+[[nodiscard]] absl::StatusOr<NcclId> ParseNcclIdText(const std::string& text);
+
 // The id as hex in a file written atomically (temporary, flush, rename), so
 // a reader never sees half of it; and read back, waiting up to `timeout_ms`
 // for the file to appear (kIo when it does not).
