@@ -13,9 +13,11 @@
 // waits: each scenario runs in children. Exit 77 (a CTest skip) without a
 // CUDA device or without NCCL; the multi-GPU part reports itself skipped on
 // a machine of one GPU.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -251,11 +253,29 @@ int GroupEqualsOneTrainer(int world) {
     if (pid == 0) _exit(Rank(world, r, dir));
     pids.push_back(pid);
   }
+  // A rank that dies before joining leaves the others waiting in NCCL's
+  // init for ever: after 5 minutes every rank still running is killed.
   int failed = 0;
-  for (pid_t pid : pids) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  size_t done = 0;
+  std::vector<bool> finished(pids.size(), false);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (done < pids.size()) {
+    for (size_t r = 0; r < pids.size(); ++r) {
+      if (finished[r]) continue;
+      int status = 0;
+      if (waitpid(pids[r], &status, WNOHANG) == pids[r]) {
+        finished[r] = true;
+        ++done;
+        failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+      }
+    }
+    if (done < pids.size() && std::chrono::steady_clock::now() > deadline) {
+      for (size_t r = 0; r < pids.size(); ++r) {
+        if (!finished[r]) kill(pids[r], SIGKILL);
+      }
+      return Fail("the group did not finish within 5 minutes (a rank died before joining?)");
+    }
+    usleep(10000);
   }
   if (failed) return Fail(std::to_string(failed) + " rank(s) failed");
   if (InChild([&] { return Reference(world, dir); }) != 0) return Fail("reference");
