@@ -169,6 +169,17 @@ absl::Status Trainer::SetLearningRate(float lr) {
 }
 
 absl::Status Trainer::Step(const Batch& batch, StepResult* result) {
+  absl::Status valid = CheckBatch(batch);
+  if (!valid.ok() && device_ && device_->in_group()) {
+    // The other ranks wait for this one in the step's collective: it takes
+    // part, refusing, so that the step is refused everywhere.
+    MM_RETURN_IF_ERROR(RefuseInGroup());
+  }
+  MM_RETURN_IF_ERROR(valid);
+  return device_ ? StepOnDevice(batch, result) : StepOnHost(batch, result);
+}
+
+absl::Status Trainer::CheckBatch(const Batch& batch) const {
   const ModelConfig& c = model_->config();
   if (batch.tokens == nullptr || batch.B < 1 || batch.T < 1) {
     return Error(ErrorCode::kInvalidArgument, "tokens is NULL or the batch is empty");
@@ -183,7 +194,10 @@ absl::Status Trainer::Step(const Batch& batch, StepResult* result) {
                     " is outside [0, ", c.vocab_size, ")");
     }
   }
-  if (device_) return StepOnDevice(batch, result);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::StepOnHost(const Batch& batch, StepResult* result) {
   GradientOptions go;
   go.straight_through = options_.straight_through;
   BatchStats stats;
@@ -257,12 +271,17 @@ absl::Status Trainer::StepOnDevice(const Batch& batch, StepResult* result) {
   GradientOptions go;
   go.straight_through = options_.straight_through;
   BatchStats stats;
-  MM_RETURN_IF_ERROR(device_->ComputeGradients(batch, go, &stats));
+  const absl::Status pass = device_->ComputeGradients(batch, go, &stats);
   double micro_sq = 0.0;
   StepResult r;
   if (device_->in_group()) {
+    if (!pass.ok()) {
+      RefuseInGroup().IgnoreError();  // reporting `pass` matters more
+      return pass;
+    }
     MM_RETURN_IF_ERROR(ReduceOverGroup(stats, &micro_sq, &r));
   } else {
+    MM_RETURN_IF_ERROR(pass);
     if (!std::isfinite(stats.loss())) {
       return Errorf(ErrorCode::kNonFinite, "the loss is not finite (", stats.loss(),
                     "): the step is refused and nothing changed");
@@ -322,8 +341,9 @@ absl::Status Trainer::ReduceOverGroup(const BatchStats& stats, double* micro_sq,
   MM_RETURN_IF_ERROR(device_->AllReduce(group, 3));
   if (group[2] > 0) {
     return Errorf(ErrorCode::kNonFinite, group[2], " of the group's ", device_->world_size(),
-                  " ranks had a non-finite loss or gradient, or no target",
-                  ok ? "" : " (this rank among them)",
+                  " ranks refused the step (a bad batch, a failed pass, a non-finite loss or "
+                  "gradient, or no target)",
+                  ok ? "" : ", this rank among them",
                   ": the step is refused on every rank and nothing changed");
   }
   // Σ_r (targets_r / targets) · gradient_r: the gradient of the group's
@@ -333,6 +353,11 @@ absl::Status Trainer::ReduceOverGroup(const BatchStats& stats, double* micro_sq,
   r->loss = group[1] / group[0];
   r->tokens = static_cast<int64_t>(group[0]);
   return absl::OkStatus();
+}
+
+absl::Status Trainer::RefuseInGroup() {
+  double group[3] = {0.0, 0.0, 1.0};  // as ReduceOverGroup: a refusing rank
+  return device_->AllReduce(group, 3);
 }
 
 absl::StatusOr<std::unique_ptr<Model>> Trainer::ExportModel(const ModelOptions& options) const {

@@ -97,7 +97,12 @@ class Trainer {
   [[nodiscard]] absl::Status AttachDevice();
   // Brings the device's weights and moments back to the host copies.
   [[nodiscard]] absl::Status SyncHost() const;
+  [[nodiscard]] absl::Status CheckBatch(const Batch& batch) const;
+  [[nodiscard]] absl::Status StepOnHost(const Batch& batch, StepResult* result);
   [[nodiscard]] absl::Status StepOnDevice(const Batch& batch, StepResult* result);
+  // This rank's part in a step's collective when it refuses the step before
+  // its gradient pass (the others then refuse too).
+  [[nodiscard]] absl::Status RefuseInGroup();
   [[nodiscard]] absl::Status ReduceOverGroup(const BatchStats& stats, double* micro_sq,
                                              StepResult* r);
   float GradientScale(double sum_squares, double* norm) const;

@@ -171,6 +171,14 @@ int GroupOfOne() {
   if (CodeOf((*joined)->JoinDataParallel(o)) != ErrorCode::kInvalidArgument) {
     return Fail("a second join was not refused");
   }
+  // A bad batch in a group is refused after taking part in the step's
+  // collective (else the other ranks would wait for ever); nothing changes.
+  std::vector<int32_t> bad = Tokens(9, 2, 33);
+  bad[7] = 1000;
+  if (CodeOf((*joined)->Step(Batch{bad.data(), 2, 33, nullptr}, nullptr)) !=
+      ErrorCode::kTokenOutOfRange) {
+    return Fail("a bad token in a group was not refused as such");
+  }
   for (int i = 2; i < 8; ++i) {
     std::vector<int32_t> t = Tokens(i, 2, 33);
     StepResult ra, rj;
