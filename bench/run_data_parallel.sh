@@ -32,7 +32,7 @@ rate() { sed -n 's/.*"tokens_per_s": \([0-9.e+]*\).*/\1/p' "$1" | head -n 1; }
 echo "GPUs: $gpus ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)); B $B, T $T per GPU"
 bench 0 0 "$out/none.id" >"$out/alone.json" 2>"$out/alone.err"
 alone=$(rate "$out/alone.json")
-echo "one GPU, no group: $alone tokens/s"
+awk -v a="$alone" 'BEGIN { printf "one GPU, no group: %.0f tokens/s\n", a }'
 for n in $sizes; do
   if [ "$n" -gt "$gpus" ]; then
     echo "world $n: skipped ($gpus GPUs)"
