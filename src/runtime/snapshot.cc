@@ -190,10 +190,26 @@ struct Layout {
 
 // The builder the layouts of one thread are made in, kept between calls so
 // that a snapshot does not map and unmap a buffer of its size each time. It
-// only ever holds headers: the arrays' bytes are reserved, never written.
-flatbuffers::FlatBufferBuilder& LayoutBuilder() {
-  thread_local flatbuffers::FlatBufferBuilder builder;
-  return builder;
+// only ever writes headers: the arrays' bytes are reserved, never touched,
+// so most of its memory is never made resident. It is made anew, sized
+// `bound` up front (a builder that grows copies its reserved bytes, and so
+// touches them), when a layout needs more, or when it is far larger than
+// this layout needs (so one huge snapshot does not pin its size for ever).
+flatbuffers::FlatBufferBuilder& LayoutBuilder(uint64_t bound) {
+  struct Cached {
+    std::unique_ptr<flatbuffers::FlatBufferBuilder> builder;
+    uint64_t reserved = 0;
+  };
+  thread_local Cached cached;
+  constexpr uint64_t kKeepSmall = 16u << 20;
+  if (!cached.builder || bound > cached.reserved ||
+      cached.reserved > std::max<uint64_t>(2 * bound, kKeepSmall)) {
+    cached.builder.reset();
+    cached.builder = std::make_unique<flatbuffers::FlatBufferBuilder>(static_cast<size_t>(bound));
+    cached.reserved = bound;
+  }
+  cached.builder->Clear();
+  return *cached.builder;
 }
 
 // Builds the layout of the snapshot of `state` (DESIGN 5, schemas/
@@ -216,9 +232,8 @@ absl::StatusOr<Layout> BuildLayout(const Model& model, const StreamState& state)
                   " bytes exceeds the 2 GiB a snapshot can hold");
   }
   Layout layout;
-  flatbuffers::FlatBufferBuilder* b = &LayoutBuilder();
+  flatbuffers::FlatBufferBuilder* b = &LayoutBuilder(bound);
   layout.builder = b;
-  b->Clear();
   b->ForceDefaults(false);
   const uint64_t fingerprint = model.Fingerprint();
   // Reserves an array of n elements of `size` bytes and records where it is.
