@@ -253,6 +253,14 @@ void ConvertMatricesToBf16(const ModelConfig& c, ModelWeights* w) {
     cpu::ConvertF32ToBf16(m.f32.data(), m.bf16.data(), m.f32.size());
     std::vector<float>().swap(m.f32);
   }
+  for (LayerWeights& L : w->layers) {
+    for (ReadWeights* rw : {&L.tok, &L.lay}) {
+      for (auto [m, wide] : {std::pair(&rw->k, &rw->k_wide), std::pair(&rw->v, &rw->v_wide)}) {
+        wide->resize(m->bf16.size());
+        cpu::ConvertBf16ToF32(m->bf16.data(), wide->data(), static_cast<int64_t>(m->bf16.size()));
+      }
+    }
+  }
 }
 
 absl::Status CheckFinite(const ModelConfig& c, ModelWeights* w) {

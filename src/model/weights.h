@@ -41,6 +41,13 @@ struct ReadWeights {
   float gate_bias = 0.0f;   // [1]
   std::vector<float> alpha; // [D], WEIGHTED only
   std::vector<float> fuse;  // [D], GATED only
+  // Derived, not parameters: k and v widened back to f32 when they are
+  // stored as bf16 (ConvertMatricesToBf16), for the folded pool read that
+  // multiplies by them on every token (Backend::PoolAttendFolded).
+  std::vector<float> k_wide, v_wide;
+
+  const float* k_f32() const { return k.is_bf16() ? k_wide.data() : k.f32.data(); }
+  const float* v_f32() const { return v.is_bf16() ? v_wide.data() : v.f32.data(); }
 };
 
 struct LayerWeights {
@@ -132,7 +139,8 @@ void InitializeWeights(const ModelConfig& config, uint64_t seed,
 // Refreshes derived values (A) after the parameters changed.
 void PrepareWeights(const ModelConfig& config, ModelWeights* weights);
 
-// Converts every Matrix to bf16 storage (round to nearest even).
+// Converts every Matrix to bf16 storage (round to nearest even); the pool
+// reads' k and v also keep their widened values (ReadWeights::k_wide).
 void ConvertMatricesToBf16(const ModelConfig& config, ModelWeights* weights);
 
 // kNonFinite naming the first tensor holding a NaN or Inf.

@@ -93,14 +93,6 @@ Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, in
   return versions;
 }
 
-// `m` as f32: the matrix itself, or its bf16 values widened into `buf`.
-const float* F32(const Matrix& m, std::vector<float>* buf) {
-  if (!m.is_bf16()) return m.f32.data();
-  float* out = Buffer(buf, m.size());
-  cpu::ConvertBf16ToF32(m.bf16.data(), out, m.size());
-  return out;
-}
-
 // One pool read (DESIGN 2.3 steps 1-2) of layer `l` for all rows: writes
 // c [M, D] = (active ? γ · o_proj·attention : 0), then adds α ⊙ c into x.
 // The attention reads the notes' summaries with the key and value
@@ -119,8 +111,6 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
   float* gate = Buffer(&ws->gate, M);
   be.Matmul(a, M, D, Ref(rw.q), q, S, false);
   std::fill(o, o + M * S, 0.0f);
-  const float* k = F32(rw.k, &ws->k);
-  const float* v = F32(rw.v, &ws->v);
   const int64_t src_begin = cross ? c.CrossLayerBegin(l) : l;
   const int64_t src_end = cross ? l : l + 1;
   // The summaries each pool version offers, gathered once per version; then
@@ -160,10 +150,8 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
       row_m[row] = static_cast<int64_t>(list.size());
     }
   }
-  if (any_active) {
-    be.PoolAttendFolded(M, q, row_notes.data(), row_m.data(), k, v, S, H, o);
-  }
   if (!any_active) return;  // c = 0 everywhere: x̄ = u
+  be.PoolAttendFolded(M, q, row_notes.data(), row_m.data(), rw.k_f32(), rw.v_f32(), S, H, o);
   be.Matmul(o, M, S, Ref(rw.o), cbuf, D, false);
   for (int64_t row = 0; row < M; ++row) {
     const float g = gate[row];

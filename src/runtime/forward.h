@@ -21,7 +21,6 @@ enum class LogitsMode { kNone = 0, kLast = 1, kAll = 2 };
 // Scratch buffers reused across calls (grow only).
 struct Workspace {
   std::vector<float> x, a, h, xz, xc, dbc, dt, y, q, o, c_tok, c_lay, gate, rows, emb;
-  std::vector<float> k, v;           // a read's key and value weights widened from bf16
   std::vector<std::vector<const float*>> note_lists;  // a read's pool versions' summaries
   std::vector<const float* const*> row_notes;          // per row: its version's list
   std::vector<int64_t> row_m;                          // per row: notes it reads (0: none)
