@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"runtime"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -37,12 +38,12 @@ func (id NCCLID) Hex() string {
 // NCCLIDFromHex parses Hex's text (CodeInvalidArgument for anything else).
 func NCCLIDFromHex(hex string) (NCCLID, error) {
 	var id NCCLID
-	ch, err := cPath(hex)
-	if err != nil {
-		return id, err
+	if strings.IndexByte(hex, 0) >= 0 {
+		return id, invalid("the hex text contains a NUL byte")
 	}
+	ch := C.CString(hex)
 	defer freeC(ch)
-	err = threadCall(func() C.mm_status {
+	err := threadCall(func() C.mm_status {
 		return C.mm_nccl_id_from_hex((*C.uint8_t)(unsafe.Pointer(&id[0])), ch)
 	})
 	return id, err
