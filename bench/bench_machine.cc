@@ -1,7 +1,8 @@
 // Machine probes and matrix-product timings of the CPU backend
 // (src/backend/cpu/matmul.h: y[m, n] = sum_k x[m, k] * W[n, k], overwriting y).
 //
-//   BM_ReadBandwidth/threads:T   sum of a 1 GiB float array with AVX2 loads;
+//   BM_ReadBandwidth/threads:T   sum of a 1 GiB float array with AVX2 loads
+//                                (on huge pages where granted, as weights are);
 //                                "GB/s" = bytes read per second (1e9 bytes),
 //                                mean over passes; "best_GB/s" = the fastest
 //                                32 MiB slice of any pass.
@@ -38,22 +39,34 @@
 
 #include "backend/cpu/bf16.h"
 #include "backend/cpu/matmul.h"
+#include "common/large_pages.h"
 
 namespace memmamba::cpu {
 namespace {
+
+using memmamba::AllocateLarge;
+using memmamba::FreeLarge;
 
 constexpr size_t kProbeBytes = size_t{1} << 30;
 constexpr size_t kRotationBytes = size_t{256} << 20;
 
 struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
+  size_t bytes = 0;
+  void operator()(void* p) const { FreeLarge(p, bytes); }
 };
 
+// Probe arrays and weight copies live on the same pages as a model's
+// weights (common/large_pages.h: huge pages where granted), so a probe
+// measures what the library's kernels can reach. NULL when out of memory.
 template <typename T>
 std::unique_ptr<T[], FreeDeleter> AllocateArray(size_t count) {
   const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
-  return std::unique_ptr<T[], FreeDeleter>(
-      static_cast<T*>(std::aligned_alloc(64, bytes)));
+  T* p = nullptr;
+  try {
+    p = static_cast<T*>(AllocateLarge(bytes));
+  } catch (const std::bad_alloc&) {
+  }
+  return std::unique_ptr<T[], FreeDeleter>(p, FreeDeleter{bytes});
 }
 
 size_t CeilDivSize(size_t a, size_t b) { return (a + b - 1) / b; }

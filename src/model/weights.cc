@@ -251,7 +251,7 @@ void ConvertMatricesToBf16(const ModelConfig& c, ModelWeights* w) {
     Matrix& m = *p.matrix;
     m.bf16.resize(m.f32.size());
     cpu::ConvertF32ToBf16(m.f32.data(), m.bf16.data(), m.f32.size());
-    std::vector<float>().swap(m.f32);
+    LargeVector<float>().swap(m.f32);
   }
   for (LayerWeights& L : w->layers) {
     for (ReadWeights* rw : {&L.tok, &L.lay}) {

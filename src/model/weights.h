@@ -8,18 +8,21 @@
 #include <string>
 #include <vector>
 
+#include "common/large_pages.h"
 #include "common/status.h"
 #include "model/config.h"
 
 namespace memmamba {
 
 // A matrix used in products, row-major [rows, cols] (PyTorch Linear layout:
-// y = W·x). Exactly one of f32 / bf16 holds the values.
+// y = W·x). Exactly one of f32 / bf16 holds the values. Large matrices sit
+// on huge pages where the system grants them (common/large_pages.h): decode
+// streams all of them once per token.
 struct Matrix {
   int64_t rows = 0;
   int64_t cols = 0;
-  std::vector<float> f32;
-  std::vector<uint16_t> bf16;
+  LargeVector<float> f32;
+  LargeVector<uint16_t> bf16;
 
   bool is_bf16() const { return !bf16.empty(); }
   int64_t size() const { return rows * cols; }

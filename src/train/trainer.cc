@@ -31,7 +31,7 @@ void WidenToF32(const ModelConfig& c, ModelWeights* w) {
     if (p.matrix == nullptr || !p.matrix->is_bf16()) continue;
     p.matrix->f32.resize(p.matrix->bf16.size());
     cpu::ConvertBf16ToF32(p.matrix->bf16.data(), p.matrix->f32.data(), p.matrix->bf16.size());
-    std::vector<uint16_t>().swap(p.matrix->bf16);
+    LargeVector<uint16_t>().swap(p.matrix->bf16);
   }
 }
 

@@ -66,7 +66,9 @@ constexpr int64_t kStreamMaxMBf16 = 16;
 // How far ahead of its reads the streaming kernel prefetches W (see Tile):
 // for one row of W at a time (M == 1) and for blocks of rows (M >= 2).
 // Prefetches never fault, so running past the end of W is harmless.
-constexpr int kPrefetchBytesRow = 1024;
+// M == 1: 2 KiB measured 2-8 % faster than 1 KiB (and 4 KiB slower) once
+// weights sit on huge pages (130m decode, Sapphire Rapids VM, 2026-12).
+constexpr int kPrefetchBytesRow = 2048;
 constexpr int kPrefetchBytesBlock = 3072;
 
 // Below this many weight bytes per thread the fork/join (~1-2 us) costs more
