@@ -615,7 +615,7 @@ static int cmd_train(int argc, char **argv) {
          eval_samples = 32, warmup = 30, probe = 0, mix_min = 0;
   double minutes = 0.0, lr = 2e-3, lr_final = 0.1, advance = 0.9, clip = 1.0, wd = 0.1,
          depth_edge = 0.1, stage_share = 0.0;
-  int straight = 0, cpu_budget = 0;
+  int straight = 0, cpu_budget = 0, device = MM_DEVICE_CPU;
   for (int i = 0; i < argc; ++i) {
     int r = model_option(&m, argc, argv, &i);
     if (r == 1) continue;
@@ -650,6 +650,11 @@ static int cmd_train(int argc, char **argv) {
     else if (ok && !strcmp(x, "--depth-edge")) ok = !parse_double(argv[++i], &depth_edge);
     else if (ok && !strcmp(x, "--mix-min")) ok = !parse_size(argv[++i], &mix_min);
     else if (ok && !strcmp(x, "--stage-share")) ok = !parse_double(argv[++i], &stage_share) && stage_share > 0;
+    else if (ok && !strcmp(x, "--device")) {
+      const char *d = argv[++i];
+      ok = !strcmp(d, "cpu") || !strcmp(d, "cuda");
+      device = !strcmp(d, "cuda") ? MM_DEVICE_CUDA : MM_DEVICE_CPU;
+    }
     else ok = 0;
     if (!ok) {
       fprintf(stderr,
@@ -658,6 +663,7 @@ static int cmd_train(int argc, char **argv) {
               "         [--depth-edge 0.1 (share of samples at depth 0 and at 1 each)]\n"
               "  optim: [--lr 2e-3] [--lr-final 0.1 (fraction)] [--warmup 30] [--clip 1]\n"
               "         [--weight-decay 0.1] [--straight-through] [--init MODEL]\n"
+              "         [--device cpu|cuda (where the trainer runs; checks run on the CPU)]\n"
               "  curriculum: lengths seq-min, 2 seq-min, .., seq; the next when the accuracy\n"
               "         of --eval-samples 32 (every --eval-every 50 steps) reaches --advance 0.9,\n"
               "         or when the stage has used --stage-share (1/stages) of the budget\n"
@@ -704,6 +710,7 @@ static int cmd_train(int argc, char **argv) {
   to.weight_decay = (float)wd;
   to.n_threads = m.threads;
   to.note_straight_through = straight;
+  to.device = device;
   mm_trainer *trainer = NULL;
   st = mm_trainer_create(&trainer, model, &to);
   mm_model_free(model);
@@ -732,8 +739,9 @@ static int cmd_train(int argc, char **argv) {
   }
   rng data = {mix(seed, 0x747261696eu)};
   printf("train: seed %zu, lr %g (warm-up %zu, cosine to %g x), clip %g, weight decay %g, "
-         "straight-through %s, threads %d, curriculum",
-         seed, lr, warmup, lr_final, clip, wd, straight ? "on" : "off", m.threads);
+         "straight-through %s, threads %d, %s, curriculum",
+         seed, lr, warmup, lr_final, clip, wd, straight ? "on" : "off", m.threads,
+         device == MM_DEVICE_CUDA ? "GPU" : "CPU");
   for (int s = 0; s < n_stages; ++s) printf(" %zu", stage_len[s]);
   printf(", %zu tokens per batch, budget %.0f %s\n", batch_tokens, budget,
          steps ? "steps" : cpu_budget ? "CPU seconds" : "seconds");
