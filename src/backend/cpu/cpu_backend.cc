@@ -16,6 +16,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/scan_kernel.h"
 #include "backend/cpu/vec_math.h"
 
 namespace memmamba {
@@ -42,51 +43,6 @@ void SoftmaxRows(float* scores, int64_t rows, int64_t m) {
     }
     const float inv = 1.0f / sum;
     for (int64_t j = 0; j < m; ++j) sc[j] *= inv;
-  }
-}
-
-// One position of the scan for channels [e0, e1) (DESIGN 2.3 step 4):
-// Δ = softplus(dt + bias); s ← exp(Δ·A)·s + Δ·B·ξc; y = (Σ_n s·C + D·ξc)·SiLU(z).
-// State and A are [N, E], so eight channels run in one vector and the sum
-// over n needs no horizontal reduction.
-void ScanPosition(const ScanArgs& a, int64_t t, int64_t e0, int64_t e1) {
-  const int64_t N = a.N, E = a.E;
-  const float* xc = a.xc + t * E;
-  const float* dt = a.dt + t * E;
-  const float* B = a.B + t * a.ld_bc;
-  const float* C = a.C + t * a.ld_bc;
-  const float* z = a.z + t * a.ld_z;
-  float* y = a.y + t * E;
-  int64_t e = e0;
-#if MM_CPU_AVX2
-  for (; e + 8 <= e1; e += 8) {
-    const __m256 delta =
-        cpu::Softplus8(_mm256_add_ps(_mm256_loadu_ps(dt + e), _mm256_loadu_ps(a.dt_bias + e)));
-    const __m256 u = _mm256_loadu_ps(xc + e);
-    const __m256 du = _mm256_mul_ps(delta, u);
-    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(a.D + e), u);
-    for (int64_t n = 0; n < N; ++n) {
-      float* s = a.state + n * E + e;
-      const __m256 dA = cpu::Exp8(_mm256_mul_ps(delta, _mm256_loadu_ps(a.A + n * E + e)));
-      const __m256 vs = _mm256_fmadd_ps(dA, _mm256_loadu_ps(s),
-                                        _mm256_mul_ps(du, _mm256_set1_ps(B[n])));
-      _mm256_storeu_ps(s, vs);
-      acc = _mm256_fmadd_ps(vs, _mm256_set1_ps(C[n]), acc);
-    }
-    _mm256_storeu_ps(y + e, _mm256_mul_ps(acc, cpu::Silu8(_mm256_loadu_ps(z + e))));
-  }
-#endif
-  for (; e < e1; ++e) {
-    const float delta = Softplus(dt[e] + a.dt_bias[e]);
-    const float u = xc[e];
-    const float du = delta * u;
-    float acc = a.D[e] * u;
-    for (int64_t n = 0; n < N; ++n) {
-      float* s = a.state + n * E + e;
-      *s = std::exp(delta * a.A[n * E + e]) * *s + du * B[n];
-      acc += *s * C[n];
-    }
-    y[e] = acc * Silu(z[e]);
   }
 }
 
@@ -499,16 +455,7 @@ class CpuBackend final : public Backend {
     for (int64_t task = 0; task < tasks; ++task) {
       const ScanArgs& a = streams[task / blocks];
       const int64_t e0 = (task % blocks) * kScanBlock;
-      const int64_t e1 = std::min(E, e0 + kScanBlock);
-      for (int64_t t = 0; t < a.T; ++t) {
-        if (a.checkpoints != nullptr && t % kScanChunk == 0) {
-          float* cp = a.checkpoints + (t / kScanChunk) * a.N * E;
-          for (int64_t n = 0; n < a.N; ++n) {
-            std::memcpy(cp + n * E + e0, a.state + n * E + e0, (e1 - e0) * sizeof(float));
-          }
-        }
-        ScanPosition(a, t, e0, e1);
-      }
+      cpu::ScanChannels(a, e0, std::min(E, e0 + kScanBlock));
     }
   }
 
