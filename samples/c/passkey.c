@@ -169,6 +169,27 @@ static void make_sample(const filler *f, uint64_t seed, size_t length, double de
   memcpy(out + at, key, kKeyDigits);
 }
 
+/* Training only: overwrites filler of a sample made by make_sample (key at
+ * `depth`) with `n` decoys, digit strings of 1-5 digits without the key's
+ * frame, so that neither the note scores nor the reads can tell the key by
+ * its digits alone: Jane Austen's text has a digit in about one window of
+ * 2000, so a 2k-token training sample almost never holds one, while the
+ * pools of a 1M-token stream fill up with them. Decoys never touch the
+ * key's frame or the query. */
+static void add_decoys(unsigned char *out, size_t length, double depth, size_t n, rng *r) {
+  size_t n_fill = length - kOverhead;
+  size_t p = (size_t)floor(depth * (double)n_fill + 0.5);
+  if (p > n_fill) p = n_fill;
+  /* Filler occupies out[0, p) and out[p + 7, length - 6). */
+  for (size_t d = 0; d < n && n_fill >= 16; ++d) {
+    size_t len = 1 + (size_t)(rng_next(r) % kKeyDigits);
+    size_t at = (size_t)(rng_next(r) % (n_fill - len + 1)); /* index into the filler */
+    if (at < p && at + len > p) at = p >= len ? p - len : p; /* keep clear of the frame */
+    size_t pos = at < p ? at : at + kKeyDigits + 2;
+    for (size_t i = 0; i < len; ++i) out[pos + i] = (unsigned char)('0' + rng_next(r) % 10);
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Evaluating one sample through a session                                   */
 /* ------------------------------------------------------------------------ */
@@ -613,6 +634,7 @@ static int cmd_train(int argc, char **argv) {
   const char *out = NULL, *init = NULL, *filler_kind = "austen";
   size_t steps = 0, seq = 2048, seq_min = 128, batch_tokens = 4096, seed = 1, eval_every = 50,
          eval_samples = 32, warmup = 30, probe = 0, mix_min = 0;
+  double decoys = 0.0; /* per 2048 tokens */
   double minutes = 0.0, lr = 2e-3, lr_final = 0.1, advance = 0.9, clip = 1.0, wd = 0.1,
          depth_edge = 0.1, stage_share = 0.0;
   int straight = 0, cpu_budget = 0, device = MM_DEVICE_CPU;
@@ -650,6 +672,7 @@ static int cmd_train(int argc, char **argv) {
     else if (ok && !strcmp(x, "--depth-edge")) ok = !parse_double(argv[++i], &depth_edge);
     else if (ok && !strcmp(x, "--mix-min")) ok = !parse_size(argv[++i], &mix_min);
     else if (ok && !strcmp(x, "--stage-share")) ok = !parse_double(argv[++i], &stage_share) && stage_share > 0;
+    else if (ok && !strcmp(x, "--decoys")) ok = !parse_double(argv[++i], &decoys) && decoys >= 0;
     else if (ok && !strcmp(x, "--device")) {
       const char *d = argv[++i];
       ok = !strcmp(d, "cpu") || !strcmp(d, "cuda");
@@ -661,6 +684,7 @@ static int cmd_train(int argc, char **argv) {
               "usage: passkey train --out MODEL [--steps N | --minutes M | --cpu-minutes M] [--seed S]\n"
               "  data:  [--seq 2048] [--seq-min 128] [--batch-tokens 4096] [--filler austen|random|SPEC]\n"
               "         [--depth-edge 0.1 (share of samples at depth 0 and at 1 each)]\n"
+              "         [--decoys 0 (digit strings of 1-5 digits per 2048 filler bytes)]\n"
               "  optim: [--lr 2e-3] [--lr-final 0.1 (fraction)] [--warmup 30] [--clip 1]\n"
               "         [--weight-decay 0.1] [--straight-through] [--init MODEL]\n"
               "         [--device cpu|cuda (where the trainer runs; checks run on the CPU)]\n"
@@ -739,8 +763,8 @@ static int cmd_train(int argc, char **argv) {
   }
   rng data = {mix(seed, 0x747261696eu)};
   printf("train: seed %zu, lr %g (warm-up %zu, cosine to %g x), clip %g, weight decay %g, "
-         "straight-through %s, threads %d, %s, curriculum",
-         seed, lr, warmup, lr_final, clip, wd, straight ? "on" : "off", m.threads,
+         "straight-through %s, decoys %g, threads %d, %s, curriculum",
+         seed, lr, warmup, lr_final, clip, wd, straight ? "on" : "off", decoys, m.threads,
          device == MM_DEVICE_CUDA ? "GPU" : "CPU");
   for (int s = 0; s < n_stages; ++s) printf(" %zu", stage_len[s]);
   printf(", %zu tokens per batch, budget %.0f %s\n", batch_tokens, budget,
@@ -777,6 +801,12 @@ static int cmd_train(int argc, char **argv) {
       else if (u < 2 * depth_edge) depth = 1.0;
       else depth = rng_uniform(&data);
       make_sample(&f, rng_next(&data), T, depth, sample, key);
+      if (decoys > 0) {
+        /* A Poisson-like count: the whole part, plus one with the fraction's odds. */
+        double want = decoys * (double)T / 2048.0;
+        size_t n = (size_t)want + (rng_uniform(&data) < want - floor(want));
+        add_decoys(sample, T, depth, n, &data);
+      }
       for (size_t t = 0; t < T; ++t) {
         tokens[b * T + t] = sample[t];
         mask[b * T + t] = t >= T - kKeyDigits;
