@@ -10,6 +10,8 @@
  *   F = L - 13 filler bytes; the key is 5 random decimal digits K;
  *   p = floor(d * F + 0.5);
  *   sample = filler[0, p) 0x01 K 0x02 filler[p, F) 0x03 K
+ * Training may write decoys over filler bytes (--decoys: digit strings of
+ * 1-5 digits, never over the key's frame or the query; add_decoys).
  * Only the 5 answer digits (the last 5 tokens) are targets. A sample is
  * answered correctly iff, teacher-forced, the argmax of the logits after
  * 0x03 is K[0], after K[0] is K[1], ..., after K[3] is K[4]: all five.
@@ -181,7 +183,7 @@ static void add_decoys(unsigned char *out, size_t length, double depth, size_t n
   size_t p = (size_t)floor(depth * (double)n_fill + 0.5);
   if (p > n_fill) p = n_fill;
   /* Filler occupies out[0, p) and out[p + 7, length - 6). */
-  for (size_t d = 0; d < n && n_fill >= 16; ++d) {
+  for (size_t d = 0; d < n && n_fill >= 2 * kKeyDigits; ++d) {
     size_t len = 1 + (size_t)(rng_next(r) % kKeyDigits);
     size_t at = (size_t)(rng_next(r) % (n_fill - len + 1)); /* index into the filler */
     if (at < p && at + len > p) at = p >= len ? p - len : p; /* keep clear of the frame */
@@ -347,7 +349,7 @@ static void print_config(const char *prefix, const mm_model *model) {
 /* ------------------------------------------------------------------------ */
 
 static int cmd_sample(int argc, char **argv) {
-  size_t length = 256, index = 0, seed = 1;
+  size_t length = 256, index = 0, seed = 1, decoys = 0;
   double depth = 0.5;
   const char *filler_kind = "austen";
   for (int i = 0; i < argc; ++i) {
@@ -358,10 +360,11 @@ static int cmd_sample(int argc, char **argv) {
     else if (ok && !strcmp(a, "--index")) ok = !parse_size(argv[++i], &index);
     else if (ok && !strcmp(a, "--seed")) ok = !parse_size(argv[++i], &seed);
     else if (ok && !strcmp(a, "--filler")) filler_kind = argv[++i];
+    else if (ok && !strcmp(a, "--decoys")) ok = !parse_size(argv[++i], &decoys);
     else ok = 0;
     if (!ok) {
       fprintf(stderr, "usage: passkey sample [--length L] [--depth D] [--index I] [--seed S] "
-                      "[--filler austen|random|SPEC]\n");
+                      "[--filler austen|random|SPEC] [--decoys N (as training writes them)]\n");
       return 2;
     }
   }
@@ -381,6 +384,10 @@ static int cmd_sample(int argc, char **argv) {
     return 1;
   }
   make_sample(&f, sample_seed(seed, length, depth, index), length, depth, seq, key);
+  if (decoys) {
+    rng r = {mix(sample_seed(seed, length, depth, index), 0x6465636f79u)};
+    add_decoys(seq, length, depth, decoys, &r);
+  }
   int rc = fwrite(seq, 1, length, stdout) == length && fflush(stdout) == 0 ? 0 : 1;
   free(seq);
   free(f.text);

@@ -4,7 +4,7 @@
 
 A sample of L bytes at depth d: F = L - 13 filler bytes, the 5-digit key K
 at p = floor(d * F + 0.5) as 0x01 K 0x02, then 0x03 K at the end; the filler
-holds no byte 0x01..0x03. Samples are reproducible from (seed, length,
+holds no byte 0x01..0x03; decoys (--decoys) only turn filler into digits. Samples are reproducible from (seed, length,
 depth, index) and differ between indices. Bad arguments exit non-zero with
 a message. Prints "N passed, N failed".
 """
@@ -25,14 +25,15 @@ def check(cond, what):
         print("FAILED:", what, file=sys.stderr)
 
 
-def sample(length, depth, index=0, seed=1, filler="random"):
+def sample(length, depth, index=0, seed=1, filler="random", decoys=0):
     out = subprocess.run([prog, "sample", "--length", str(length), "--depth", str(depth),
-                          "--index", str(index), "--seed", str(seed), "--filler", filler],
+                          "--index", str(index), "--seed", str(seed), "--filler", filler,
+                          "--decoys", str(decoys)],
                          capture_output=True, check=True)
     return out.stdout
 
 
-def check_sample(s, length, depth, filler):
+def check_sample(s, length, depth, filler, decoys=False):
     what = f"length {length} depth {depth} filler {filler}"
     check(len(s) == length, f"{what}: {len(s)} bytes")
     n_fill = length - 13
@@ -44,7 +45,7 @@ def check_sample(s, length, depth, filler):
     filler_bytes = s[:p] + s[p + 7:-6]
     check(len(filler_bytes) == n_fill, f"{what}: filler length")
     check(not any(b in (1, 2, 3) for b in filler_bytes), f"{what}: control bytes in the filler")
-    if filler == "random":
+    if filler == "random" and not decoys:
         check(all(97 <= b <= 122 for b in filler_bytes), f"{what}: random filler not a-z")
     return key
 
@@ -66,6 +67,20 @@ for filler in fillers:
     check(len(keys) > 4, f"{filler}: keys do not vary with the index")
     check(sample(300, 0.5, 0, seed=2, filler=filler) != a, f"{filler}: seed ignored")
 
+# Decoys (training's hard negatives): digit strings written over filler
+# bytes only; the key's frame, the query and the answer stay where they were.
+for length in (23, 64, 1000):
+    for depth in (0, 0.5, 1, 0.9):
+        plain = sample(length, depth)
+        with_decoys = sample(length, depth, decoys=12)
+        check_sample(with_decoys, length, depth, "random", decoys=True)
+        what = f"decoys, length {length} depth {depth}"
+        changed = [i for i in range(length) if plain[i] != with_decoys[i]]
+        check(len(changed) > 0, f"{what}: no decoy written")
+        check(all(48 <= with_decoys[i] <= 57 and 97 <= plain[i] <= 122 for i in changed),
+              f"{what}: a decoy overwrote something other than filler with a non-digit")
+        check(with_decoys == sample(length, depth, decoys=12), f"{what}: not reproducible")
+
 # A long sample: the filler wraps around the text if it must; the format holds.
 big = sample(1 << 20, 0.75, filler=fillers[-1])
 check_sample(big, 1 << 20, 0.75, fillers[-1])
@@ -76,6 +91,7 @@ bad = [
     ["sample", "--depth", "1.5"],
     ["sample", "--length", "abc"],
     ["sample", "--filler", "/nonexistent/file"],
+    ["sample", "--decoys", "-1"],
     ["eval"],
     ["eval", "/nonexistent/model.safetensors", "--lengths", "1024", "--samples", "1"],
     ["eval", "x", "--lengths", "5"],
