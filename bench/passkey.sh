@@ -16,6 +16,8 @@
 # ("1.5e-3 1e-3"; "" for none), CAPACITY (16: the MemMamba's
 # pool_capacity), SEED (1), SAMPLES (4 per cell), LENGTHS, DEPTHS,
 # THREADS (1), TRAIN_ARGS (extra arguments for every training run),
+# PHASE1_ARGS (extra arguments for the first run only, e.g.
+# "--straight-through --decoys 3"),
 # PARALLEL=1 to train both models at once (two cores).
 set -eu
 build=${1:-build}
@@ -33,9 +35,10 @@ THREADS=${THREADS:-1}
 LENGTHS=${LENGTHS:-1024,4096,16384,65536,262144,1048576}
 DEPTHS=${DEPTHS:-0,0.25,0.5,0.75,1}
 TRAIN_ARGS=${TRAIN_ARGS:-}
+PHASE1_ARGS=${PHASE1_ARGS:-}
 PARALLEL=${PARALLEL:-0}
 phase1="--steps $STEPS --seed $SEED --threads $THREADS --seq-min 32 --seq 2048 --batch-tokens 2048 \
---stage-share 0.5 --eval-every 25 --lr 3e-3 --window 8 --d-state 8 $TRAIN_ARGS"
+--stage-share 0.5 --eval-every 25 --lr 3e-3 --window 8 --d-state 8 $TRAIN_ARGS $PHASE1_ARGS"
 later="--steps $PHASE_STEPS --threads $THREADS --seq-min 2048 --seq 2048 --batch-tokens 4096 \
 --eval-every 100 --probe 16384 $TRAIN_ARGS"
 
