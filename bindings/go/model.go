@@ -130,11 +130,11 @@ func (cfg *Config) toC() C.mm_model_config {
 }
 
 // ModelOptions is how a model runs (mm_model_options). A nil
-// *ModelOptions means the defaults: CPU, float32, all cores.
+// *ModelOptions means the defaults: CPU, float32, OpenMP's default thread count.
 type ModelOptions struct {
 	Device      Device
 	WeightDtype Dtype
-	NThreads    int32 // threads used by calls on this model; 0 = all cores
+	NThreads    int32 // threads used by calls on this model; 0 = OMP_NUM_THREADS, else every CPU the process may use
 }
 
 func modelOptionsToC(o *ModelOptions) C.mm_model_options {

@@ -21,7 +21,7 @@ type TrainerOptions struct {
 	WeightDecay         float32 // decoupled, on matrices and embeddings only
 	GradClip            float32 // clip the global gradient L2 norm; 0 = off
 	AccumSteps          uint32  // TrainStep calls per optimizer update
-	NThreads            int32   // 0 = all cores
+	NThreads            int32   // 0 = OMP_NUM_THREADS, else every CPU the process may use
 	NoteStraightThrough bool    // the straight-through estimator of note selection
 	Device              Device  // DeviceCUDA: the whole step on the GPU (CodeNoDevice without one)
 }
@@ -112,7 +112,7 @@ func NewTrainer(m *Model, opts *TrainerOptions) (*Trainer, error) {
 }
 
 // LoadTrainer loads a trainer written by Save; training continues exactly
-// where it stopped. nThreads 0 = all cores.
+// where it stopped. nThreads 0 = OMP_NUM_THREADS, else every CPU the process may use.
 func LoadTrainer(path string, nThreads int32) (*Trainer, error) {
 	return LoadTrainerOn(path, nThreads, DeviceCPU)
 }

@@ -475,7 +475,7 @@ typedef struct mm_trainer_options {
   float weight_decay;    /* 0.1, decoupled (AdamW), on matrices and embeddings only */
   float grad_clip;       /* 1.0: clip the global gradient L2 norm to this; 0 = off */
   uint32_t accum_steps;  /* 1: calls of mm_train_step per optimizer update */
-  int32_t n_threads;     /* 0 = all cores */
+  int32_t n_threads;     /* 0 = as mm_model_options.n_threads */
   bool note_straight_through; /* false: see DESIGN 6; every earlier window of a
                                  sequence becomes a read candidate weighted by
                                  keep + score - stopgrad(score) (training only) */
@@ -568,7 +568,7 @@ MM_API mm_status mm_trainer_export_model(const mm_trainer *trainer,
 MM_API mm_status mm_trainer_save(const mm_trainer *trainer, const char *path);
 
 /* Loads a trainer written by mm_trainer_save; training continues exactly
- * where it stopped. `n_threads` 0 = all cores. Returns
+ * where it stopped. `n_threads` 0 = as mm_model_options.n_threads. Returns
  * MM_ERR_INVALID_ARGUMENT, MM_ERR_IO, MM_ERR_CORRUPT_FILE,
  * MM_ERR_TENSOR_MISSING, MM_ERR_TENSOR_SHAPE, MM_ERR_TENSOR_DTYPE,
  * MM_ERR_NON_FINITE, MM_ERR_CONFIG, MM_ERR_OUT_OF_MEMORY. Any thread. */

@@ -138,13 +138,20 @@ static int filler_load(filler *f, const char *kind, char *err, size_t errlen) {
 
 /* Writes the sample of `length` tokens (>= kOverhead + 1) into out[length]
  * and its key into key[5] (ASCII digits). */
+/* Where the key's frame starts in a sample of `length` at `depth`: after
+ * p = floor(depth * F + 0.5) filler bytes. */
+static size_t key_offset(size_t length, double depth) {
+  size_t n_fill = length - kOverhead;
+  size_t p = (size_t)floor(depth * (double)n_fill + 0.5);
+  return p > n_fill ? n_fill : p;
+}
+
 static void make_sample(const filler *f, uint64_t seed, size_t length, double depth,
                         unsigned char *out, unsigned char *key) {
   rng r = {seed};
   for (int i = 0; i < kKeyDigits; ++i) key[i] = (unsigned char)('0' + rng_next(&r) % 10);
   size_t n_fill = length - kOverhead;
-  size_t p = (size_t)floor(depth * (double)n_fill + 0.5);
-  if (p > n_fill) p = n_fill;
+  size_t p = key_offset(length, depth);
   size_t start = f->random ? 0 : (size_t)(rng_next(&r) % f->len);
   size_t at = 0;
   for (size_t i = 0; i < n_fill; ++i) {
@@ -179,9 +186,7 @@ static void make_sample(const filler *f, uint64_t seed, size_t length, double de
  * pools of a 1M-token stream fill up with them. Decoys never touch the
  * key's frame or the query. */
 static void add_decoys(unsigned char *out, size_t length, double depth, size_t n, rng *r) {
-  size_t n_fill = length - kOverhead;
-  size_t p = (size_t)floor(depth * (double)n_fill + 0.5);
-  if (p > n_fill) p = n_fill;
+  size_t n_fill = length - kOverhead, p = key_offset(length, depth);
   /* Filler occupies out[0, p) and out[p + 7, length - 6). */
   for (size_t d = 0; d < n && n_fill >= 2 * kKeyDigits; ++d) {
     size_t len = 1 + (size_t)(rng_next(r) % kKeyDigits);
@@ -368,8 +373,10 @@ static int cmd_sample(int argc, char **argv) {
       return 2;
     }
   }
-  if (length <= kOverhead || length > ((size_t)1 << 32) || !(depth >= 0.0 && depth <= 1.0)) {
-    fprintf(stderr, "passkey: need --length > %d and --depth in [0, 1]\n", kOverhead);
+  if (length <= kOverhead || length > ((size_t)1 << 32) || !(depth >= 0.0 && depth <= 1.0) ||
+      decoys > length) {
+    fprintf(stderr, "passkey: need --length > %d, --depth in [0, 1] and --decoys <= --length\n",
+            kOverhead);
     return 2;
   }
   filler f;
@@ -679,7 +686,9 @@ static int cmd_train(int argc, char **argv) {
     else if (ok && !strcmp(x, "--depth-edge")) ok = !parse_double(argv[++i], &depth_edge);
     else if (ok && !strcmp(x, "--mix-min")) ok = !parse_size(argv[++i], &mix_min);
     else if (ok && !strcmp(x, "--stage-share")) ok = !parse_double(argv[++i], &stage_share) && stage_share > 0;
-    else if (ok && !strcmp(x, "--decoys")) ok = !parse_double(argv[++i], &decoys) && decoys >= 0;
+    else if (ok && !strcmp(x, "--decoys")) {
+      ok = !parse_double(argv[++i], &decoys) && decoys >= 0 && decoys <= 2048;
+    }
     else if (ok && !strcmp(x, "--device")) {
       const char *d = argv[++i];
       ok = !strcmp(d, "cpu") || !strcmp(d, "cuda");
@@ -691,7 +700,7 @@ static int cmd_train(int argc, char **argv) {
               "usage: passkey train --out MODEL [--steps N | --minutes M | --cpu-minutes M] [--seed S]\n"
               "  data:  [--seq 2048] [--seq-min 128] [--batch-tokens 4096] [--filler austen|random|SPEC]\n"
               "         [--depth-edge 0.1 (share of samples at depth 0 and at 1 each)]\n"
-              "         [--decoys 0 (digit strings of 1-5 digits per 2048 filler bytes)]\n"
+              "         [--decoys 0 (digit strings of 1-5 digits per 2048 filler bytes, <= 2048)]\n"
               "  optim: [--lr 2e-3] [--lr-final 0.1 (fraction)] [--warmup 30] [--clip 1]\n"
               "         [--weight-decay 0.1] [--straight-through] [--init MODEL]\n"
               "         [--device cpu|cuda (where the trainer runs; checks run on the CPU)]\n"
@@ -809,7 +818,7 @@ static int cmd_train(int argc, char **argv) {
       else depth = rng_uniform(&data);
       make_sample(&f, rng_next(&data), T, depth, sample, key);
       if (decoys > 0) {
-        /* A Poisson-like count: the whole part, plus one with the fraction's odds. */
+        /* The whole part, plus one more with the fraction's odds. */
         double want = decoys * (double)T / 2048.0;
         size_t n = (size_t)want + (rng_uniform(&data) < want - floor(want));
         add_decoys(sample, T, depth, n, &data);

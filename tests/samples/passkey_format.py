@@ -92,6 +92,8 @@ bad = [
     ["sample", "--length", "abc"],
     ["sample", "--filler", "/nonexistent/file"],
     ["sample", "--decoys", "-1"],
+    ["sample", "--length", "100", "--decoys", "101"],
+    ["train", "--out", "x", "--steps", "1", "--decoys", "5000"],
     ["eval"],
     ["eval", "/nonexistent/model.safetensors", "--lengths", "1024", "--samples", "1"],
     ["eval", "x", "--lengths", "5"],

@@ -14,8 +14,12 @@
 
 namespace memmamba::cpu {
 
+// Every function here is `static`: scan_kernel_avx512.cc includes this
+// header under -mavx512f, and an out-of-line copy it emitted must never be
+// the one the linker hands to code that runs on CPUs without AVX-512.
+
 #if MM_CPU_AVX2
-inline __m256 Exp8(__m256 x) {
+static inline __m256 Exp8(__m256 x) {
   const __m256 hi = _mm256_set1_ps(88.3762626647949f);
   const __m256 lo = _mm256_set1_ps(-87.3365447504f);
   __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
@@ -41,7 +45,7 @@ inline __m256 Exp8(__m256 x) {
 // Natural log for x > 0 (Cephes logf: x = m·2^e, m in [√½, √2), degree-8
 // polynomial); relative error below 2e-7. No special cases: callers pass
 // finite positive values.
-inline __m256 Log8(__m256 x) {
+static inline __m256 Log8(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.0f);
   __m256i bits = _mm256_castps_si256(x);
   __m256 e = _mm256_cvtepi32_ps(
@@ -70,7 +74,7 @@ inline __m256 Log8(__m256 x) {
 
 // softplus(x) = x for x > 20 (as PyTorch), else log1p(exp(x)), with
 // log1p(y) = log(u)·y/(u-1), u = 1+y (exact where u rounds to 1: y).
-inline __m256 Softplus8(__m256 x) {
+static inline __m256 Softplus8(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.0f);
   __m256 y = Exp8(_mm256_min_ps(x, _mm256_set1_ps(20.0f)));
   __m256 u = _mm256_add_ps(one, y);
@@ -82,12 +86,12 @@ inline __m256 Softplus8(__m256 x) {
 }
 
 // x·σ(x).
-inline __m256 Silu8(__m256 x) {
+static inline __m256 Silu8(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.0f);
   return _mm256_div_ps(x, _mm256_add_ps(one, Exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
 }
 
-inline float HorizontalSum8(__m256 v) {
+static inline float HorizontalSum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -95,10 +99,10 @@ inline float HorizontalSum8(__m256 v) {
 }
 #endif
 
-inline float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
+static inline float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+static inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
 // PyTorch's softplus (threshold 20): x where x > 20, else log1p(exp(x)).
-inline float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+static inline float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
 }  // namespace memmamba::cpu
 

@@ -179,7 +179,7 @@ pub enum Dtype {
 pub struct ModelOptions {
     pub device: Device,
     pub weight_dtype: Dtype,
-    /// Threads used by calls on the model; 0 = all cores.
+    /// Threads used by calls on the model; 0 = OMP_NUM_THREADS, else every CPU the process may use.
     pub n_threads: i32,
 }
 
@@ -303,7 +303,7 @@ impl Model {
         self.inner.ptr.as_ptr()
     }
 
-    /// A model with fresh weights drawn from `seed`, on the CPU with all cores.
+    /// A model with fresh weights drawn from `seed`, on the CPU with OpenMP's default thread count.
     pub fn create(config: &Config, seed: u64) -> Result<Model> {
         Model::create_with(config, seed, &ModelOptions::default())
     }

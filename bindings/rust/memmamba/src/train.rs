@@ -23,7 +23,7 @@ pub struct TrainerOptions {
     pub grad_clip: f32,
     /// `train_step` calls per optimizer update.
     pub accum_steps: u32,
-    /// 0 = all cores.
+    /// 0 = OMP_NUM_THREADS, else every CPU the process may use.
     pub n_threads: i32,
     /// The straight-through estimator of note selection (DESIGN 6).
     pub note_straight_through: bool,
@@ -146,7 +146,7 @@ impl Trainer {
     }
 
     /// Loads a trainer written by `save`; training continues exactly where
-    /// it stopped. `n_threads` 0 = all cores.
+    /// it stopped. `n_threads` 0 = OMP_NUM_THREADS, else every CPU the process may use.
     pub fn load(path: impl AsRef<Path>, n_threads: i32) -> Result<Trainer> {
         Trainer::load_on(path, n_threads, Device::Cpu)
     }
