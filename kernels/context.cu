@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include <memory>
+
 #include "internal.cuh"
 
 namespace memmamba::cuda {
@@ -330,6 +332,60 @@ MMC_API void mmc_event_free(mmc_event* event) {
   delete event;
 }
 
+struct mmc_graph {
+  cudaGraphExec_t exec = nullptr;
+  int device = 0;
+};
+
+MMC_API int mmc_graph_begin(mmc_context* ctx) {
+  MMC_ENTER(ctx);
+  MMC_CUDA_CHECK(ctx, cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal));
+  return MMC_OK;
+}
+
+MMC_API int mmc_graph_end(mmc_context* ctx, mmc_graph** out) {
+  if (out == nullptr) return MMC_ERR_INVALID_ARGUMENT;
+  *out = nullptr;
+  MMC_ENTER(ctx);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(ctx->stream, &graph);
+  if (ended != cudaSuccess || graph == nullptr) {
+    cudaGetLastError();  // an invalidated capture is not sticky: clear it
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    return memmamba::cuda::FailWith(ctx, MMC_ERR_CUDA,
+                    std::string("graph recording failed: ") + cudaGetErrorString(ended));
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (made != cudaSuccess) return memmamba::cuda::Fail(ctx, made, "cudaGraphInstantiate");
+  return memmamba::cuda::Guarded(ctx, [&]() -> int {
+    std::unique_ptr<mmc_graph> g(new mmc_graph);
+    g->exec = exec;
+    g->device = ctx->device;
+    exec = nullptr;
+    *out = g.release();
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_graph_launch(mmc_context* ctx, mmc_graph* graph) {
+  MMC_ENTER(ctx);
+  if (graph == nullptr || graph->device != ctx->device) return MMC_ERR_INVALID_ARGUMENT;
+  MMC_CUDA_CHECK(ctx, cudaGraphLaunch(graph->exec, ctx->stream));
+  return MMC_OK;
+}
+
+MMC_API void mmc_graph_free(mmc_graph* graph) {
+  if (graph == nullptr) return;
+  int previous = 0;
+  const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != graph->device &&
+                        cudaSetDevice(graph->device) == cudaSuccess;
+  cudaGraphExecDestroy(graph->exec);
+  if (switched) cudaSetDevice(previous);
+  delete graph;
+}
+
 MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   if (table == nullptr) return MMC_ERR_INVALID_ARGUMENT;
   if (struct_size < 2 * sizeof(uint32_t)) return MMC_ERR_STRUCT_SIZE;
@@ -381,6 +437,15 @@ MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   t.comm_free = mmc_comm_free;
   t.comm_all_reduce = mmc_comm_all_reduce;
   t.comm_broadcast = mmc_comm_broadcast;
+  t.slots_note_window = mmc_slots_note_window;
+  t.slots_pool_insert = mmc_slots_pool_insert;
+  t.slots_pool_read = mmc_slots_pool_read;
+  t.slots_conv_silu = mmc_slots_conv_silu;
+  t.slots_selective_scan = mmc_slots_selective_scan;
+  t.graph_begin = mmc_graph_begin;
+  t.graph_end = mmc_graph_end;
+  t.graph_launch = mmc_graph_launch;
+  t.graph_free = mmc_graph_free;
   std::memcpy(table, &t, t.struct_size);
   return MMC_OK;
 }

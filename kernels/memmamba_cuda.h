@@ -62,7 +62,7 @@
 extern "C" {
 #endif
 
-#define MMC_API_VERSION 3
+#define MMC_API_VERSION 4
 
 typedef enum mmc_status {
   MMC_OK = 0,
@@ -491,6 +491,120 @@ MMC_API int mmc_a_log_backward(mmc_context* ctx, const float* dA, const float* A
                                int64_t N, float* dA_log);
 
 /* ------------------------------------------------------------------------ */
+/* Session slots (sessions.cu): the note block and pool reads of streaming
+ * sessions whose state lives on the device, one slot per session in arrays
+ * laid out slot-major. A call steps B streams of T rows each (rows b·T ..
+ * b·T + T − 1 of its activations belong to stream b); a stream's T rows lie
+ * in one note window, which closes after them where windows[b] >= 0 (that
+ * window's index; −1 where it stays open). slots (int32) and windows (int64)
+ * are device arrays of B; slots must be distinct. The CPU twins are TakeNotes
+ * and ReadAndFuse in src/runtime/forward.cc. */
+
+#define MMC_POOL_FIFO 0
+#define MMC_POOL_PRIORITY 1
+
+typedef struct mmc_slot_pools {
+  int64_t n_layer;   /* L */
+  int64_t capacity;  /* P: notes a pool holds */
+  int64_t S;         /* floats per note summary */
+  float* summary;    /* [slots][L][P][S] */
+  float* score;      /* [slots][L][P] */
+  int64_t* window;   /* [slots][L][P], ascending within a pool */
+  int32_t* count;    /* [slots][L]: notes held */
+} mmc_slot_pools;
+
+/* Per stream b: acc = win_max[slots[b]][layer] ([slots][n_layer][D]) becomes
+ * max(acc, a rows); where the window closes, m[b] = acc, score[b] =
+ * σ(Σ_d sw[d]·(m[b, d] − mean m[b]) + sb) and acc = −∞; elsewhere m[b] = 0
+ * and score[b] = −∞. m [B, D] and score [B] overwritten. */
+MMC_API int mmc_slots_note_window(mmc_context* ctx, const float* a, int64_t B, int64_t T,
+                                  int64_t D, const int32_t* slots, const int64_t* windows,
+                                  float* win_max, int64_t n_layer, int64_t layer,
+                                  const float* sw, float sb, float* m, float* score);
+
+/* Per layer l and stream b whose window closes with score[l·B + b] >
+ * threshold: the note (window, score, summary score·raw[(l·B + b)·S ..])
+ * enters pool (slots[b], l) as InsertNote decides under `policy`
+ * (MMC_POOL_FIFO / MMC_POOL_PRIORITY), keeping window order. */
+MMC_API int mmc_slots_pool_insert(mmc_context* ctx, const mmc_slot_pools* pools, int policy,
+                                  float threshold, int64_t B, const int32_t* slots,
+                                  const int64_t* windows, const float* raw,
+                                  const float* score);
+
+typedef struct mmc_slot_read_args {
+  int64_t B, T, D, H;
+  int64_t src_begin, src_end; /* the pools read: layers [src_begin, src_end) */
+  int64_t m_max;              /* >= (src_end − src_begin)·capacity */
+  const float* a;             /* [B·T, D] */
+  const float* gw;            /* [D] gate weights */
+  float gb;                   /* gate bias */
+  float threshold;            /* gate threshold */
+  const float* q;             /* [B·T, S] queries (q projection of a) */
+  const float* k;             /* [S, S] key projection, f32 */
+  const float* v;             /* [S, S] value projection, f32 */
+  const int32_t* slots;       /* device [B] */
+  float* gate;                /* [B·T], overwritten */
+  float* o;                   /* [B·T, S], overwritten (0 where gate is 0) */
+} mmc_slot_read_args;
+
+/* Per row: γ = σ(gw·a + gb); gate = γ where the stream's pools of layers
+ * [src_begin, src_end) hold notes and γ > threshold, else 0; where gate != 0,
+ * o = Backend::PoolAttendFolded over those notes (layer, then window order).
+ * MMC_ERR_UNSUPPORTED where the read's shared memory (2·H·S + H·m_max floats,
+ * a tile of up to 32 KiB of notes and m_max offsets) exceeds the device's. */
+MMC_API int mmc_slots_pool_read(mmc_context* ctx, const mmc_slot_pools* pools,
+                                const mmc_slot_read_args* args);
+
+/* The mixer's causal conv + bias + SiLU (mmc_conv_silu's math) for B streams
+ * of T rows (row b·T + t at xi + (b·T + t)·ld_xi; out [B·T, E]), the K−1
+ * previous inputs of stream b in state[slots[b]][layer] ([slots][n_layer]
+ * [K−1][E], oldest first; read, then updated). K <= 16. */
+MMC_API int mmc_slots_conv_silu(mmc_context* ctx, int64_t B, int64_t T, int64_t E, int64_t K,
+                                const float* xi, int64_t ld_xi, const float* w, const float* b,
+                                float* state, int64_t n_layer, int64_t layer,
+                                const int32_t* slots, float* out);
+
+typedef struct mmc_slot_scan_args {
+  int64_t streams, T, E, N; /* N <= 64; row r = b·T + t of stream b */
+  const float* xc;          /* [streams·T, E] */
+  const float* dt;          /* [streams·T, E], before bias and softplus */
+  const float* dt_bias;     /* [E] */
+  const float* A;           /* [N, E] */
+  const float* B;           /* row r at B + r*ld_bc */
+  const float* C;
+  int64_t ld_bc;
+  const float* D;           /* [E] */
+  const float* z;           /* row r at z + r*ld_z */
+  int64_t ld_z;
+  float* state;             /* [slots][n_layer][N][E]; stream b's at slots[b], read and updated */
+  int64_t n_layer, layer;
+  const int32_t* slots;     /* device [streams] */
+  float* y;                 /* [streams·T, E], overwritten */
+} mmc_slot_scan_args;
+
+/* mmc_selective_scan's math for streams whose states live in slots. */
+MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args* args);
+
+/* ------------------------------------------------------------------------ */
+/* Graphs: work queued on a context's stream between mmc_graph_begin and
+ * mmc_graph_end is recorded (a CUDA graph), not run; mmc_graph_launch runs
+ * it again, with the same arguments (the same device pointers), in one
+ * submission. Every op of this header that only launches kernels and
+ * products may be recorded; copies from or to pageable host memory and
+ * mmc_synchronize may not. */
+
+typedef struct mmc_graph mmc_graph;
+
+MMC_API int mmc_graph_begin(mmc_context* ctx);
+/* Ends the recording. *out = the graph, or NULL when the recording failed
+ * (an op in it failed or may not be recorded): the stream runs work again
+ * either way. */
+MMC_API int mmc_graph_end(mmc_context* ctx, mmc_graph** out);
+MMC_API int mmc_graph_launch(mmc_context* ctx, mmc_graph* graph);
+/* NULL is a no-op. */
+MMC_API void mmc_graph_free(mmc_graph* graph);
+
+/* ------------------------------------------------------------------------ */
 /* The op table, for a host that opens the library at run time */
 
 /* ------------------------------------------------------------------------ */
@@ -596,6 +710,21 @@ typedef struct mmc_op_table {
   void (*comm_free)(mmc_context*, mmc_comm*);
   int (*comm_all_reduce)(mmc_context*, mmc_comm*, void*, int64_t, int, double);
   int (*comm_broadcast)(mmc_context*, mmc_comm*, void*, int64_t, int32_t);
+  /* Since MMC_API_VERSION 4. */
+  int (*slots_note_window)(mmc_context*, const float*, int64_t, int64_t, int64_t, const int32_t*,
+                           const int64_t*, float*, int64_t, int64_t, const float*, float, float*,
+                           float*);
+  int (*slots_pool_insert)(mmc_context*, const mmc_slot_pools*, int, float, int64_t,
+                           const int32_t*, const int64_t*, const float*, const float*);
+  int (*slots_pool_read)(mmc_context*, const mmc_slot_pools*, const mmc_slot_read_args*);
+  int (*slots_conv_silu)(mmc_context*, int64_t, int64_t, int64_t, int64_t, const float*, int64_t,
+                         const float*, const float*, float*, int64_t, int64_t, const int32_t*,
+                         float*);
+  int (*slots_selective_scan)(mmc_context*, const mmc_slot_scan_args*);
+  int (*graph_begin)(mmc_context*);
+  int (*graph_end)(mmc_context*, mmc_graph**);
+  int (*graph_launch)(mmc_context*, mmc_graph*);
+  void (*graph_free)(mmc_graph*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

@@ -1,0 +1,530 @@
+// Streaming sessions on the device: the note block and the pool reads of
+// DESIGN 2.3 for streams whose state lives in slots of one allocation per
+// kind (memmamba_cuda.h, "Session slots"). The CPU twins are TakeNotes and
+// ReadAndFuse in src/runtime/forward.cc, InsertNote in src/runtime/pool.cc
+// and FoldedRead in src/backend/cpu/cpu_backend.cc.
+//
+// slots_note_window, per stream b (T rows, all in one note window):
+//   acc[d] = max(acc[d], a[b·T + t, d]) over its rows; where windows[b] >= 0
+//   the window closes: m[b] = acc, score[b] = σ(Σ_d sw[d]·(m[d] − mean m) + sb),
+//   acc = −∞; elsewhere m[b] = 0 and score[b] = −∞                (m, score overwritten)
+// slots_pool_insert, per layer l and stream b with windows[b] >= 0 and
+//   score[l, b] > threshold: the note ŝ = score·raw[l, b] enters the pool of
+//   (slot, l) as InsertNote decides (FIFO drops the oldest when full;
+//   PRIORITY replaces the first lowest score iff the new one is greater);
+//   notes stay in window order.
+// slots_pool_read, per row r (stream b = r / T):
+//   γ = σ(gw·a[r] + gb); m = the notes of layers [src_begin, src_end) of the
+//   stream's slot, in layer then window order; gate[r] = γ if m > 0 and
+//   γ > threshold, else 0. Where gate[r] != 0 the folded read of
+//   Backend::PoolAttendFolded: per head h, qk_h = (1/√dh)·K_hᵀ q_h,
+//   p_jh = softmax_j(qk_h·ŝ_j), o_h = V_h Σ_j p_jh ŝ_j; other rows get o = 0.
+//
+// One block per stream (note window), per (stream, layer) (insert) or per
+// row (read); reductions take a fixed tree, so results are deterministic.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "internal.cuh"
+
+namespace memmamba::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int64_t kMaxBlocks = 65535;
+
+// Σ v over the block (every thread gets the sum); `red` holds kWarps floats.
+__device__ float BlockSum(float v, float* red) {
+  v = WarpSum(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __syncthreads();  // `red` may still be read by a previous call
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kWarps; ++i) total += red[i];
+  return total;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    NoteWindowKernel(const float* __restrict__ a, int64_t T, int64_t D,
+                     const int32_t* __restrict__ slots, const int64_t* __restrict__ windows,
+                     float* __restrict__ win_max, int64_t n_layer, int64_t layer,
+                     const float* __restrict__ sw, float sb, float* __restrict__ m,
+                     float* __restrict__ score) {
+  __shared__ float red[kWarps];
+  const int64_t b = blockIdx.x;
+  const bool closes = windows[b] >= 0;
+  float* acc = win_max + (static_cast<int64_t>(slots[b]) * n_layer + layer) * D;
+  float* mb = m + b * D;
+  float sum = 0.0f;
+  for (int64_t d = threadIdx.x; d < D; d += kThreads) {
+    float v = acc[d];
+    for (int64_t t = 0; t < T; ++t) v = fmaxf(v, a[(b * T + t) * D + d]);
+    if (closes) {
+      mb[d] = v;
+      acc[d] = -INFINITY;
+      sum += v;
+    } else {
+      mb[d] = 0.0f;
+      acc[d] = v;
+    }
+  }
+  if (!closes) {  // block-uniform
+    if (threadIdx.x == 0) score[b] = -INFINITY;
+    return;
+  }
+  const float mean = BlockSum(sum, red) / static_cast<float>(D);
+  float dot = 0.0f;
+  for (int64_t d = threadIdx.x; d < D; d += kThreads) dot += sw[d] * (mb[d] - mean);
+  dot = BlockSum(dot, red);
+  if (threadIdx.x == 0) score[b] = Sigmoid(dot + sb);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    PoolInsertKernel(mmc_slot_pools pools, int policy, float threshold, int64_t B,
+                     const int32_t* __restrict__ slots, const int64_t* __restrict__ windows,
+                     const float* __restrict__ raw, const float* __restrict__ score) {
+  __shared__ int decision[2];  // the victim (-1: none), whether the note is kept
+  const int64_t b = blockIdx.x, l = blockIdx.y;
+  const int64_t window = windows[b];
+  if (window < 0) return;
+  const float s = score[l * B + b];
+  if (!(s > threshold)) return;
+  const int64_t P = pools.capacity, S = pools.S;
+  const int64_t pool = static_cast<int64_t>(slots[b]) * pools.n_layer + l;
+  float* summary = pools.summary + pool * P * S;
+  float* scores = pools.score + pool * P;
+  int64_t* wins = pools.window + pool * P;
+  int32_t* count = pools.count + pool;
+  const int n = *count;
+  if (threadIdx.x == 0) {
+    int victim = -1, keep = 1;
+    if (n >= P) {
+      victim = 0;
+      if (policy == MMC_POOL_PRIORITY) {
+        for (int i = 1; i < n; ++i) {
+          if (scores[i] < scores[victim]) victim = i;
+        }
+        keep = s > scores[victim];
+      }
+    }
+    decision[0] = victim;
+    decision[1] = keep;
+  }
+  __syncthreads();
+  const int victim = decision[0];
+  if (!decision[1]) return;
+  int last = n;  // where the note goes
+  if (victim >= 0) {
+    // Rows after the victim move up one; each thread moves its own columns
+    // row after row, so no two threads touch the same float.
+    for (int i = victim; i + 1 < n; ++i) {
+      for (int64_t j = threadIdx.x; j < S; j += kThreads) summary[i * S + j] = summary[(i + 1) * S + j];
+    }
+    last = n - 1;
+  }
+  const float* r = raw + (l * B + b) * S;
+  for (int64_t j = threadIdx.x; j < S; j += kThreads) summary[last * S + j] = r[j] * s;
+  __syncthreads();  // every thread has read `n` before it changes
+  if (threadIdx.x == 0) {
+    for (int i = victim < 0 ? n : victim; i + 1 < n; ++i) {
+      scores[i] = scores[i + 1];
+      wins[i] = wins[i + 1];
+    }
+    scores[last] = s;
+    wins[last] = window;
+    *count = last + 1;
+  }
+}
+
+// Notes staged in shared memory per tile (rows padded by one float so that
+// threads reading different notes at the same column hit different banks).
+constexpr int64_t kTileFloats = 8192;
+
+int64_t TileNotes(int64_t S, int64_t m_max) {
+  return std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(m_max, 1), kTileFloats / (S + 1)));
+}
+
+// Every global load of a phase is issued by many threads at once (the tile
+// copy, K along its columns, V along its rows): a read costs a few memory
+// latencies, not one per note.
+__global__ void __launch_bounds__(kThreads)
+    PoolReadKernel(mmc_slot_pools pools, mmc_slot_read_args r, int64_t tile_notes) {
+  extern __shared__ float sm[];
+  __shared__ float red[kWarps];
+  __shared__ int n_notes;
+  const int64_t row = blockIdx.x;
+  const int64_t S = pools.S, H = r.H, dh = S / H, P = pools.capacity, D = r.D;
+  const int64_t slot = r.slots[row / r.T];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const float* ar = r.a + row * D;
+
+  float dot = 0.0f;
+  for (int64_t d = threadIdx.x; d < D; d += kThreads) dot += r.gw[d] * ar[d];
+  const float g = Sigmoid(BlockSum(dot, red) + r.gb);
+  if (threadIdx.x == 0) {
+    int m = 0;
+    for (int64_t l = r.src_begin; l < r.src_end; ++l) m += pools.count[slot * pools.n_layer + l];
+    n_notes = m;
+  }
+  __syncthreads();
+  const int64_t m = n_notes;
+  const bool active = m > 0 && g > r.threshold;
+  float* o = r.o + row * S;
+  if (threadIdx.x == 0) r.gate[row] = active ? g : 0.0f;
+  if (!active) {
+    for (int64_t j = threadIdx.x; j < S; j += kThreads) o[j] = 0.0f;
+    return;
+  }
+  const int64_t ld = S + 1;            // a tile row
+  float* qk = sm;                      // [H, S]
+  float* u = qk + H * S;               // [H, S]
+  float* p = u + H * S;                // [H, m]
+  float* tile = p + H * r.m_max;       // [tile_notes, S + 1]
+  const int64_t pad = (2 * H * S + H * r.m_max + tile_notes * ld) % 2;
+  int64_t* note = reinterpret_cast<int64_t*>(tile + tile_notes * ld + pad);  // [m]
+  // The notes' first floats, in layer then window order.
+  if (threadIdx.x == 0) {
+    int64_t j = 0;
+    for (int64_t l = r.src_begin; l < r.src_end; ++l) {
+      const int64_t pool = slot * pools.n_layer + l;
+      const int c = pools.count[pool];
+      for (int i = 0; i < c; ++i) note[j++] = (pool * P + i) * S;
+    }
+  }
+  const float scale = 1.0f / sqrtf(static_cast<float>(dh));
+  const float* q = r.q + row * S;
+  for (int64_t idx = threadIdx.x; idx < H * S; idx += kThreads) {
+    const int64_t h = idx / S, s = idx - h * S;
+    float acc = 0.0f;
+    for (int64_t i = 0; i < dh; ++i) acc += (scale * q[h * dh + i]) * r.k[(h * dh + i) * S + s];
+    qk[idx] = acc;
+    u[idx] = 0.0f;
+  }
+  __syncthreads();
+  auto load_tile = [&](int64_t j0, int64_t tn) {
+    for (int64_t idx = threadIdx.x; idx < tn * S; idx += kThreads) {
+      const int64_t jj = idx / S, s = idx - jj * S;
+      tile[jj * ld + s] = pools.summary[note[j0 + jj] + s];
+    }
+    __syncthreads();
+  };
+  // Scores, thread per (head, note) of the tile.
+  for (int64_t j0 = 0; j0 < m; j0 += tile_notes) {
+    const int64_t tn = min(tile_notes, m - j0);
+    load_tile(j0, tn);
+    for (int64_t idx = threadIdx.x; idx < H * tn; idx += kThreads) {
+      const int64_t h = idx / tn, jj = idx - h * tn;
+      const float* qh = qk + h * S;
+      const float* sj = tile + jj * ld;
+      float acc = 0.0f;
+      for (int64_t s = 0; s < S; ++s) acc += qh[s] * sj[s];
+      p[h * m + j0 + jj] = acc;
+    }
+    __syncthreads();
+  }
+  // Softmax over the notes, one warp per head.
+  for (int64_t h = warp; h < H; h += kWarps) {
+    float* ph = p + h * m;
+    float mx = -INFINITY;
+    for (int64_t j = lane; j < m; j += 32) mx = fmaxf(mx, ph[j]);
+    mx = WarpMax(mx);
+    float sum = 0.0f;
+    for (int64_t j = lane; j < m; j += 32) {
+      const float e = expf(ph[j] - mx);
+      ph[j] = e;
+      sum += e;
+    }
+    sum = WarpSum(sum);
+    const float inv = 1.0f / sum;
+    __syncwarp();
+    for (int64_t j = lane; j < m; j += 32) ph[j] *= inv;
+  }
+  __syncthreads();
+  // u_h = Σ_j p_jh ŝ_j, thread per (head, column); the last tile is still in
+  // place when there was one.
+  for (int64_t j0 = 0; j0 < m; j0 += tile_notes) {
+    const int64_t tn = min(tile_notes, m - j0);
+    if (m > tile_notes) load_tile(j0, tn);
+    for (int64_t idx = threadIdx.x; idx < H * S; idx += kThreads) {
+      const int64_t h = idx / S, s = idx - h * S;
+      const float* ph = p + h * m + j0;
+      float acc = u[idx];
+      for (int64_t jj = 0; jj < tn; ++jj) acc += ph[jj] * tile[jj * ld + s];
+      u[idx] = acc;
+    }
+    __syncthreads();
+  }
+  // o_h = V_h u_h: a warp per output, lanes along its row of V (coalesced),
+  // four outputs a warp at a time so that their loads are in flight together.
+  constexpr int kOut = 4;
+  for (int64_t i0 = warp; i0 < S; i0 += int64_t{kWarps} * kOut) {
+    float acc[kOut];
+#pragma unroll
+    for (int k = 0; k < kOut; ++k) {
+      const int64_t i = i0 + int64_t{k} * kWarps;
+      acc[k] = 0.0f;
+      if (i < S) {
+        const float* uh = u + (i / dh) * S;
+        const float* vr = r.v + i * S;
+        for (int64_t s = lane; s < S; s += 32) acc[k] += vr[s] * uh[s];
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kOut; ++k) {
+      const int64_t i = i0 + int64_t{k} * kWarps;
+      const float sum = WarpSum(acc[k]);
+      if (lane == 0 && i < S) o[i] = sum;
+    }
+  }
+}
+
+// Causal conv + bias + SiLU, one thread per (stream, channel) walking its
+// T rows; the K−1 previous inputs come from and go back to the slot.
+constexpr int kMaxK = 16;
+constexpr int kMixerThreads = 128;
+
+__global__ void __launch_bounds__(kMixerThreads)
+    SlotConvKernel(int64_t B, int64_t T, int64_t E, int64_t K, const float* __restrict__ xi,
+                   int64_t ld_xi, const float* __restrict__ w, const float* __restrict__ bias,
+                   float* __restrict__ state, int64_t n_layer, int64_t layer,
+                   const int32_t* __restrict__ slots, float* __restrict__ out) {
+  const int64_t idx = blockIdx.x * int64_t{kMixerThreads} + threadIdx.x;
+  if (idx >= B * E) return;
+  const int64_t b = idx / E, e = idx - b * E;
+  float* st = state + (static_cast<int64_t>(slots[b]) * n_layer + layer) * (K - 1) * E;
+  float win[kMaxK];  // win[k]: input position t − K + 1 + k
+#pragma unroll
+  for (int k = 0; k < kMaxK; ++k) win[k] = k < K - 1 ? st[k * E + e] : 0.0f;
+  const float b0 = bias[e];
+  const float* we = w + e * K;
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t r = b * T + t;
+    const float x = xi[r * ld_xi + e];
+#pragma unroll
+    for (int k = 0; k < kMaxK; ++k) {
+      if (k == K - 1) win[k] = x;
+    }
+    float acc = b0;
+#pragma unroll
+    for (int k = 0; k < kMaxK; ++k) {
+      if (k < K) acc += we[k] * win[k];
+    }
+    out[r * E + e] = Silu(acc);
+#pragma unroll
+    for (int k = 0; k + 1 < kMaxK; ++k) win[k] = win[k + 1];
+  }
+#pragma unroll
+  for (int k = 0; k < kMaxK; ++k) {
+    if (k < K - 1) st[k * E + e] = win[k];
+  }
+}
+
+// The selective scan (the formula of scan.cu's forward; exp(Δ·A) in __expf
+// as there). A channel's N states are spread over G lanes (G a power of two,
+// at most 32; lane g holds states g, g + G, ...: kSPL of them), so a row's
+// dependency chain is one state update and a G-lane sum, not N updates.
+template <int kSPL>
+__global__ void __launch_bounds__(kMixerThreads)
+    SlotScanKernel(mmc_slot_scan_args a, int g_shift) {
+  const int64_t E = a.E, N = a.N;
+  const int G = 1 << g_shift;
+  const int64_t idx = blockIdx.x * int64_t{kMixerThreads} + threadIdx.x;
+  const int64_t group = idx >> g_shift;
+  const int g = static_cast<int>(idx & (G - 1));
+  // Every lane of a warp takes part in the sums; lanes past the end compute
+  // on nothing and write nothing.
+  const bool live = group < a.streams * E;
+  const int64_t b = live ? group / E : 0, e = live ? group - b * E : 0;
+  float* st = a.state + (static_cast<int64_t>(live ? a.slots[b] : 0) * a.n_layer + a.layer) * N * E;
+  float s[kSPL], A[kSPL];
+#pragma unroll
+  for (int i = 0; i < kSPL; ++i) {
+    const int64_t n = g + int64_t{G} * i;
+    s[i] = live && n < N ? st[n * E + e] : 0.0f;
+    A[i] = live && n < N ? a.A[n * E + e] : 0.0f;
+  }
+  const float bias = live ? a.dt_bias[e] : 0.0f, Dv = live ? a.D[e] : 0.0f;
+  for (int64_t t = 0; t < a.T; ++t) {
+    const int64_t r = b * a.T + t;
+    float acc = 0.0f, u = 0.0f;
+    if (live) {
+      const float d = Softplus(a.dt[r * E + e] + bias);
+      u = a.xc[r * E + e];
+      const float du = d * u;
+      const float* Br = a.B + r * a.ld_bc;
+      const float* Cr = a.C + r * a.ld_bc;
+#pragma unroll
+      for (int i = 0; i < kSPL; ++i) {
+        const int64_t n = g + int64_t{G} * i;
+        if (n < N) {
+          s[i] = __expf(d * A[i]) * s[i] + du * Br[n];
+          acc += s[i] * Cr[n];
+        }
+      }
+    }
+    for (int o = G >> 1; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o, G);
+    if (live && g == 0) a.y[r * E + e] = (acc + Dv * u) * Silu(a.z[r * a.ld_z + e]);
+  }
+  if (!live) return;
+#pragma unroll
+  for (int i = 0; i < kSPL; ++i) {
+    const int64_t n = g + int64_t{G} * i;
+    if (n < N) st[n * E + e] = s[i];
+  }
+}
+
+size_t SlotReadSharedBytes(int64_t S, int64_t H, int64_t m_max) {
+  // qk, u, the scores, one tile (padded to 8 bytes) and the notes' offsets.
+  const int64_t floats = 2 * H * S + H * m_max + TileNotes(S, m_max) * (S + 1);
+  return static_cast<size_t>(floats + floats % 2) * sizeof(float) +
+         static_cast<size_t>(m_max) * sizeof(int64_t);
+}
+
+}  // namespace
+}  // namespace memmamba::cuda
+
+using namespace memmamba::cuda;
+
+MMC_API int mmc_slots_note_window(mmc_context* ctx, const float* a, int64_t B, int64_t T,
+                                  int64_t D, const int32_t* slots, const int64_t* windows,
+                                  float* win_max, int64_t n_layer, int64_t layer,
+                                  const float* sw, float sb, float* m, float* score) {
+  MMC_ENTER(ctx);
+  if (B < 0 || T < 1 || D < 1 || n_layer < 1 || layer < 0 || layer >= n_layer) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  if (B == 0) return MMC_OK;
+  if (a == nullptr || slots == nullptr || windows == nullptr || win_max == nullptr ||
+      sw == nullptr || m == nullptr || score == nullptr || B > kMaxBlocks) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  return Guarded(ctx, [&]() -> int {
+    NoteWindowKernel<<<static_cast<unsigned>(B), kThreads, 0, ctx->stream>>>(
+        a, T, D, slots, windows, win_max, n_layer, layer, sw, sb, m, score);
+    MMC_LAUNCH_CHECK(ctx, "slots_note_window");
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_slots_pool_insert(mmc_context* ctx, const mmc_slot_pools* pools, int policy,
+                                  float threshold, int64_t B, const int32_t* slots,
+                                  const int64_t* windows, const float* raw,
+                                  const float* score) {
+  MMC_ENTER(ctx);
+  if (pools == nullptr || B < 0 || (policy != MMC_POOL_FIFO && policy != MMC_POOL_PRIORITY)) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  if (B == 0 || pools->capacity == 0) return MMC_OK;
+  if (pools->n_layer < 1 || pools->n_layer > kMaxBlocks || pools->capacity < 0 ||
+      pools->capacity > (1 << 30) || pools->S < 1 || pools->summary == nullptr ||
+      pools->score == nullptr || pools->window == nullptr || pools->count == nullptr ||
+      slots == nullptr || windows == nullptr || raw == nullptr || score == nullptr ||
+      B > kMaxBlocks) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  return Guarded(ctx, [&]() -> int {
+    const dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(pools->n_layer));
+    PoolInsertKernel<<<grid, kThreads, 0, ctx->stream>>>(*pools, policy, threshold, B, slots,
+                                                         windows, raw, score);
+    MMC_LAUNCH_CHECK(ctx, "slots_pool_insert");
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_slots_pool_read(mmc_context* ctx, const mmc_slot_pools* pools,
+                                const mmc_slot_read_args* args) {
+  MMC_ENTER(ctx);
+  if (pools == nullptr || args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
+  const mmc_slot_read_args& r = *args;
+  if (r.B < 0 || r.T < 1) return MMC_ERR_INVALID_ARGUMENT;
+  const int64_t M = r.B * r.T;
+  if (M == 0) return MMC_OK;
+  if (pools->S < 1 || r.H < 1 || pools->S % r.H != 0 || r.D < 1 || r.src_begin < 0 ||
+      r.src_end < r.src_begin || r.src_end > pools->n_layer || r.m_max < 0 ||
+      r.m_max < (r.src_end - r.src_begin) * pools->capacity || M > kMaxBlocks ||
+      r.a == nullptr || r.gw == nullptr || r.q == nullptr || r.k == nullptr ||
+      r.v == nullptr || r.slots == nullptr || r.gate == nullptr || r.o == nullptr ||
+      pools->count == nullptr || pools->summary == nullptr) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  return Guarded(ctx, [&]() -> int {
+    const size_t smem = SlotReadSharedBytes(pools->S, r.H, r.m_max);
+    if (smem > ctx->smem_optin) {
+      return FailWith(ctx, MMC_ERR_UNSUPPORTED,
+                      "slots_pool_read: " + std::to_string(smem) +
+                          " bytes of shared memory per read exceed the device's " +
+                          std::to_string(ctx->smem_optin));
+    }
+    if (smem > 48 * 1024) {
+      MMC_CUDA_CHECK(ctx, cudaFuncSetAttribute(PoolReadKernel,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem)));
+    }
+    PoolReadKernel<<<static_cast<unsigned>(M), kThreads, smem, ctx->stream>>>(
+        *pools, r, TileNotes(pools->S, r.m_max));
+    MMC_LAUNCH_CHECK(ctx, "slots_pool_read");
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_slots_conv_silu(mmc_context* ctx, int64_t B, int64_t T, int64_t E, int64_t K,
+                                const float* xi, int64_t ld_xi, const float* w, const float* b,
+                                float* state, int64_t n_layer, int64_t layer,
+                                const int32_t* slots, float* out) {
+  MMC_ENTER(ctx);
+  if (B < 0 || T < 1 || E < 1 || K < 1 || ld_xi < E || n_layer < 1 || layer < 0 ||
+      layer >= n_layer) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  if (K > kMaxK) return FailWith(ctx, MMC_ERR_UNSUPPORTED, "slots_conv_silu: K > 16");
+  if (B == 0) return MMC_OK;
+  if (xi == nullptr || w == nullptr || b == nullptr || slots == nullptr || out == nullptr ||
+      (K > 1 && state == nullptr)) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  return Guarded(ctx, [&]() -> int {
+    const int64_t blocks = CeilDiv(B * E, kMixerThreads);
+    if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
+    SlotConvKernel<<<static_cast<unsigned>(blocks), kMixerThreads, 0, ctx->stream>>>(
+        B, T, E, K, xi, ld_xi, w, b, state, n_layer, layer, slots, out);
+    MMC_LAUNCH_CHECK(ctx, "slots_conv_silu");
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args* args) {
+  MMC_ENTER(ctx);
+  if (args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
+  const mmc_slot_scan_args& a = *args;
+  if (a.streams < 0 || a.T < 1 || a.E < 1 || a.N < 1 || a.n_layer < 1 || a.layer < 0 ||
+      a.layer >= a.n_layer || a.ld_bc < 1 || a.ld_z < a.E) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  if (a.N > 64) return FailWith(ctx, MMC_ERR_UNSUPPORTED, "slots_selective_scan: N > 64");
+  if (a.streams == 0) return MMC_OK;
+  if (a.xc == nullptr || a.dt == nullptr || a.dt_bias == nullptr || a.A == nullptr ||
+      a.B == nullptr || a.C == nullptr || a.D == nullptr || a.z == nullptr ||
+      a.state == nullptr || a.slots == nullptr || a.y == nullptr) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  return Guarded(ctx, [&]() -> int {
+    // G = the next power of two >= N, at most 32; kSPL = ceil(N / G).
+    int g_shift = 0;
+    while ((int64_t{1} << g_shift) < a.N && g_shift < 5) ++g_shift;
+    const int64_t spl = CeilDiv(a.N, int64_t{1} << g_shift);
+    const int64_t blocks = CeilDiv(a.streams * a.E << g_shift, kMixerThreads);
+    if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
+    const unsigned grid = static_cast<unsigned>(blocks);
+    if (spl == 1) {
+      SlotScanKernel<1><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
+    } else {
+      SlotScanKernel<2><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
+    }
+    MMC_LAUNCH_CHECK(ctx, "slots_selective_scan");
+    return MMC_OK;
+  });
+}
