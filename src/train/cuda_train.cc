@@ -24,15 +24,6 @@ namespace memmamba {
 
 namespace {
 
-int FusionMode(Fusion f) {
-  switch (f) {
-    case Fusion::kWeighted: return MMC_FUSION_WEIGHTED;
-    case Fusion::kResidual: return MMC_FUSION_RESIDUAL;
-    case Fusion::kGated: return MMC_FUSION_GATED;
-  }
-  return MMC_FUSION_WEIGHTED;
-}
-
 template <typename T>
 using DA = DeviceArray<T>;
 
@@ -304,7 +295,7 @@ absl::Status CudaTrainState::Impl::ReadForward(int64_t l, bool cross, float* xba
   pa.ld_o = S;
   MMC_CALL(pool_attend, &pa);
   MM_RETURN_IF_ERROR(Matmul(rc.o.get(), M, S, rw.o, rc.co.get(), D, false));
-  MMC_CALL(read_fuse, FusionMode(c.fusion), a, rc.co.get(), rc.gate.get(), M, D,
+  MMC_CALL(read_fuse, MmcFusionMode(c.fusion), a, rc.co.get(), rc.gate.get(), M, D,
            c.fusion == Fusion::kWeighted ? W(rw.alpha) : nullptr,
            c.fusion == Fusion::kGated ? W(rw.fuse) : nullptr, xbar);
   return absl::OkStatus();
@@ -379,7 +370,7 @@ absl::Status CudaTrainState::Impl::ReadBackward(int64_t l, bool cross, const flo
   MM_RETURN_IF_ERROR(Fit(&dco, M * D));
   MM_RETURN_IF_ERROR(Fit(&dout, M * S));
   MM_RETURN_IF_ERROR(Fit(&dq, M * S));
-  MMC_CALL(read_fuse_backward, FusionMode(c.fusion), a, rc.co.get(), rc.gate.get(), dxbar, M, D,
+  MMC_CALL(read_fuse_backward, MmcFusionMode(c.fusion), a, rc.co.get(), rc.gate.get(), dxbar, M, D,
            c.fusion == Fusion::kWeighted ? W(rw.alpha) : nullptr,
            c.fusion == Fusion::kGated ? W(rw.fuse) : nullptr, W(rw.gate), dco.get(), dap,
            c.fusion == Fusion::kWeighted ? G(rw.alpha) : nullptr,

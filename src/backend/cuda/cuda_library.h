@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "memmamba_cuda.h"
+#include "model/config.h"
 
 namespace memmamba {
 
@@ -61,6 +62,16 @@ class CudaContext {
   int device_ = 0;
   int64_t total_memory_ = 0;
 };
+
+// The kernels' code (MMC_FUSION_*) of a fusion mode.
+inline int MmcFusionMode(Fusion f) {
+  switch (f) {
+    case Fusion::kWeighted: return MMC_FUSION_WEIGHTED;
+    case Fusion::kResidual: return MMC_FUSION_RESIDUAL;
+    case Fusion::kGated: return MMC_FUSION_GATED;
+  }
+  return MMC_FUSION_WEIGHTED;
+}
 
 // Device memory of `n` elements of T, freed with its context.
 template <typename T>
