@@ -35,7 +35,7 @@ type Device int32
 
 const (
 	DeviceCPU  Device = C.MM_DEVICE_CPU
-	DeviceCUDA Device = C.MM_DEVICE_CUDA // trainers only in this version; CodeNoDevice without a GPU, CodeUnsupported without CUDA
+	DeviceCUDA Device = C.MM_DEVICE_CUDA // sessions and trainers on the GPU; CodeNoDevice without a GPU, CodeUnsupported without CUDA
 )
 
 // Dtype is how weights are stored.

@@ -169,9 +169,13 @@ typedef struct mm_model mm_model;
 
 typedef enum mm_device {
   MM_DEVICE_CPU = 0, /* always available; the default */
-  MM_DEVICE_CUDA = 1 /* an NVIDIA GPU: trainers (mm_trainer_options.device); models
-                        on it return MM_ERR_UNSUPPORTED in this version, or
-                        MM_ERR_NO_DEVICE where no GPU or driver answers */
+  MM_DEVICE_CUDA = 1 /* an NVIDIA GPU (device 0): a model's sessions keep their
+                        state there and feed and step there (weights widened
+                        to f32 on the GPU; mm_sessions_step batches any
+                        sessions of the model); trainers train there
+                        (mm_trainer_options.device). MM_ERR_UNSUPPORTED
+                        without the CUDA backend, MM_ERR_NO_DEVICE where no
+                        GPU or driver answers */
 } mm_device;
 
 typedef enum mm_dtype {
@@ -256,7 +260,8 @@ typedef struct mm_session mm_session;
 typedef struct mm_session_options {
   uint32_t struct_size;
   uint32_t max_chunk; /* tokens processed per internal block of a feed; bounds
-                         the scratch memory. 0 = 256. Results do not depend on it. */
+                         the scratch memory (on the GPU too). 0 = 256. Results
+                         do not depend on it. */
 } mm_session_options;
 
 /* Fills *options with the defaults. Same codes as mm_model_config_init. */
@@ -282,11 +287,15 @@ typedef enum mm_logits_mode {
  * sequence in one call, in chunks of any sizes or one token at a time gives
  * the same logits (DESIGN 2.4). `logits` receives what `mode` asks for;
  * `logits_capacity` is its size in floats. Validation happens before any
- * work: on any error the session is exactly as before the call.
+ * work: on any error the session is exactly as before the call (on a GPU
+ * session, a failure of the device itself, MM_ERR_OUT_OF_MEMORY or
+ * MM_ERR_INTERNAL in the middle of a feed, leaves the stream undefined:
+ * reset or restore it).
  * Returns MM_ERR_INVALID_ARGUMENT (NULL session, NULL tokens with
  * n_tokens > 0, bad mode, NULL logits where needed),
  * MM_ERR_TOKEN_OUT_OF_RANGE, MM_ERR_BUFFER_TOO_SMALL, MM_ERR_OUT_OF_MEMORY.
- * One thread per session (sessions on one model may feed in parallel). */
+ * One thread per session (sessions on one model may feed in parallel; the
+ * sessions of a GPU model take turns on the device). */
 MM_API mm_status mm_session_feed(mm_session *session, const int32_t *tokens,
                                  size_t n_tokens, int32_t mode, float *logits,
                                  size_t logits_capacity);
@@ -306,7 +315,9 @@ MM_API mm_status mm_sessions_step(mm_session *const *sessions,
                                   size_t n_sessions, const int32_t *tokens,
                                   float *logits, size_t logits_capacity);
 
-/* Returns the stream to position 0 with empty pools. One thread per session. */
+/* Returns the stream to position 0 with empty pools. Returns
+ * MM_ERR_INVALID_ARGUMENT (NULL) and, for a session of an MM_DEVICE_CUDA
+ * model, the device's error. One thread per session. */
 MM_API mm_status mm_session_reset(mm_session *session);
 
 /* Tokens consumed since creation or the last reset, or 0 for NULL. One thread

@@ -445,7 +445,9 @@ mm_status mm_session_create(mm_session** out, const mm_model* model,
       return Fail(ErrorCode::kInvalidArgument, "max_chunk exceeds 1048576");
     }
     auto handle = std::make_unique<mm_session>();
-    handle->impl = std::make_unique<memmamba::Session>(model->impl.get(), o.max_chunk);
+    auto impl = memmamba::Session::Create(model->impl.get(), o.max_chunk);
+    if (!impl.ok()) return Fail(impl.status());
+    handle->impl = std::move(*impl);
     *out = handle.release();
     return MM_OK;
   });
@@ -501,8 +503,8 @@ mm_status mm_sessions_step(mm_session* const* sessions, size_t n_sessions,
 mm_status mm_session_reset(mm_session* session) {
   if (session == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
   return Guard(session, [&]() -> mm_status {
-    session->impl->Reset();
-    return MM_OK;
+    absl::Status st = session->impl->Reset();
+    return st.ok() ? MM_OK : Fail(st, session);
   });
 }
 
@@ -511,14 +513,23 @@ uint64_t mm_session_position(const mm_session* session) {
 }
 
 uint64_t mm_session_state_bytes(const mm_session* session) {
-  return session ? session->impl->state().Bytes() : 0;
+  if (session == nullptr) return 0;
+  try {
+    memmamba::Session& impl = *session->impl;
+    if (!impl.SyncState().ok()) return 0;
+    return impl.state().Bytes();
+  } catch (...) {  // a device session's state did not fit in host memory
+    return 0;
+  }
 }
 
 int32_t mm_session_pool_size(const mm_session* session, uint32_t layer) {
   if (session == nullptr) return -1;
-  const auto& layers = session->impl->state().layers;
-  if (layer >= layers.size()) return -1;
-  return static_cast<int32_t>(layers[layer].pool.size());
+  try {
+    return session->impl->PoolSize(layer);
+  } catch (...) {
+    return -1;
+  }
 }
 
 const char* mm_session_last_error(const mm_session* session) {
@@ -534,6 +545,7 @@ mm_status mm_session_snapshot_size(const mm_session* session, size_t* size) {
     if (size == nullptr) return Fail(ErrorCode::kInvalidArgument, "size is NULL", s);
     *size = 0;
     if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+    if (absl::Status sync = s->impl->SyncState(); !sync.ok()) return Fail(sync, s);
     auto n = memmamba::SnapshotSize(s->impl->model(), s->impl->state());
     if (!n.ok()) return Fail(n.status(), s);
     *size = *n;
@@ -551,6 +563,7 @@ mm_status mm_session_snapshot(const mm_session* session, void* buffer, size_t ca
     if (buffer == nullptr && capacity > 0) {
       return Fail(ErrorCode::kInvalidArgument, "buffer is NULL with capacity > 0", s);
     }
+    if (absl::Status sync = s->impl->SyncState(); !sync.ok()) return Fail(sync, s);
     size_t needed = 0;
     absl::Status st = memmamba::WriteSnapshotInto(
         s->impl->model(), s->impl->state(), [&](size_t n) -> absl::StatusOr<uint8_t*> {
@@ -579,6 +592,7 @@ mm_status mm_session_snapshot_alloc(const mm_session* session, void** out, size_
     *out = nullptr;
     *size = 0;
     if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+    if (absl::Status sync = s->impl->SyncState(); !sync.ok()) return Fail(sync, s);
     void* buffer = nullptr;
     size_t n = 0;
     absl::Status st = memmamba::WriteSnapshotInto(
@@ -603,6 +617,7 @@ mm_status mm_session_snapshot_file(const mm_session* session, const char* path) 
   return Guard(s, [&]() -> mm_status {
     if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
     if (path == nullptr) return Fail(ErrorCode::kInvalidArgument, "path is NULL", s);
+    if (absl::Status sync = s->impl->SyncState(); !sync.ok()) return Fail(sync, s);
     absl::Status st = memmamba::WriteSnapshot(
         s->impl->model(), s->impl->state(), [&](const uint8_t* data, size_t n) {
           return memmamba::WriteFileAtomically(

@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "backend/cuda/cuda_library.h"
+#include "runtime/device_sessions.h"
 #include "common/hash.h"
 #include "model/safetensors.h"
 
@@ -44,16 +44,10 @@ void HashLittleEndian(const T* values, size_t n, Xxh64* h) {
 
 }  // namespace
 
+Model::~Model() = default;
+
 absl::StatusOr<std::unique_ptr<Model>> Model::Finish(ModelConfig config, ModelWeights weights,
                                                      const ModelOptions& options) {
-  if (options.cuda) {
-    // The device answers first (kUnsupported without the CUDA backend,
-    // kNoDevice without a GPU); then what this version runs there.
-    MM_ASSIGN_OR_RETURN(std::unique_ptr<CudaContext> ctx, CudaContext::Create());
-    return Errorf(ErrorCode::kUnsupported, "MM_DEVICE_CUDA models (", ctx->device_name(),
-                  "): sessions and evaluation run on the CPU in this version; training runs "
-                  "on the GPU (mm_trainer_options.device = MM_DEVICE_CUDA)");
-  }
   std::unique_ptr<Model> model(new Model());
   model->config_ = std::move(config);
   model->weights_ = std::move(weights);
@@ -70,6 +64,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Finish(ModelConfig config, ModelWe
   for (int64_t l = 0; l < c.n_layer; ++l) {
     if (!c.HasCrossLayerRead(l)) continue;
     for (int64_t j = c.CrossLayerBegin(l); j < l; ++j) model->readers_[j].push_back(l);
+  }
+  // kUnsupported without the CUDA backend, kNoDevice without a GPU.
+  if (options.cuda) {
+    MM_ASSIGN_OR_RETURN(model->device_, DeviceSessions::Create(*model));
   }
   return model;
 }

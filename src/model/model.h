@@ -16,6 +16,8 @@
 
 namespace memmamba {
 
+class DeviceSessions;  // runtime/device_sessions.h
+
 struct ModelOptions {
   bool bf16_weights = false;  // store matrices in bf16 (inference)
   int n_threads = 0;          // 0 = all cores
@@ -40,6 +42,8 @@ class Model {
   // checked finite, derived values prepared, converted as `options` asks.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model>> FromWeights(
       ModelConfig config, ModelWeights weights, const ModelOptions& options);
+
+  ~Model();
 
   [[nodiscard]] absl::Status Save(const std::string& path) const;
 
@@ -73,6 +77,10 @@ class Model {
   // (its tok read) first, then the cross-layer readers in layer order.
   const std::vector<int64_t>& readers(int64_t source) const { return readers_[source]; }
 
+  // MM_DEVICE_CUDA models: the weights on the GPU and the state of every
+  // session of the model (sessions run there); NULL for CPU models.
+  DeviceSessions* device_sessions() const { return device_.get(); }
+
  private:
   Model() = default;
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model>> Finish(
@@ -83,6 +91,7 @@ class Model {
   std::unique_ptr<Backend> backend_;
   int n_threads_ = 1;
   std::vector<std::vector<int64_t>> readers_;
+  std::unique_ptr<DeviceSessions> device_;
   mutable std::once_flag fingerprint_once_;
   mutable uint64_t fingerprint_ = 0;
 };

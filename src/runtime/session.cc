@@ -1,15 +1,111 @@
 #include "runtime/session.h"
 
 #include <algorithm>
+#include <mutex>
 #include <unordered_set>
 #include <utility>
 #include <vector>
+
+#include "runtime/device_sessions.h"
 
 namespace memmamba {
 
 Session::Session(const Model* model, int64_t max_chunk)
     : model_(model), max_chunk_(max_chunk > 0 ? max_chunk : kDefaultMaxChunk) {
   state_.Reset(model->config());
+}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model, int64_t max_chunk) {
+  std::unique_ptr<Session> s(new Session(model, max_chunk));
+  if (DeviceSessions* dev = model->device_sessions()) {
+    std::lock_guard<std::mutex> lock(dev->mutex());
+    MM_ASSIGN_OR_RETURN(s->slot_, dev->Acquire());
+  }
+  return s;
+}
+
+Session::~Session() {
+  if (DeviceSessions* dev = model_->device_sessions(); dev != nullptr && slot_ >= 0) {
+    std::lock_guard<std::mutex> lock(dev->mutex());
+    dev->Release(slot_);
+  }
+}
+
+absl::Status Session::Reset() {
+  if (DeviceSessions* dev = model_->device_sessions()) {
+    std::lock_guard<std::mutex> lock(dev->mutex());
+    MM_RETURN_IF_ERROR(dev->Reset(slot_));
+  }
+  state_.Reset(model_->config());
+  return absl::OkStatus();
+}
+
+absl::Status Session::SyncState() {
+  DeviceSessions* dev = model_->device_sessions();
+  if (dev == nullptr) return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(dev->mutex());
+  return dev->Download(slot_, &state_);
+}
+
+int32_t Session::PoolSize(uint32_t layer) {
+  if (layer >= state_.layers.size()) return -1;
+  DeviceSessions* dev = model_->device_sessions();
+  if (dev == nullptr) return static_cast<int32_t>(state_.layers[layer].pool.size());
+  std::lock_guard<std::mutex> lock(dev->mutex());
+  std::vector<int32_t> sizes;
+  if (!dev->PoolSizes(slot_, &sizes).ok()) return -1;
+  return sizes[layer];
+}
+
+// The feed of a device session: pieces that end at note-window boundaries
+// (DeviceSessions::Forward reads one pool version per stream and call), of
+// at most max_chunk tokens.
+absl::Status Session::FeedDevice(const int32_t* tokens, size_t n, LogitsMode mode,
+                                 float* logits) {
+  const ModelConfig& c = model_->config();
+  const size_t V = static_cast<size_t>(c.vocab_size);
+  DeviceSessions& dev = *model_->device_sessions();
+  std::lock_guard<std::mutex> lock(dev.mutex());
+  int64_t position = state_.position;
+  for (size_t done = 0; done < n;) {
+    size_t len = std::min<size_t>(n - done, static_cast<size_t>(max_chunk_));
+    if (c.memory_enabled()) {
+      len = std::min<size_t>(len, static_cast<size_t>(c.note_window - position % c.note_window));
+    }
+    const bool last_piece = done + len == n;
+    LogitsMode piece_mode = LogitsMode::kNone;
+    float* out = nullptr;
+    if (mode == LogitsMode::kAll) {
+      piece_mode = LogitsMode::kAll;
+      out = logits + done * V;
+    } else if (mode == LogitsMode::kLast && last_piece) {
+      piece_mode = LogitsMode::kLast;
+      out = logits;
+    }
+    MM_RETURN_IF_ERROR(dev.Forward(&slot_, &position, 1, static_cast<int64_t>(len),
+                                   tokens + done, piece_mode, out));
+    position += static_cast<int64_t>(len);
+    state_.position = position;
+    done += len;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::StepManyDevice(Session* const* sessions, size_t n, const int32_t* tokens,
+                                     float* logits) {
+  DeviceSessions& dev = *sessions[0]->model_->device_sessions();
+  std::vector<int> slots(n);
+  std::vector<int64_t> positions(n);
+  for (size_t i = 0; i < n; ++i) {
+    slots[i] = sessions[i]->slot_;
+    positions[i] = sessions[i]->state_.position;
+  }
+  std::lock_guard<std::mutex> lock(dev.mutex());
+  MM_RETURN_IF_ERROR(dev.Forward(slots.data(), positions.data(), static_cast<int64_t>(n), 1,
+                                 tokens, logits ? LogitsMode::kLast : LogitsMode::kNone,
+                                 logits));
+  for (size_t i = 0; i < n; ++i) ++sessions[i]->state_.position;
+  return absl::OkStatus();
 }
 
 absl::Status Session::CheckTokens(const int32_t* tokens, size_t n) const {
@@ -45,6 +141,7 @@ absl::Status Session::Feed(const int32_t* tokens, size_t n, LogitsMode mode, flo
   }
   MM_RETURN_IF_ERROR(CheckTokens(tokens, n));
   if (n == 0) return absl::OkStatus();
+  if (model_->device_sessions() != nullptr) return FeedDevice(tokens, n, mode, logits);
 
   scratch_ = state_;  // reuses scratch_'s allocations
   StreamState* stream = &scratch_;
@@ -70,6 +167,18 @@ absl::Status Session::Feed(const int32_t* tokens, size_t n, LogitsMode mode, flo
 
 absl::Status Session::Restore(absl::FunctionRef<absl::Status(StreamState*)> fill) {
   MM_RETURN_IF_ERROR(fill(&scratch_));
+  if (DeviceSessions* dev = model_->device_sessions()) {
+    // Into a slot of its own, which replaces the session's only once the
+    // whole state is there.
+    std::lock_guard<std::mutex> lock(dev->mutex());
+    MM_ASSIGN_OR_RETURN(const int slot, dev->Acquire());
+    if (absl::Status st = dev->Upload(slot, scratch_); !st.ok()) {
+      dev->Release(slot);
+      return st;
+    }
+    dev->Release(slot_);
+    slot_ = slot;
+  }
   std::swap(state_, scratch_);
   return absl::OkStatus();
 }
@@ -100,6 +209,7 @@ absl::Status Session::StepMany(Session* const* sessions, size_t n, const int32_t
                   " floats; this call needs ", n * V);
   }
   MM_RETURN_IF_ERROR(sessions[0]->CheckTokens(tokens, n));
+  if (model->device_sessions() != nullptr) return StepManyDevice(sessions, n, tokens, logits);
 
   std::vector<StreamState*> streams(n);
   for (size_t i = 0; i < n; ++i) {

@@ -1,10 +1,16 @@
 // A session: one token stream on a model, with transactional feeds (a
-// failed call leaves the stream exactly as it was).
+// failed call leaves the stream exactly as it was). On an MM_DEVICE_CUDA
+// model the stream's state lives on the GPU (runtime/device_sessions.h):
+// state() then holds the position, and the rest once SyncState() has
+// brought it down; validation still happens before any work, but a device
+// failure in the middle of a feed leaves that stream undefined (reset or
+// restore it).
 #ifndef MEMMAMBA_RUNTIME_SESSION_H_
 #define MEMMAMBA_RUNTIME_SESSION_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "absl/functional/function_ref.h"
 #include "common/status.h"
@@ -18,7 +24,13 @@ class Session {
  public:
   static constexpr int64_t kDefaultMaxChunk = 256;
 
-  Session(const Model* model, int64_t max_chunk);
+  // A session at position 0: on a device model it takes a slot there
+  // (kOutOfMemory, or the device's error).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Session>> Create(const Model* model,
+                                                                      int64_t max_chunk);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   // Feeds n tokens in internal blocks of at most max_chunk tokens. `logits`
   // holds `capacity` floats. Validates everything before any work.
@@ -30,7 +42,7 @@ class Session {
                                              const int32_t* tokens, float* logits,
                                              size_t capacity);
 
-  void Reset() { state_.Reset(model_->config()); }
+  [[nodiscard]] absl::Status Reset();
 
   // Replaces the stream's state with the one `fill` writes into a scratch
   // state (it may reuse that state's allocations and must set every field).
@@ -40,15 +52,27 @@ class Session {
 
   const Model& model() const { return *model_; }
   const StreamState& state() const { return state_; }
+  // Brings state() up to date with the device (a no-op on the CPU): before
+  // a snapshot or a look at the pools.
+  [[nodiscard]] absl::Status SyncState();
+  // Notes in layer `layer`'s pool, or -1 (a layer out of range, a device
+  // error).
+  int32_t PoolSize(uint32_t layer);
 
  private:
+  Session(const Model* model, int64_t max_chunk);
   [[nodiscard]] absl::Status CheckTokens(const int32_t* tokens, size_t n) const;
+  [[nodiscard]] absl::Status FeedDevice(const int32_t* tokens, size_t n, LogitsMode mode,
+                                        float* logits);
+  [[nodiscard]] static absl::Status StepManyDevice(Session* const* sessions, size_t n,
+                                                   const int32_t* tokens, float* logits);
 
   const Model* model_;
   int64_t max_chunk_;
   StreamState state_;
   StreamState scratch_;  // the feed works here and is swapped in on success
   Workspace workspace_;
+  int slot_ = -1;  // the stream's slot on the device (device models)
 };
 
 }  // namespace memmamba

@@ -65,6 +65,12 @@ double RelErr(const std::vector<float>& a, const std::vector<float>& b) {
   return num / std::max(den, 1e-30);
 }
 
+std::unique_ptr<Session> NewSession(const Model* m, int64_t max_chunk) {
+  auto s = Session::Create(m, max_chunk);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
 std::vector<std::vector<int64_t>> PoolWindows(const Session& s) {
   std::vector<std::vector<int64_t>> out;
   for (const LayerState& L : s.state().layers) {
@@ -89,14 +95,16 @@ TEST_P(EquivalenceTest, AllViewsAgree) {
   const std::vector<int32_t> tokens = RandomTokens(T, V, 99);
 
   // A: one token at a time.
-  Session one(&m, 0);
+  auto one_ptr = NewSession(&m, 0);
+  Session& one = *one_ptr;
   std::vector<float> ref(T * V);
   for (int64_t t = 0; t < T; ++t) {
     ASSERT_TRUE(one.Feed(&tokens[t], 1, LogitsMode::kLast, &ref[t * V], V).ok());
   }
 
   // B: random chunk sizes, with a small internal block size.
-  Session chunked(&m, 17);
+  auto chunked_ptr = NewSession(&m, 17);
+  Session& chunked = *chunked_ptr;
   std::vector<float> got(T * V);
   std::mt19937 rng(5);
   for (int64_t t = 0; t < T;) {
@@ -108,7 +116,8 @@ TEST_P(EquivalenceTest, AllViewsAgree) {
   EXPECT_EQ(PoolWindows(chunked), PoolWindows(one));
 
   // C: the whole sequence in one block.
-  Session whole(&m, T);
+  auto whole_ptr = NewSession(&m, T);
+  Session& whole = *whole_ptr;
   ASSERT_TRUE(whole.Feed(tokens.data(), T, LogitsMode::kAll, got.data(), got.size()).ok());
   EXPECT_LE(RelErr(got, ref), 1e-5) << "whole sequence vs streaming";
   EXPECT_EQ(PoolWindows(whole), PoolWindows(one));
@@ -128,8 +137,8 @@ TEST_P(EquivalenceTest, AllViewsAgree) {
   std::vector<std::unique_ptr<Session>> batch, solo;
   std::vector<std::vector<int32_t>> streams;
   for (int i = 0; i < kStreams; ++i) {
-    batch.push_back(std::make_unique<Session>(&m, 0));
-    solo.push_back(std::make_unique<Session>(&m, 0));
+    batch.push_back(NewSession(&m, 0));
+    solo.push_back(NewSession(&m, 0));
     streams.push_back(RandomTokens(T / 2, V, 1000 + i));
   }
   std::vector<Session*> ptrs;
@@ -164,7 +173,8 @@ TEST_P(EquivalenceTest, MemoryChangesTheOutput) {
   ASSERT_TRUE(a.ok() && b.ok());
   const int64_t T = 200, V = with.vocab_size;
   auto tokens = RandomTokens(T, V, 3);
-  Session sa(a->get(), 0), sb(b->get(), 0);
+  auto sa_ptr = NewSession(a->get(), 0), sb_ptr = NewSession(b->get(), 0);
+  Session &sa = *sa_ptr, &sb = *sb_ptr;
   std::vector<float> la(T * V), lb(T * V);
   ASSERT_TRUE(sa.Feed(tokens.data(), T, LogitsMode::kAll, la.data(), la.size()).ok());
   ASSERT_TRUE(sb.Feed(tokens.data(), T, LogitsMode::kAll, lb.data(), lb.size()).ok());

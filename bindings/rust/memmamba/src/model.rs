@@ -161,8 +161,9 @@ impl Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
-    /// An NVIDIA GPU: trainers only in this version (`TrainerOptions::device`);
-    /// `Code::NoDevice` without a GPU, `Code::Unsupported` without CUDA.
+    /// An NVIDIA GPU: a model's sessions keep their state and run there, and
+    /// trainers train there (`TrainerOptions::device`); `Code::NoDevice`
+    /// without a GPU, `Code::Unsupported` without CUDA.
     Cuda,
 }
 
