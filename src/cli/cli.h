@@ -63,6 +63,7 @@ class Args {
                uint64_t max = UINT64_MAX) const;
   double F64(const std::string& name, double fallback, double min, double max) const;
   int32_t Threads() const;  // --threads (0 = all cores)
+  int32_t Device() const;   // --device cpu|cuda, as an mm_device (default cpu)
 
   std::vector<std::string> positional;
   std::map<std::string, std::string> values;  // options with a value
@@ -87,6 +88,7 @@ void PrintCommandHelp(const Command& command, std::FILE* out);
 
 // Shared option groups.
 extern const OptionSpec kThreadsOption;
+extern const OptionSpec kDeviceOption;
 
 // ---------------------------------------------------------------------------
 // Files and data.
@@ -124,8 +126,10 @@ struct ModelHandle {
   mm_model* model = nullptr;
   mm_model_config config{};
 };
-// Loads a model and reads its configuration; checks that byte tokens fit.
-void LoadModel(const std::string& path, int32_t threads, ModelHandle* out);
+// Loads a model (onto `device`, an mm_device) and reads its configuration;
+// checks that byte tokens fit.
+void LoadModel(const std::string& path, int32_t threads, ModelHandle* out,
+               int32_t device = MM_DEVICE_CPU);
 mm_model_config GetConfig(const mm_model* model);
 // Fails unless the model's vocabulary holds the 256 byte tokens.
 void RequireByteVocab(const mm_model_config& config, const std::string& what);

@@ -166,7 +166,7 @@ int Stream(const Args& args, const std::string& model_path, const std::string& f
   if (input.f == nullptr) Fail("cannot open '" + file_path + "': " + std::strerror(errno));
 
   ModelHandle model;
-  LoadModel(model_path, args.Threads(), &model);
+  LoadModel(model_path, args.Threads(), &model, args.Device());
   const size_t vocab = model.config.vocab_size;
   const uint64_t fingerprint = mm_model_fingerprint(model.model);
   SessionHandle session;
@@ -331,7 +331,7 @@ int RunSnapshotContinue(const Args& args) {
       {"--snapshot", "OUT",                                                                   \
        "At the end, write the stream's state to the snapshot OUT (atomically) and its last "   \
        "logits to OUT.logits, so that a resumed stream also scores its first byte."},          \
-      kThreadsOption
+      kDeviceOption, kThreadsOption
 
 const Command kStreamCommand = {
     "stream",

@@ -39,6 +39,11 @@ const OptionSpec kThreadsOption = {
     "Threads for the model's computations; 0 = all cores (default: the environment variable "
     "MEMMAMBA_THREADS, else 0). On a busy machine 1 is often fastest."};
 
+const OptionSpec kDeviceOption = {
+    "--device", "DEV",
+    "Where the model's sessions run: 'cpu' (default) or 'cuda' (the first NVIDIA GPU; the "
+    "results match the CPU's to float rounding, and snapshots move between the two)."};
+
 static const OptionSpec kHelpOption = {"--help", nullptr, "Print this help and exit (also -h)."};
 
 bool Args::Has(const std::string& name) const {
@@ -77,6 +82,14 @@ double Args::F64(const std::string& name, double fallback, double min, double ma
     UsageError(buf);
   }
   return v;
+}
+
+int32_t Args::Device() const {
+  const std::string d = Str("--device", "cpu");
+  if (d == "cpu") return MM_DEVICE_CPU;
+  if (d == "cuda") return MM_DEVICE_CUDA;
+  UsageError("--device '" + d + "': expected cpu or cuda");
+  return MM_DEVICE_CPU;
 }
 
 int32_t Args::Threads() const {
@@ -478,11 +491,12 @@ void RequireByteVocab(const mm_model_config& config, const std::string& what) {
   }
 }
 
-void LoadModel(const std::string& path, int32_t threads, ModelHandle* out) {
+void LoadModel(const std::string& path, int32_t threads, ModelHandle* out, int32_t device) {
   if (!FileExists(path)) Fail("cannot open model '" + path + "': " + std::strerror(ENOENT));
   mm_model_options options;
   Check(mm_model_options_init(&options, sizeof options), "mm_model_options_init");
   options.n_threads = threads;
+  options.device = device;
   const mm_status st = mm_model_load(&out->model, path.c_str(), &options);
   if (st != MM_OK) FailStatus("cannot load model '" + path + "'", st, mm_last_error());
   out->config = GetConfig(out->model);

@@ -96,9 +96,9 @@ help)
   }
   check_help info
   check_help import-mamba --window --capacity --policy --fusion --config --seed --dtype --threads
-  check_help stream --top --by --chunk --limit --snapshot --resume --threads
+  check_help stream --top --by --chunk --limit --snapshot --resume --device --threads
   check_help "snapshot inspect"
-  check_help "snapshot continue" --top --by --chunk --limit --snapshot --threads
+  check_help "snapshot continue" --top --by --chunk --limit --snapshot --device --threads
   check_help train --out --init --config --steps --minutes --batch --seq --lr --warmup --seed \
     --accum --clip --weight-decay --straight-through --fasta --text --trainer-out --save-every \
     --resume --log-every --threads
@@ -321,6 +321,7 @@ bad_input)
   run_fails 2 "at least 14 tokens" -- "$M" eval m.safetensors log.txt --passkey 8
   run_fails 2 "needs --passkey" -- "$M" eval m.safetensors log.txt --samples 3
   run_fails 2 "--by 'median'" -- "$M" stream m.safetensors log.txt --by median
+  run_fails 2 "--device 'gpu': expected cpu or cuda" -- "$M" stream m.safetensors log.txt --device gpu
   echo "failures (exit 1):"
   run_fails 1 "cannot open model 'missing.safetensors'" -- "$M" stream missing.safetensors log.txt
   run_fails 1 "cannot open 'missing.txt'" -- "$M" stream m.safetensors missing.txt
@@ -346,6 +347,11 @@ bad_input)
   run_fails 1 "cannot load trainer" -- "$M" train --out x.safetensors --resume noise.bin log.txt
   run_fails 1 "fewer than 2 tokens" -- "$M" eval m.safetensors empty.bin
   run_fails 1 "cannot write snapshot" -- "$M" stream m.safetensors log.txt --top 0 --snapshot adir/no/such/dir.mmsnap
+  # On the GPU where there is one; elsewhere a clean failure that names it.
+  if ! "$M" stream m.safetensors log.txt --top 0 --device cuda > cuda.txt 2> cuda.err; then
+    grep -q "cannot load model 'm.safetensors': MM_ERR_\(NO_DEVICE\|UNSUPPORTED\)" cuda.err ||
+      fail "--device cuda without a GPU: $(cat cuda.err)"
+  fi
   ;;
 
 readme)
