@@ -446,6 +446,9 @@ MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   t.graph_end = mmc_graph_end;
   t.graph_launch = mmc_graph_launch;
   t.graph_free = mmc_graph_free;
+  t.chunk_note_windows = mmc_chunk_note_windows;
+  t.chunk_pool_versions = mmc_chunk_pool_versions;
+  t.chunk_pool_commit = mmc_chunk_pool_commit;
   std::memcpy(table, &t, t.struct_size);
   return MMC_OK;
 }

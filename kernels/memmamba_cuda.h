@@ -545,6 +545,18 @@ typedef struct mmc_slot_read_args {
   const int32_t* slots;       /* device [B] */
   float* gate;                /* [B·T], overwritten */
   float* o;                   /* [B·T, S], overwritten (0 where gate is 0) */
+  /* Versions, for one stream's call over several note windows (NULL ver_ids:
+   * every row reads the slot's pools). Row r reads, of source layer l, the
+   * ver_count[l·n_versions + v] ids at ver_ids + (l·n_versions + v)·capacity
+   * with v = row_version[r]: an id below capacity is that entry of the slot's
+   * pool, capacity + c the call's note c of layer l, whose summary is at
+   * new_notes + (l·n_new + c)·S (mmc_chunk_pool_versions writes them). */
+  const int32_t* ver_ids;
+  const int32_t* ver_count;
+  int64_t n_versions;
+  const int32_t* row_version; /* device [B·T] */
+  const float* new_notes;
+  int64_t n_new;
 } mmc_slot_read_args;
 
 /* Per row: γ = σ(gw·a + gb); gate = γ where the stream's pools of layers
@@ -554,6 +566,34 @@ typedef struct mmc_slot_read_args {
  * a tile of up to 32 KiB of notes and m_max offsets) exceeds the device's. */
 MMC_API int mmc_slots_pool_read(mmc_context* ctx, const mmc_slot_pools* pools,
                                 const mmc_slot_read_args* args);
+
+/* One stream's call over T rows at positions p0 .. p0 + T − 1 that may
+ * close several note windows (position p closes one where p % w == w − 1):
+ * acc ([D], the slot's pending maxima of the layer) walks the rows; the c-th
+ * window closed gets m[c] = its maxima, score[c] = σ(Σ_d sw[d]·(m[c, d] −
+ * mean m[c]) + sb), and acc restarts at −∞. m [closes, D] and score
+ * [closes] overwritten; acc updated. */
+MMC_API int mmc_chunk_note_windows(mmc_context* ctx, const float* a, int64_t T, int64_t D,
+                                   int64_t p0, int64_t w, float* acc, const float* sw, float sb,
+                                   float* m, float* score);
+
+/* The versions of pool (slot, layer) over the call's n_new closed windows,
+ * as InsertNote decides under `policy` with score[c] the c-th window's
+ * score: version v (after v windows) is count[v] ids at ids + v·capacity
+ * (mmc_slot_read_args's ids), v = 0 .. n_new. ids [(n_new + 1)·capacity] and
+ * count [n_new + 1] overwritten; the pool itself is not changed. */
+MMC_API int mmc_chunk_pool_versions(mmc_context* ctx, const mmc_slot_pools* pools, int policy,
+                                    float threshold, int64_t slot, int64_t layer, int64_t n_new,
+                                    const float* score, int32_t* ids, int32_t* count);
+
+/* Makes the last version of every layer (ids + (l·(n_new + 1) + n_new)·capacity,
+ * as mmc_chunk_pool_versions wrote them for each layer l) the pools of
+ * `slot`: the entries kept, then the call's notes (summary new_notes +
+ * (l·n_new + c)·S, score new_score[l·n_new + c], window new_window[c]). */
+MMC_API int mmc_chunk_pool_commit(mmc_context* ctx, const mmc_slot_pools* pools, int64_t slot,
+                                  int64_t n_new, const int32_t* ids, const int32_t* count,
+                                  const float* new_notes, const float* new_score,
+                                  const int64_t* new_window);
 
 /* The mixer's causal conv + bias + SiLU (mmc_conv_silu's math) for B streams
  * of T rows (row b·T + t at xi + (b·T + t)·ld_xi; out [B·T, E]), the K−1
@@ -725,6 +765,12 @@ typedef struct mmc_op_table {
   int (*graph_end)(mmc_context*, mmc_graph**);
   int (*graph_launch)(mmc_context*, mmc_graph*);
   void (*graph_free)(mmc_graph*);
+  int (*chunk_note_windows)(mmc_context*, const float*, int64_t, int64_t, int64_t, int64_t,
+                            float*, const float*, float, float*, float*);
+  int (*chunk_pool_versions)(mmc_context*, const mmc_slot_pools*, int, float, int64_t, int64_t,
+                             int64_t, const float*, int32_t*, int32_t*);
+  int (*chunk_pool_commit)(mmc_context*, const mmc_slot_pools*, int64_t, int64_t, const int32_t*,
+                           const int32_t*, const float*, const float*, const int64_t*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

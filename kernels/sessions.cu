@@ -165,9 +165,17 @@ __global__ void __launch_bounds__(kThreads)
   float dot = 0.0f;
   for (int64_t d = threadIdx.x; d < D; d += kThreads) dot += r.gw[d] * ar[d];
   const float g = Sigmoid(BlockSum(dot, red) + r.gb);
+  // With versions (a call over several windows), the row's version of each
+  // source pool: ids below P are entries of the slot's pool, P + c the
+  // call's new note c.
+  const int64_t nv = r.n_versions;
+  const int64_t version = r.ver_ids != nullptr ? r.row_version[row] : 0;
   if (threadIdx.x == 0) {
     int m = 0;
-    for (int64_t l = r.src_begin; l < r.src_end; ++l) m += pools.count[slot * pools.n_layer + l];
+    for (int64_t l = r.src_begin; l < r.src_end; ++l) {
+      m += r.ver_ids != nullptr ? r.ver_count[l * nv + version]
+                                : pools.count[slot * pools.n_layer + l];
+    }
     n_notes = m;
   }
   __syncthreads();
@@ -185,14 +193,24 @@ __global__ void __launch_bounds__(kThreads)
   float* p = u + H * S;                // [H, m]
   float* tile = p + H * r.m_max;       // [tile_notes, S + 1]
   const int64_t pad = (2 * H * S + H * r.m_max + tile_notes * ld) % 2;
-  int64_t* note = reinterpret_cast<int64_t*>(tile + tile_notes * ld + pad);  // [m]
-  // The notes' first floats, in layer then window order.
+  const float** note = reinterpret_cast<const float**>(tile + tile_notes * ld + pad);  // [m]
+  // The notes' summaries, in layer then window order.
   if (threadIdx.x == 0) {
     int64_t j = 0;
     for (int64_t l = r.src_begin; l < r.src_end; ++l) {
       const int64_t pool = slot * pools.n_layer + l;
-      const int c = pools.count[pool];
-      for (int i = 0; i < c; ++i) note[j++] = (pool * P + i) * S;
+      if (r.ver_ids != nullptr) {
+        const int32_t* ids = r.ver_ids + (l * nv + version) * P;
+        const int c = r.ver_count[l * nv + version];
+        for (int i = 0; i < c; ++i) {
+          const int64_t id = ids[i];
+          note[j++] = id < P ? pools.summary + (pool * P + id) * S
+                             : r.new_notes + (l * r.n_new + (id - P)) * S;
+        }
+      } else {
+        const int c = pools.count[pool];
+        for (int i = 0; i < c; ++i) note[j++] = pools.summary + (pool * P + i) * S;
+      }
     }
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(dh));
@@ -208,7 +226,7 @@ __global__ void __launch_bounds__(kThreads)
   auto load_tile = [&](int64_t j0, int64_t tn) {
     for (int64_t idx = threadIdx.x; idx < tn * S; idx += kThreads) {
       const int64_t jj = idx / S, s = idx - jj * S;
-      tile[jj * ld + s] = pools.summary[note[j0 + jj] + s];
+      tile[jj * ld + s] = note[j0 + jj][s];
     }
     __syncthreads();
   };
@@ -377,6 +395,127 @@ __global__ void __launch_bounds__(kMixerThreads)
   }
 }
 
+// The note block of one stream's call over several windows: the rows walk
+// the pending window's maxima (from the slot), and each row that ends a
+// window (position p with p % w == w − 1) closes it: m[c] = the maxima,
+// score[c] = σ(Σ_d sw[d]·(m[c, d] − mean m[c]) + sb), acc = −∞. One block.
+__global__ void __launch_bounds__(kThreads)
+    ChunkNoteWindowsKernel(const float* __restrict__ a, int64_t T, int64_t D, int64_t p0,
+                           int64_t w, float* __restrict__ acc, const float* __restrict__ sw,
+                           float sb, float* __restrict__ m, float* __restrict__ score) {
+  __shared__ float red[kWarps];
+  int64_t closes = 0;
+  for (int64_t d = threadIdx.x; d < D; d += kThreads) {
+    float v = acc[d];
+    int64_t c = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      v = fmaxf(v, a[t * D + d]);
+      if ((p0 + t) % w == w - 1) {
+        m[c * D + d] = v;
+        v = -INFINITY;
+        ++c;
+      }
+    }
+    acc[d] = v;
+    closes = c;
+  }
+  // Every thread counts the same closes; threads past D count them here.
+  if (threadIdx.x >= D) {
+    for (int64_t t = 0; t < T; ++t) closes += (p0 + t) % w == w - 1;
+  }
+  for (int64_t c = 0; c < closes; ++c) {
+    const float* mc = m + c * D;
+    float sum = 0.0f;
+    for (int64_t d = threadIdx.x; d < D; d += kThreads) sum += mc[d];
+    const float mean = BlockSum(sum, red) / static_cast<float>(D);
+    float dot = 0.0f;
+    for (int64_t d = threadIdx.x; d < D; d += kThreads) dot += sw[d] * (mc[d] - mean);
+    dot = BlockSum(dot, red);
+    if (threadIdx.x == 0) score[c] = Sigmoid(dot + sb);
+  }
+}
+
+// The pool versions of one layer over a call's n_new closed windows, as
+// InsertNote decides them: version v (after the first v closes) lists the
+// ids of its notes in window order (id < P: the slot pool's entry, P + c:
+// the call's note c). One thread: at most n_new · P steps.
+__global__ void ChunkVersionsKernel(mmc_slot_pools pools, int policy, float threshold,
+                                    int64_t slot, int64_t layer, int64_t n_new,
+                                    const float* __restrict__ score, int32_t* __restrict__ ids,
+                                    int32_t* __restrict__ count) {
+  if (threadIdx.x != 0) return;
+  const int64_t P = pools.capacity;
+  const int64_t pool = slot * pools.n_layer + layer;
+  const float* old_score = pools.score + pool * P;
+  int32_t* cur = ids;  // version 0, then each next version starts as a copy
+  int n = pools.count[pool];
+  for (int i = 0; i < n; ++i) cur[i] = i;
+  count[0] = n;
+  auto score_of = [&](int32_t id) { return id < P ? old_score[id] : score[id - P]; };
+  for (int64_t c = 0; c < n_new; ++c) {
+    int32_t* next = cur + P;
+    for (int i = 0; i < n; ++i) next[i] = cur[i];
+    const float s = score[c];
+    if (s > threshold) {
+      if (n < P) {
+        next[n++] = static_cast<int32_t>(P + c);
+      } else {
+        int victim = 0;
+        bool keep = true;
+        if (policy == MMC_POOL_PRIORITY) {
+          for (int i = 1; i < n; ++i) {
+            if (score_of(next[i]) < score_of(next[victim])) victim = i;
+          }
+          keep = s > score_of(next[victim]);
+        }
+        if (keep) {
+          for (int i = victim; i + 1 < n; ++i) next[i] = next[i + 1];
+          next[n - 1] = static_cast<int32_t>(P + c);
+        }
+      }
+    }
+    count[c + 1] = n;
+    cur = next;
+  }
+}
+
+// Makes each layer's last version its slot pool (block per layer): entries
+// kept move up in place (an entry's new row is never after its old one), the
+// call's notes follow from new_notes.
+__global__ void __launch_bounds__(kThreads)
+    ChunkCommitKernel(mmc_slot_pools pools, int64_t slot, int64_t n_new,
+                      const int32_t* __restrict__ ids, const int32_t* __restrict__ count,
+                      const float* __restrict__ new_notes, const float* __restrict__ new_score,
+                      const int64_t* __restrict__ new_window) {
+  const int64_t l = blockIdx.x, P = pools.capacity, S = pools.S;
+  const int64_t pool = slot * pools.n_layer + l;
+  const int32_t* last = ids + (l * (n_new + 1) + n_new) * P;
+  const int n = count[l * (n_new + 1) + n_new];
+  float* summary = pools.summary + pool * P * S;
+  for (int j = 0; j < n; ++j) {
+    const int64_t id = last[j];
+    if (id == j) continue;
+    const float* src = id < P ? summary + id * S : new_notes + (l * n_new + (id - P)) * S;
+    for (int64_t k = threadIdx.x; k < S; k += kThreads) summary[j * S + k] = src[k];
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float* scores = pools.score + pool * P;
+    int64_t* wins = pools.window + pool * P;
+    for (int j = 0; j < n; ++j) {
+      const int64_t id = last[j];
+      if (id < P) {
+        scores[j] = scores[id];
+        wins[j] = wins[id];
+      } else {
+        scores[j] = new_score[l * n_new + (id - P)];
+        wins[j] = new_window[id - P];
+      }
+    }
+    pools.count[pool] = n;
+  }
+}
+
 size_t SlotReadSharedBytes(int64_t S, int64_t H, int64_t m_max) {
   // qk, u, the scores, one tile (padded to 8 bytes) and the notes' offsets.
   const int64_t floats = 2 * H * S + H * m_max + TileNotes(S, m_max) * (S + 1);
@@ -525,6 +664,59 @@ MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args*
       SlotScanKernel<2><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
     }
     MMC_LAUNCH_CHECK(ctx, "slots_selective_scan");
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_chunk_note_windows(mmc_context* ctx, const float* a, int64_t T, int64_t D,
+                                   int64_t p0, int64_t w, float* acc, const float* sw, float sb,
+                                   float* m, float* score) {
+  MMC_ENTER(ctx);
+  if (T < 1 || D < 1 || p0 < 0 || w < 1 || a == nullptr || acc == nullptr || sw == nullptr ||
+      m == nullptr || score == nullptr) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  return Guarded(ctx, [&]() -> int {
+    ChunkNoteWindowsKernel<<<1, kThreads, 0, ctx->stream>>>(a, T, D, p0, w, acc, sw, sb, m,
+                                                            score);
+    MMC_LAUNCH_CHECK(ctx, "chunk_note_windows");
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_chunk_pool_versions(mmc_context* ctx, const mmc_slot_pools* pools, int policy,
+                                    float threshold, int64_t slot, int64_t layer, int64_t n_new,
+                                    const float* score, int32_t* ids, int32_t* count) {
+  MMC_ENTER(ctx);
+  if (pools == nullptr || (policy != MMC_POOL_FIFO && policy != MMC_POOL_PRIORITY) ||
+      slot < 0 || layer < 0 || layer >= pools->n_layer || n_new < 0 || pools->capacity < 1 ||
+      pools->capacity + n_new > INT32_MAX || (n_new > 0 && score == nullptr) ||
+      ids == nullptr || count == nullptr) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  return Guarded(ctx, [&]() -> int {
+    ChunkVersionsKernel<<<1, 32, 0, ctx->stream>>>(*pools, policy, threshold, slot, layer,
+                                                    n_new, score, ids, count);
+    MMC_LAUNCH_CHECK(ctx, "chunk_pool_versions");
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_chunk_pool_commit(mmc_context* ctx, const mmc_slot_pools* pools, int64_t slot,
+                                  int64_t n_new, const int32_t* ids, const int32_t* count,
+                                  const float* new_notes, const float* new_score,
+                                  const int64_t* new_window) {
+  MMC_ENTER(ctx);
+  if (pools == nullptr || slot < 0 || n_new < 0 || pools->n_layer < 1 ||
+      pools->n_layer > kMaxBlocks || ids == nullptr || count == nullptr ||
+      (n_new > 0 && (new_notes == nullptr || new_score == nullptr || new_window == nullptr))) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  if (pools->capacity == 0) return MMC_OK;
+  return Guarded(ctx, [&]() -> int {
+    ChunkCommitKernel<<<static_cast<unsigned>(pools->n_layer), kThreads, 0, ctx->stream>>>(
+        *pools, slot, n_new, ids, count, new_notes, new_score, new_window);
+    MMC_LAUNCH_CHECK(ctx, "chunk_pool_commit");
     return MMC_OK;
   });
 }
