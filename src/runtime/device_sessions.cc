@@ -80,6 +80,10 @@ struct DeviceSessions::Impl {
   // One call's buffers.
   DA<uint8_t> step;  // tokens, slots, windows, last rows
   DA<float> x, a, h, xz, xc, dbc, dt, y, q, o, co, gate, m, raw, note_score, rows, logits_dev;
+  // A call of one stream over several windows: the new notes of every layer
+  // and each layer's pool versions (mmc_chunk_pool_versions).
+  DA<float> new_notes;
+  DA<int32_t> ver_ids, ver_count;
 
   // Recorded calls (CUDA graphs) of up to kSlotKernelRows rows per stream,
   // by (streams, rows, logits mode, whether a window closes): one-token
@@ -131,14 +135,23 @@ struct DeviceSessions::Impl {
 
   absl::Status UploadWeights();
   absl::Status Grow();
-  absl::Status Read(int64_t l, bool cross, const int32_t* slots_dev, int64_t B, int64_t T);
+  // One stream's call over several windows (B = 1): what its reads and
+  // note block need beyond the step buffer.
+  struct Chunk {
+    int64_t n_new = 0;                     // windows the call closes
+    const int32_t* row_version = nullptr;  // device [T]
+    const int64_t* new_window = nullptr;   // device [n_new]
+    int64_t p0 = 0;                        // the stream's position
+  };
+  absl::Status Read(int64_t l, bool cross, const int32_t* slots_dev, int64_t B, int64_t T,
+                    const Chunk* chunk);
   // Queues a call's device work (the step buffer already up).
   // Calls of at most kSlotKernelRows rows per stream take the slot kernels
   // (one launch for all streams, indices read on the device, so they can be
   // recorded); longer ones the chunked conv and scan (kernels/conv.cu,
   // scan.cu), given each stream's state (host_slots).
   absl::Status Enqueue(int64_t B, int64_t T, LogitsMode mode, bool any_close,
-                       const int* host_slots);
+                       const int* host_slots, const Chunk* chunk);
   absl::Status Run(const int* slots, const int64_t* positions, int64_t B, int64_t T,
                    const int32_t* tokens, LogitsMode mode, float* logits);
 };
@@ -272,7 +285,7 @@ absl::Status DeviceSessions::Impl::Grow() {
 // One pool read of layer l (ReadAndFuse in forward.cc): x += fusion of the
 // gated, projected attention over the pools of the read's sources.
 absl::Status DeviceSessions::Impl::Read(int64_t l, bool cross, const int32_t* slots_dev,
-                                        int64_t B, int64_t T) {
+                                        int64_t B, int64_t T, const Chunk* chunk) {
   const ModelConfig& c = model->config();
   const DevRead& rw = cross ? layers[l].lay : layers[l].tok;
   const int64_t M = B * T, D = c.d_model, S = c.summary_dim;
@@ -296,6 +309,14 @@ absl::Status DeviceSessions::Impl::Read(int64_t l, bool cross, const int32_t* sl
   r.slots = slots_dev;
   r.gate = gate.get();
   r.o = o.get();
+  if (chunk != nullptr) {
+    r.ver_ids = ver_ids.get();
+    r.ver_count = ver_count.get();
+    r.n_versions = chunk->n_new + 1;
+    r.row_version = chunk->row_version;
+    r.new_notes = new_notes.get();
+    r.n_new = chunk->n_new;
+  }
   const mmc_slot_pools pools = Pools();
   MMC_CALL(slots_pool_read, &pools, &r);
   MMC_CALL(matmul, o.get(), M, S, &wo, co.get(), D, 0);
@@ -306,27 +327,32 @@ absl::Status DeviceSessions::Impl::Read(int64_t l, bool cross, const int32_t* sl
 
 // Offsets of a call's indices in the step buffer: tokens and slots
 // (int32), the window each stream closes (int64, −1: none), the rows whose
-// logits are asked (int32).
+// logits are asked (int32); for a chunk (one stream over several windows)
+// each row's pool version (int32) and the windows it closes (int64).
 constexpr int64_t kSlotKernelRows = 64;
 
 struct StepLayout {
-  size_t tokens, slots, windows, last, bytes;
-  StepLayout(int64_t B, int64_t T) {
+  size_t tokens, slots, windows, last, row_version, new_window, bytes;
+  StepLayout(int64_t B, int64_t T, int64_t n_new) {
+    auto up8 = [](size_t n) { return (n + 7) / 8 * 8; };
     tokens = 0;
-    slots = static_cast<size_t>(B * T * 4 + 7) / 8 * 8;
-    windows = slots + static_cast<size_t>(B * 4 + 7) / 8 * 8;
+    slots = up8(static_cast<size_t>(B * T * 4));
+    windows = slots + up8(static_cast<size_t>(B * 4));
     last = windows + static_cast<size_t>(B) * 8;
-    bytes = last + static_cast<size_t>(B) * 4;
+    row_version = last + up8(static_cast<size_t>(B) * 4);
+    new_window = row_version + up8(static_cast<size_t>(B * T) * 4);
+    bytes = new_window + static_cast<size_t>(n_new) * 8;
   }
 };
 
 absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode,
-                                           bool any_close, const int* host_slots) {
+                                           bool any_close, const int* host_slots,
+                                           const Chunk* chunk) {
   const ModelConfig& c = model->config();
   const int64_t M = B * T, D = c.d_model, E = c.d_inner(), N = c.d_state, R = c.dt_rank,
                 K = c.d_conv, V = c.vocab_size, S = c.summary_dim, L = c.n_layer;
   const int64_t ld_dbc = R + 2 * N;
-  const StepLayout at(B, T);
+  const StepLayout at(B, T, chunk != nullptr ? chunk->n_new : 0);
   const int32_t* tokens_dev = reinterpret_cast<const int32_t*>(step.get() + at.tokens);
   const int32_t* slots_dev = reinterpret_cast<const int32_t*>(step.get() + at.slots);
   const int64_t* windows_dev = reinterpret_cast<const int64_t*>(step.get() + at.windows);
@@ -337,15 +363,32 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
     const DevLayer& LW = layers[l];
     if (c.memory_enabled()) {
       MMC_CALL(rms_norm, x.get(), M, D, LW.note_norm, c.norm_eps, a.get());
-      MMC_CALL(slots_note_window, a.get(), B, T, D, slots_dev, windows_dev, win.get(), L, l,
-               LW.note_score, LW.note_score_bias, m.get(), note_score.get() + l * B);
-      if (any_close) {
-        const mmc_weight ws = LW.note_summary.ref();
-        MMC_CALL(matmul, m.get(), B, D, &ws, raw.get() + l * B * S, S, 0);
+      const mmc_weight ws = LW.note_summary.ref();
+      if (chunk == nullptr) {
+        MMC_CALL(slots_note_window, a.get(), B, T, D, slots_dev, windows_dev, win.get(), L, l,
+                 LW.note_score, LW.note_score_bias, m.get(), note_score.get() + l * B);
+        if (any_close) MMC_CALL(matmul, m.get(), B, D, &ws, raw.get() + l * B * S, S, 0);
+      } else {
+        // The windows this call closes, their notes (ŝ = score · summary)
+        // and the pool's version after each of them.
+        const int64_t n = chunk->n_new, P = c.pool_capacity;
+        float* score_l = note_score.get() + l * n;
+        MMC_CALL(chunk_note_windows, a.get(), T, D, chunk->p0, c.note_window,
+                 win.get() + (host_slots[0] * L + l) * D, LW.note_score, LW.note_score_bias,
+                 m.get(), score_l);
+        if (n > 0) {
+          MMC_CALL(matmul, m.get(), n, D, &ws, raw.get(), S, 0);
+          MMC_CALL(note_scale, raw.get(), score_l, n, S, new_notes.get() + l * n * S);
+        }
+        const mmc_slot_pools pools = Pools();
+        MMC_CALL(chunk_pool_versions, &pools,
+                 c.pool_policy == PoolPolicy::kFifo ? MMC_POOL_FIFO : MMC_POOL_PRIORITY,
+                 c.note_threshold, host_slots[0], l, n, score_l,
+                 ver_ids.get() + l * (n + 1) * P, ver_count.get() + l * (n + 1));
       }
-      MM_RETURN_IF_ERROR(Read(l, /*cross=*/false, slots_dev, B, T));
+      MM_RETURN_IF_ERROR(Read(l, /*cross=*/false, slots_dev, B, T, chunk));
       if (model->weights().layers[l].has_lay) {
-        MM_RETURN_IF_ERROR(Read(l, /*cross=*/true, slots_dev, B, T));
+        MM_RETURN_IF_ERROR(Read(l, /*cross=*/true, slots_dev, B, T, chunk));
       }
     }
     // Mamba mixer on x̄; its output is added into x.
@@ -422,7 +465,13 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
     MMC_CALL(matmul, y.get(), M, E, &w_out, x.get(), D, 1);
   }
   // The notes of the windows this call closed, now that every layer has read.
-  if (c.memory_enabled() && any_close) {
+  if (chunk != nullptr) {
+    if (chunk->n_new > 0) {
+      const mmc_slot_pools pools = Pools();
+      MMC_CALL(chunk_pool_commit, &pools, host_slots[0], chunk->n_new, ver_ids.get(),
+               ver_count.get(), new_notes.get(), note_score.get(), chunk->new_window);
+    }
+  } else if (c.memory_enabled() && any_close) {
     const mmc_slot_pools pools = Pools();
     MMC_CALL(slots_pool_insert, &pools,
              c.pool_policy == PoolPolicy::kFifo ? MMC_POOL_FIFO : MMC_POOL_PRIORITY,
@@ -450,9 +499,27 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
   const bool memory = c.memory_enabled();
   if (M == 0) return absl::OkStatus();
 
-  const StepLayout at(B, T);
+  // One stream over more than one row with memory: a chunk, which may close
+  // several windows (each row reads its window's pool version).
+  const bool is_chunk = memory && B == 1 && T > 1;
+  std::vector<int32_t> row_version;
+  std::vector<int64_t> new_window;
+  if (is_chunk) {
+    row_version.resize(T);
+    for (int64_t t = 0; t < T; ++t) {
+      row_version[t] = static_cast<int32_t>(new_window.size());
+      const int64_t p = positions[0] + t;
+      if (p % w == w - 1) new_window.push_back(p / w);
+    }
+  }
+  const int64_t n_new = static_cast<int64_t>(new_window.size());
+  const StepLayout at(B, T, n_new);
   std::vector<uint8_t> pack(at.bytes);
   std::memcpy(pack.data() + at.tokens, tokens, M * 4);
+  if (is_chunk) {
+    std::memcpy(pack.data() + at.row_version, row_version.data(), T * 4);
+    if (n_new > 0) std::memcpy(pack.data() + at.new_window, new_window.data(), n_new * 8);
+  }
   bool any_close = false;
   for (int64_t b = 0; b < B; ++b) {
     const int32_t s = slots[b];
@@ -479,9 +546,14 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
     MM_RETURN_IF_ERROR(Fit(&o, M * S));
     MM_RETURN_IF_ERROR(Fit(&co, M * D));
     MM_RETURN_IF_ERROR(Fit(&gate, M));
-    MM_RETURN_IF_ERROR(Fit(&m, B * D));
-    MM_RETURN_IF_ERROR(Fit(&raw, L * B * S));
-    MM_RETURN_IF_ERROR(Fit(&note_score, L * B));
+    MM_RETURN_IF_ERROR(Fit(&m, std::max(B, n_new) * D));
+    MM_RETURN_IF_ERROR(Fit(&raw, L * std::max(B, n_new) * S));
+    MM_RETURN_IF_ERROR(Fit(&note_score, L * std::max(B, n_new)));
+    if (is_chunk) {
+      MM_RETURN_IF_ERROR(Fit(&new_notes, L * n_new * S));
+      MM_RETURN_IF_ERROR(Fit(&ver_ids, L * (n_new + 1) * c.pool_capacity));
+      MM_RETURN_IF_ERROR(Fit(&ver_count, L * (n_new + 1)));
+    }
   }
   if (mode != LogitsMode::kNone) {
     MM_RETURN_IF_ERROR(Fit(&rows, B * D));
@@ -495,13 +567,21 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
     DropGraphs();
     graphs_generation = generation;
   }
+  Chunk chunk;
+  if (is_chunk) {
+    chunk.n_new = n_new;
+    chunk.row_version = reinterpret_cast<const int32_t*>(step.get() + at.row_version);
+    chunk.new_window = reinterpret_cast<const int64_t*>(step.get() + at.new_window);
+    chunk.p0 = positions[0];
+  }
+  const Chunk* chunk_ptr = is_chunk ? &chunk : nullptr;
   bool done = false;
-  if (T <= kSlotKernelRows && !graphs_off) {
+  if (T <= kSlotKernelRows && !graphs_off && !is_chunk) {
     const GraphKey key{B, T, static_cast<int>(mode), any_close};
     auto it = graphs.find(key);
     if (it == graphs.end() && seen.count(key) > 0) {
       MM_RETURN_IF_ERROR(ctx->Check(ops->graph_begin(ctx->get()), "graph_begin"));
-      const absl::Status recorded = Enqueue(B, T, mode, any_close, slots);
+      const absl::Status recorded = Enqueue(B, T, mode, any_close, slots, nullptr);
       mmc_graph* g = nullptr;
       const int ended = ops->graph_end(ctx->get(), &g);
       if (recorded.ok() && ended == MMC_OK && g != nullptr) {
@@ -517,7 +597,7 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
     }
     seen.insert(key);
   }
-  if (!done) MM_RETURN_IF_ERROR(Enqueue(B, T, mode, any_close, slots));
+  if (!done) MM_RETURN_IF_ERROR(Enqueue(B, T, mode, any_close, slots, chunk_ptr));
   if (mode == LogitsMode::kNone) return ctx->Synchronize();
   return ctx->Download(logits, logits_dev.get(), static_cast<size_t>(n_rows * V) * sizeof(float));
 }

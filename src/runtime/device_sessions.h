@@ -3,10 +3,13 @@
 // and SSM state, the pending window's maxima, the pools) in a slot of
 // device arrays laid out slot-major, so one batched call steps any set of
 // sessions. The forward follows runtime/forward.cc op for op through the
-// kernels of libmemmamba_cuda; a stream's rows of one call lie in one note
-// window (the Session cuts its feeds there), so every row of a call reads
-// the same pool version, and the notes of windows the call closes enter the
-// pools after all its layers have read.
+// kernels of libmemmamba_cuda. A call either steps B streams by one row each
+// (every row reads its stream's pools as they are), or runs one stream over
+// T rows that may close several note windows: each layer's notes for those
+// windows and the pool's version after each of them are computed on the
+// device (mmc_chunk_pool_versions), and each row reads its window's version.
+// Either way the notes of the windows a call closes enter the pools after
+// all its layers have read.
 //
 // The host keeps each session's position; the state stays on the device
 // until a snapshot (Download) or a restore (Upload). Calls are serialised by
@@ -53,9 +56,9 @@ class DeviceSessions {
   [[nodiscard]] absl::Status PoolSizes(int slot, std::vector<int32_t>* sizes);
 
   // T tokens for each of B streams (tokens [B·T], stream b's at b·T) in the
-  // given slots, at the given positions; each stream's T positions lie in
-  // one note window. Logits as Forward (runtime/forward.h) asks: kLast gives
-  // B rows, kAll B·T. Slots must be distinct.
+  // given slots, at the given positions: B = 1 and any T, or any B and
+  // T = 1. Logits as Forward (runtime/forward.h) asks: kLast gives B rows,
+  // kAll B·T. Slots must be distinct.
   [[nodiscard]] absl::Status Forward(const int* slots, const int64_t* positions, int64_t B,
                                      int64_t T, const int32_t* tokens, LogitsMode mode,
                                      float* logits);

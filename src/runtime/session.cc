@@ -57,9 +57,7 @@ int32_t Session::PoolSize(uint32_t layer) {
   return sizes[layer];
 }
 
-// The feed of a device session: pieces that end at note-window boundaries
-// (DeviceSessions::Forward reads one pool version per stream and call), of
-// at most max_chunk tokens.
+// The feed of a device session, in pieces of at most max_chunk tokens.
 absl::Status Session::FeedDevice(const int32_t* tokens, size_t n, LogitsMode mode,
                                  float* logits) {
   const ModelConfig& c = model_->config();
@@ -68,10 +66,7 @@ absl::Status Session::FeedDevice(const int32_t* tokens, size_t n, LogitsMode mod
   std::lock_guard<std::mutex> lock(dev.mutex());
   int64_t position = state_.position;
   for (size_t done = 0; done < n;) {
-    size_t len = std::min<size_t>(n - done, static_cast<size_t>(max_chunk_));
-    if (c.memory_enabled()) {
-      len = std::min<size_t>(len, static_cast<size_t>(c.note_window - position % c.note_window));
-    }
+    const size_t len = std::min<size_t>(n - done, static_cast<size_t>(max_chunk_));
     const bool last_piece = done + len == n;
     LogitsMode piece_mode = LogitsMode::kNone;
     float* out = nullptr;
