@@ -12,8 +12,8 @@
 //                    + d_state*d_inner   SSM
 //                    + d_model)          pending window max
 //   + per note 8 (window index) + 4 (score) + 4 * summary_dim (summary).
-// The notes' key/value projections are derived (recomputed on restore), so
-// they are not state and not counted.
+// Nothing derived is stored: the pool reads fold the key and value
+// projections into the query and the output (Backend::PoolAttendFolded).
 //
 // Timings (best of --reps runs each, after a warm-up; all in one process,
 // so the memcpy baseline sees the same machine load):
@@ -21,10 +21,8 @@
 //   save     mm_session_snapshot into a warm caller buffer (serialise +
 //            checksum + copy out);
 //   restore  mm_session_restore into a session in use (verify + checksum +
-//            copy in + recompute every note's projections);
-//   inspect  mm_snapshot_inspect: the verifier and checksum alone;
-//   note projections: ComputeNoteProjections for every note, on one thread
-//            (restore runs them on the model's threads).
+//            copy in);
+//   inspect  mm_snapshot_inspect: the verifier and checksum alone.
 // The state is synthetic (random values, full pools at a realistic
 // position) so that the 130m shape needs no hour-long prefill: sizes and
 // times depend only on the shapes.

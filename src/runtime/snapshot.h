@@ -24,7 +24,8 @@
 //      kModelMismatch.
 // The state is a plain copy (a pool holds nothing derived from its notes,
 // see PoolEntry), each layer's notes in one block; in format version 2 the
-// hashing and the copy share one parallel region (ReadSnapshot).
+// hashing and the copy share one parallel region, each block copied right
+// after it is hashed (ReadSnapshot).
 // Values are not range-checked: floats are restored bit for bit.
 #ifndef MEMMAMBA_RUNTIME_SNAPSHOT_H_
 #define MEMMAMBA_RUNTIME_SNAPSHOT_H_
