@@ -57,6 +57,25 @@ int32_t Session::PoolSize(uint32_t layer) {
   return sizes[layer];
 }
 
+uint64_t Session::StateBytes() {
+  DeviceSessions* dev = model_->device_sessions();
+  if (dev == nullptr) return state_.Bytes();
+  // StreamState::Bytes() of the device's state, from its pool fill alone.
+  std::vector<int32_t> sizes;
+  {
+    std::lock_guard<std::mutex> lock(dev->mutex());
+    if (!dev->PoolSizes(slot_, &sizes).ok()) return 0;
+  }
+  const ModelConfig& c = model_->config();
+  const uint64_t per_layer =
+      sizeof(float) * static_cast<uint64_t>((c.d_conv - 1) * c.d_inner() + c.d_state * c.d_inner() +
+                                            (c.memory_enabled() ? c.d_model : 0));
+  const uint64_t per_note = sizeof(int64_t) + sizeof(float) + sizeof(float) * c.summary_dim;
+  uint64_t bytes = sizeof(int64_t) + per_layer * static_cast<uint64_t>(c.n_layer);
+  for (int32_t n : sizes) bytes += per_note * static_cast<uint64_t>(n);
+  return bytes;
+}
+
 // The feed of a device session, in pieces of at most max_chunk tokens.
 absl::Status Session::FeedDevice(const int32_t* tokens, size_t n, LogitsMode mode,
                                  float* logits) {

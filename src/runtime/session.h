@@ -58,6 +58,9 @@ class Session {
   // Notes in layer `layer`'s pool, or -1 (a layer out of range, a device
   // error).
   int32_t PoolSize(uint32_t layer);
+  // state().Bytes() of the stream's current state (0 after a device error);
+  // a device session reads only its pools' fill.
+  uint64_t StateBytes();
 
  private:
   Session(const Model* model, int64_t max_chunk);

@@ -231,6 +231,12 @@ TEST_P(SessionParity, StreamsChunksAndSteps) {
     ExpectCloseStates(gpu[i].get(), cpu[i].get(), "stream " + std::to_string(i));
   }
 
+  // The state's size from the device's pool fill equals the CPU's.
+  for (int i = 0; i < kStreams; ++i) {
+    ASSERT_TRUE(cpu[i]->SyncState().ok());
+    EXPECT_EQ(gpu[i]->StateBytes(), cpu[i]->state().Bytes()) << "stream " << i;
+  }
+
   // Reset: the stream starts again.
   ASSERT_TRUE(one->Reset().ok());
   EXPECT_EQ(one->state().position, 0);
