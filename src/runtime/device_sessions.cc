@@ -85,10 +85,11 @@ struct DeviceSessions::Impl {
   DA<float> new_notes;
   DA<int32_t> ver_ids, ver_count;
 
-  // Recorded calls (CUDA graphs) of up to kSlotKernelRows rows per stream,
-  // by (streams, rows, logits mode, whether a window closes): one-token
-  // steps and a feed's whole-window pieces. A shape's first call runs
-  // eagerly (the products' plans are made then), its second is recorded. A graph holds
+  // Recorded calls (CUDA graphs) of up to kSlotKernelRows rows per stream
+  // that read no pool versions (one-token steps of any number of streams;
+  // short feeds of a model without memory), by (streams, rows, logits mode,
+  // whether a window closes). A shape's first call runs eagerly (the
+  // products' plans are made then), its second is recorded. A graph holds
   // the buffers' addresses, so any reallocation (generation) drops them all.
   struct GraphKey {
     int64_t B, T;
@@ -757,6 +758,10 @@ absl::Status DeviceSessions::Download(int slot, StreamState* state) {
 absl::Status DeviceSessions::Forward(const int* slots, const int64_t* positions, int64_t B,
                                      int64_t T, const int32_t* tokens, LogitsMode mode,
                                      float* logits) {
+  if (B > 1 && T > 1) {
+    return Errorf(ErrorCode::kInternal, "device sessions: ", B, " streams of ", T,
+                  " tokens in one call (one stream, or one token each)");
+  }
   return impl_->Run(slots, positions, B, T, tokens, mode, logits);
 }
 
