@@ -493,12 +493,15 @@ MMC_API int mmc_a_log_backward(mmc_context* ctx, const float* dA, const float* A
 /* ------------------------------------------------------------------------ */
 /* Session slots (sessions.cu): the note block and pool reads of streaming
  * sessions whose state lives on the device, one slot per session in arrays
- * laid out slot-major. A call steps B streams of T rows each (rows b·T ..
- * b·T + T − 1 of its activations belong to stream b); a stream's T rows lie
- * in one note window, which closes after them where windows[b] >= 0 (that
- * window's index; −1 where it stays open). slots (int32) and windows (int64)
- * are device arrays of B; slots must be distinct. The CPU twins are TakeNotes
- * and ReadAndFuse in src/runtime/forward.cc. */
+ * laid out slot-major. The slots_ ops step B streams of T rows each (rows
+ * b·T .. b·T + T − 1 of their activations belong to stream b); for
+ * mmc_slots_note_window a stream's T rows lie in one note window, which
+ * closes after them where windows[b] >= 0 (that window's index; −1 where it
+ * stays open). slots (int32) and windows (int64) are device arrays of B;
+ * slots must be distinct. One stream's call over several windows takes the
+ * chunk_ ops below instead of the note window and insert, and gives the read
+ * its pool versions. The CPU twins are TakeNotes and ReadAndFuse in
+ * src/runtime/forward.cc. */
 
 #define MMC_POOL_FIFO 0
 #define MMC_POOL_PRIORITY 1
