@@ -306,7 +306,9 @@ MM_API mm_status mm_session_feed(mm_session *session, const int32_t *tokens,
  * n_sessions * vocab_size floats (row i for session i) and
  * `logits_capacity` is its size in floats. Results equal n_sessions separate
  * one-token feeds. On any error no session changes, and the message is set
- * for this thread and on every session passed.
+ * for this thread and on every session passed (a GPU model steps at most
+ * 65535 sessions at once; a failure of the device itself in the middle of a
+ * step leaves them undefined, as for mm_session_feed).
  * Returns MM_ERR_INVALID_ARGUMENT, MM_ERR_MODEL_MISMATCH,
  * MM_ERR_TOKEN_OUT_OF_RANGE, MM_ERR_BUFFER_TOO_SMALL, MM_ERR_OUT_OF_MEMORY.
  * One thread per session: none of these sessions may be used elsewhere
@@ -327,12 +329,14 @@ MM_API uint64_t mm_session_position(const mm_session *session);
 /* Bytes of recurrent state the session keeps in memory (conv and SSM state,
  * pending note windows, and the pools' notes: window, score, summary);
  * bounded whatever the stream length (it grows only until the pools are
- * full). 0 for NULL. The same number a snapshot of the session reports as
+ * full). 0 for NULL (and for a GPU session whose device failed). The same
+ * number a snapshot of the session reports as
  * mm_snapshot_info.state_bytes: a snapshot stores exactly this state. */
 MM_API uint64_t mm_session_state_bytes(const mm_session *session);
 
-/* Number of notes currently in layer `layer`'s pool, or -1 for a NULL session
- * or a layer out of range. One thread per session. */
+/* Number of notes currently in layer `layer`'s pool, or -1 for a NULL session,
+ * a layer out of range or a GPU session whose device failed. One thread per
+ * session. */
 MM_API int32_t mm_session_pool_size(const mm_session *session, uint32_t layer);
 
 /* The message of this session's last failed call, or "". Valid until the

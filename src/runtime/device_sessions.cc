@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -241,7 +240,7 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
 absl::Status DeviceSessions::Impl::Grow() {
   const ModelConfig& c = model->config();
   const int grown = std::max(4, 2 * capacity);
-  const int64_t P = c.pool_capacity, S = c.summary_dim, L = c.n_layer;
+  const int64_t S = c.summary_dim, L = c.n_layer;
   DA<float> conv2, ssm2, win2, summary2, score2;
   DA<int64_t> window2;
   DA<int32_t> count2;
@@ -252,7 +251,6 @@ absl::Status DeviceSessions::Impl::Grow() {
   MM_RETURN_IF_ERROR(Fit(&score2, grown * notes_per_slot));
   MM_RETURN_IF_ERROR(Fit(&window2, grown * notes_per_slot));
   MM_RETURN_IF_ERROR(Fit(&count2, grown * L));
-  (void)P;
   if (capacity > 0) {
     auto copy = [&](void* dst, const void* src, int64_t bytes) -> absl::Status {
       if (bytes == 0) return absl::OkStatus();
@@ -633,6 +631,16 @@ absl::StatusOr<std::unique_ptr<DeviceSessions>> DeviceSessions::Create(const Mod
 }
 
 const std::string& DeviceSessions::device_name() const { return impl_->ctx->device_name(); }
+
+int64_t DeviceSessions::MaxRowsPerCall() const {
+  constexpr int64_t kMaxRows = 16384;
+  constexpr int64_t kMaxVersionIds = int64_t{1} << 22;  // 16 MiB of int32
+  const ModelConfig& c = impl_->model->config();
+  if (!c.memory_enabled()) return kMaxRows;
+  const int64_t windows =
+      std::max<int64_t>(1, kMaxVersionIds / (c.n_layer * c.pool_capacity) - 2);
+  return std::min(kMaxRows, windows * c.note_window);
+}
 
 absl::StatusOr<int> DeviceSessions::Acquire() {
   Impl& I = *impl_;

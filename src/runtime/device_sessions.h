@@ -63,6 +63,14 @@ class DeviceSessions {
                                      int64_t T, const int32_t* tokens, LogitsMode mode,
                                      float* logits);
 
+  // The most streams one step takes (a block per row in the slot kernels).
+  static constexpr int64_t kMaxStreams = 65535;
+  // The most tokens one stream's call takes: a longer feed is cut into
+  // calls of this size (results do not depend on it), so that no kernel's
+  // grid nor a call's pool versions (n_layer · capacity ids per window the
+  // call closes) grow with the feed.
+  int64_t MaxRowsPerCall() const;
+
   std::mutex& mutex() { return mu_; }
   const std::string& device_name() const;
 

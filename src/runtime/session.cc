@@ -76,7 +76,8 @@ uint64_t Session::StateBytes() {
   return bytes;
 }
 
-// The feed of a device session, in pieces of at most max_chunk tokens.
+// The feed of a device session, in pieces of at most max_chunk tokens (and
+// of the device's MaxRowsPerCall()).
 absl::Status Session::FeedDevice(const int32_t* tokens, size_t n, LogitsMode mode,
                                  float* logits) {
   const ModelConfig& c = model_->config();
@@ -84,8 +85,9 @@ absl::Status Session::FeedDevice(const int32_t* tokens, size_t n, LogitsMode mod
   DeviceSessions& dev = *model_->device_sessions();
   std::lock_guard<std::mutex> lock(dev.mutex());
   int64_t position = state_.position;
+  const size_t piece = static_cast<size_t>(std::min(max_chunk_, dev.MaxRowsPerCall()));
   for (size_t done = 0; done < n;) {
-    const size_t len = std::min<size_t>(n - done, static_cast<size_t>(max_chunk_));
+    const size_t len = std::min(n - done, piece);
     const bool last_piece = done + len == n;
     LogitsMode piece_mode = LogitsMode::kNone;
     float* out = nullptr;
@@ -223,7 +225,14 @@ absl::Status Session::StepMany(Session* const* sessions, size_t n, const int32_t
                   " floats; this call needs ", n * V);
   }
   MM_RETURN_IF_ERROR(sessions[0]->CheckTokens(tokens, n));
-  if (model->device_sessions() != nullptr) return StepManyDevice(sessions, n, tokens, logits);
+  if (model->device_sessions() != nullptr) {
+    if (n > static_cast<size_t>(DeviceSessions::kMaxStreams)) {
+      return Errorf(ErrorCode::kInvalidArgument, n,
+                    " sessions in one step; a GPU model steps at most ",
+                    DeviceSessions::kMaxStreams, " at once");
+    }
+    return StepManyDevice(sessions, n, tokens, logits);
+  }
 
   std::vector<StreamState*> streams(n);
   for (size_t i = 0; i < n; ++i) {
