@@ -122,7 +122,9 @@ __global__ void __launch_bounds__(kThreads)
     // Rows after the victim move up one; each thread moves its own columns
     // row after row, so no two threads touch the same float.
     for (int i = victim; i + 1 < n; ++i) {
-      for (int64_t j = threadIdx.x; j < S; j += kThreads) summary[i * S + j] = summary[(i + 1) * S + j];
+      for (int64_t j = threadIdx.x; j < S; j += kThreads) {
+        summary[i * S + j] = summary[(i + 1) * S + j];
+      }
     }
     last = n - 1;
   }
@@ -145,7 +147,8 @@ __global__ void __launch_bounds__(kThreads)
 constexpr int64_t kTileFloats = 8192;
 
 int64_t TileNotes(int64_t S, int64_t m_max) {
-  return std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(m_max, 1), kTileFloats / (S + 1)));
+  const int64_t fit = kTileFloats / (S + 1);  // notes of S + 1 floats in a tile
+  return std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(m_max, 1), fit));
 }
 
 // Every global load of a phase is issued by many threads at once (the tile

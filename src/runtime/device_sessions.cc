@@ -673,7 +673,8 @@ absl::Status DeviceSessions::Upload(int slot, const StreamState& state) {
       summary(I.notes_per_slot * S, 0.0f), score(I.notes_per_slot, 0.0f);
   std::vector<int64_t> window(I.notes_per_slot, 0);
   std::vector<int32_t> count(L, 0);
-  const int64_t conv_l = I.conv_per_slot / L, ssm_l = I.ssm_per_slot / L, win_l = I.win_per_slot / L;
+  const int64_t conv_l = I.conv_per_slot / L, ssm_l = I.ssm_per_slot / L;
+  const int64_t win_l = I.win_per_slot / L;
   for (int64_t l = 0; l < L; ++l) {
     const LayerState& ls = state.layers[l];
     if (static_cast<int64_t>(ls.conv.size()) != conv_l ||
@@ -695,18 +696,19 @@ absl::Status DeviceSessions::Upload(int slot, const StreamState& state) {
       std::memcpy(summary.data() + at * S, e.summary, S * sizeof(float));
     }
   }
-  CudaContext* ctx = I.ctx;
-  MM_RETURN_IF_ERROR(ctx->Upload(I.conv.get() + slot * I.conv_per_slot, conv.data(), conv.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Upload(I.ssm.get() + slot * I.ssm_per_slot, ssm.data(), ssm.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Upload(I.win.get() + slot * I.win_per_slot, win.data(), win.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Upload(I.summary.get() + slot * I.notes_per_slot * S, summary.data(),
-                                 summary.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Upload(I.score.get() + slot * I.notes_per_slot, score.data(),
-                                 score.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Upload(I.window.get() + slot * I.notes_per_slot, window.data(),
-                                 window.size() * 8));
-  MM_RETURN_IF_ERROR(ctx->Upload(I.count.get() + slot * L, count.data(), count.size() * 4));
-  return ctx->Synchronize();
+  // Each host array to its part of the slot (which starts at slot · its size).
+  auto up = [&](auto* dev, const auto& host) {
+    return I.ctx->Upload(dev + slot * static_cast<int64_t>(host.size()), host.data(),
+                         host.size() * sizeof(host[0]));
+  };
+  MM_RETURN_IF_ERROR(up(I.conv.get(), conv));
+  MM_RETURN_IF_ERROR(up(I.ssm.get(), ssm));
+  MM_RETURN_IF_ERROR(up(I.win.get(), win));
+  MM_RETURN_IF_ERROR(up(I.summary.get(), summary));
+  MM_RETURN_IF_ERROR(up(I.score.get(), score));
+  MM_RETURN_IF_ERROR(up(I.window.get(), window));
+  MM_RETURN_IF_ERROR(up(I.count.get(), count));
+  return I.ctx->Synchronize();
 }
 
 absl::Status DeviceSessions::PoolSizes(int slot, std::vector<int32_t>* sizes) {
@@ -724,18 +726,20 @@ absl::Status DeviceSessions::Download(int slot, StreamState* state) {
       summary(I.notes_per_slot * S), score(I.notes_per_slot);
   std::vector<int64_t> window(I.notes_per_slot);
   std::vector<int32_t> count(L);
-  CudaContext* ctx = I.ctx;
-  MM_RETURN_IF_ERROR(ctx->Download(conv.data(), I.conv.get() + slot * I.conv_per_slot, conv.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Download(ssm.data(), I.ssm.get() + slot * I.ssm_per_slot, ssm.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Download(win.data(), I.win.get() + slot * I.win_per_slot, win.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Download(summary.data(), I.summary.get() + slot * I.notes_per_slot * S,
-                                   summary.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Download(score.data(), I.score.get() + slot * I.notes_per_slot,
-                                   score.size() * 4));
-  MM_RETURN_IF_ERROR(ctx->Download(window.data(), I.window.get() + slot * I.notes_per_slot,
-                                   window.size() * 8));
-  MM_RETURN_IF_ERROR(ctx->Download(count.data(), I.count.get() + slot * L, count.size() * 4));
-  const int64_t conv_l = I.conv_per_slot / L, ssm_l = I.ssm_per_slot / L, win_l = I.win_per_slot / L;
+  // Each part of the slot (which starts at slot · its size) to its host array.
+  auto down = [&](const auto* dev, auto& host) {
+    return I.ctx->Download(host.data(), dev + slot * static_cast<int64_t>(host.size()),
+                           host.size() * sizeof(host[0]));
+  };
+  MM_RETURN_IF_ERROR(down(I.conv.get(), conv));
+  MM_RETURN_IF_ERROR(down(I.ssm.get(), ssm));
+  MM_RETURN_IF_ERROR(down(I.win.get(), win));
+  MM_RETURN_IF_ERROR(down(I.summary.get(), summary));
+  MM_RETURN_IF_ERROR(down(I.score.get(), score));
+  MM_RETURN_IF_ERROR(down(I.window.get(), window));
+  MM_RETURN_IF_ERROR(down(I.count.get(), count));
+  const int64_t conv_l = I.conv_per_slot / L, ssm_l = I.ssm_per_slot / L;
+  const int64_t win_l = I.win_per_slot / L;
   state->summary_dim = S;
   state->layers.resize(L);
   for (int64_t l = 0; l < L; ++l) {

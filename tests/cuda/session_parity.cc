@@ -337,7 +337,8 @@ TEST_P(SessionParity, ManySessionsKeepTheirStreams) {
       if (t == 6) {
         for (int i = 0; i < 40; ++i) more.push_back(NewSession(p.gpu.get()));
       }
-      const int32_t toks[2] = {static_cast<int32_t>((7 * t) % V), static_cast<int32_t>((3 * t + 1) % V)};
+      const int32_t toks[2] = {static_cast<int32_t>((7 * t) % V),
+                               static_cast<int32_t>((3 * t + 1) % V)};
       ASSERT_TRUE(Session::StepMany(pair_g, 2, toks, step.data(), step.size()).ok());
       for (int i = 0; i < 2; ++i) {
         ASSERT_TRUE(pair_c[i]->Feed(&toks[i], 1, LogitsMode::kLast, solo.data(), V).ok());
