@@ -449,6 +449,9 @@ MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   t.chunk_note_windows = mmc_chunk_note_windows;
   t.chunk_pool_versions = mmc_chunk_pool_versions;
   t.chunk_pool_commit = mmc_chunk_pool_commit;
+  t.decode_linear = mmc_decode_linear;
+  t.decode_read = mmc_decode_read;
+  t.decode_scan = mmc_decode_scan;
   std::memcpy(table, &t, t.struct_size);
   return MMC_OK;
 }

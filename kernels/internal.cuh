@@ -169,6 +169,20 @@ __device__ __forceinline__ float SiluGrad(float x) {
 // PyTorch's softplus (threshold 20).
 __device__ __forceinline__ float Softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
+// The fusion weight f of a pool read at column d (MMC_FUSION_*), a the
+// note block's input there.
+template <int kMode>
+__device__ __forceinline__ float FuseWeight(const float* alpha, const float* fuse, float a,
+                                            int64_t d) {
+  if constexpr (kMode == MMC_FUSION_WEIGHTED) {
+    return alpha[d];
+  } else if constexpr (kMode == MMC_FUSION_GATED) {
+    return Sigmoid(fuse[d] * a);
+  } else {
+    return 1.0f;
+  }
+}
+
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

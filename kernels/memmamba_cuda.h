@@ -62,7 +62,7 @@
 extern "C" {
 #endif
 
-#define MMC_API_VERSION 4
+#define MMC_API_VERSION 5
 
 typedef enum mmc_status {
   MMC_OK = 0,
@@ -629,6 +629,104 @@ typedef struct mmc_slot_scan_args {
 MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args* args);
 
 /* ------------------------------------------------------------------------ */
+/* Decode (decode.cu): one-token steps of at most MMC_DECODE_MAX_ROWS streams
+ * in session slots, each layer in a few kernels whose work spreads over the
+ * GPU: a matrix-vector product reads each weight once for all rows and takes
+ * its input through a prologue (RMSNorm, or the mixer's causal conv), the
+ * pool reads are fused with their output projections and the fusion, and
+ * the scan computes Δ itself. Same math as the ops they replace (the slot
+ * ops above, mmc_rms_norm, mmc_matmul), sums in other orders. Every row's
+ * inputs of a product fit in 48 KiB of shared memory: rows·K <= 12288. */
+
+#define MMC_DECODE_MAX_ROWS 8
+
+typedef enum mmc_decode_input {
+  MMC_DECODE_INPUT_PLAIN = 0,    /* x̂ = x */
+  MMC_DECODE_INPUT_RMS_NORM = 1, /* x̂ = mmc_rms_norm(x; norm, eps), the same bits */
+  MMC_DECODE_INPUT_CONV = 2      /* x̂ = mmc_slots_conv_silu of row r's x after the K−1
+                                    inputs in conv_state[slots[r]][layer] (read only;
+                                    mmc_decode_scan shifts x into it) */
+} mmc_decode_input;
+
+typedef struct mmc_decode_linear_args {
+  int64_t rows, K, N;      /* rows <= MMC_DECODE_MAX_ROWS, rows·K <= 12288 */
+  int input;               /* mmc_decode_input */
+  const float* x;          /* row r at x + r·ld_x, K floats */
+  int64_t ld_x;
+  const float* norm;       /* RMS_NORM: [K] weights */
+  float eps;
+  const float* conv_w;     /* CONV: [K, conv_k] */
+  const float* conv_b;     /* CONV: [K] */
+  int64_t conv_k;          /* CONV: <= 16 */
+  const float* conv_state; /* CONV: [slots][n_layer][conv_k − 1][K] */
+  int64_t n_layer, layer;
+  const int32_t* slots;    /* CONV: device [rows] */
+  float* x_out;            /* optional [rows, K]: x̂ */
+  const float* w;          /* [N, K] */
+  float* y;                /* row r at y + r·ld_y, N floats */
+  int64_t ld_y;
+  int accumulate;          /* y += w·x̂ instead of y = w·x̂ */
+} mmc_decode_linear_args;
+
+/* y = w·x̂ (or +=) for every row. */
+MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* args);
+
+typedef struct mmc_decode_read_args {
+  int64_t rows, D;         /* rows <= MMC_DECODE_MAX_ROWS */
+  const float* a;          /* [rows, D] the note block's normalised input */
+  const int32_t* slots;    /* device [rows] */
+  int n_reads;             /* 0, 1 or 2 (cross-token, then cross-layer) */
+  mmc_slot_read_args read[2]; /* B = rows, T = 1; a and slots as above; q row r at
+                                 q + r·ld_q[i]; gate, o and the versions unused */
+  int64_t ld_q[2];
+  const float* wo[2];      /* [D, S] output projections */
+  const float* alpha[2];   /* WEIGHTED: [D] */
+  const float* fuse[2];    /* GATED: [D] */
+  int fusion;              /* MMC_FUSION_* */
+  float* x;                /* [rows, D]: += each read's fused, gated projection, in order */
+  /* The layer's note window, mmc_slots_note_window's math (T = 1): */
+  const int64_t* windows;  /* device [rows] */
+  float* win_max;
+  int64_t n_layer, layer;
+  const float* sw;
+  float sb;
+  float* m;                /* [rows, D] */
+  float* score;            /* [rows] */
+} mmc_decode_read_args;
+
+/* Per row: the reads of mmc_slots_pool_read, each projected by wo, gated and
+ * fused into x as mmc_read_fuse does, and the note window of
+ * mmc_slots_note_window. MMC_ERR_UNSUPPORTED where a read's shared memory
+ * (mmc_slots_pool_read's, plus 2·S floats) exceeds the device's. */
+MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
+                            const mmc_decode_read_args* args);
+
+typedef struct mmc_decode_scan_args {
+  int64_t rows, E, N, R;   /* N <= 64 */
+  const float* xc;         /* [rows, E] the conv's output */
+  const float* dbc;        /* row r at dbc + r·ld_dbc: δ [R], B [N], C [N] */
+  int64_t ld_dbc;
+  const float* dt_w;       /* [E, R]: Δ = softplus(dt_w·δ + dt_bias) */
+  const float* dt_bias;    /* [E] */
+  const float* A;          /* [N, E] */
+  const float* D;          /* [E] */
+  const float* z;          /* row r at z + r·ld_z */
+  int64_t ld_z;
+  float* state;            /* [slots][n_layer][N][E], read and updated */
+  int64_t n_layer, layer;
+  const int32_t* slots;    /* device [rows] */
+  const float* xi;         /* row r's conv input at xi + r·ld_xi ... */
+  int64_t ld_xi;
+  float* conv_state;       /* ... shifted into [slots][n_layer][conv_k − 1][E] */
+  int64_t conv_k;
+  float* y;                /* [rows, E], overwritten */
+} mmc_decode_scan_args;
+
+/* mmc_slots_selective_scan's math for one row per stream, with Δ's product
+ * by dt_w taken here, and the conv state moved on by the row's input. */
+MMC_API int mmc_decode_scan(mmc_context* ctx, const mmc_decode_scan_args* args);
+
+/* ------------------------------------------------------------------------ */
 /* Graphs: work queued on a context's stream between mmc_graph_begin and
  * mmc_graph_end is recorded (a CUDA graph), not run; mmc_graph_launch runs
  * it again, with the same arguments (the same device pointers), in one
@@ -774,6 +872,10 @@ typedef struct mmc_op_table {
                              int64_t, const float*, int32_t*, int32_t*);
   int (*chunk_pool_commit)(mmc_context*, const mmc_slot_pools*, int64_t, int64_t, const int32_t*,
                            const int32_t*, const float*, const float*, const int64_t*);
+  /* Since MMC_API_VERSION 5. */
+  int (*decode_linear)(mmc_context*, const mmc_decode_linear_args*);
+  int (*decode_read)(mmc_context*, const mmc_slot_pools*, const mmc_decode_read_args*);
+  int (*decode_scan)(mmc_context*, const mmc_decode_scan_args*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

@@ -287,19 +287,6 @@ __global__ void __launch_bounds__(32 * kWarpsPerBlock)
   }
 }
 
-// The fusion weight f of column d of row r.
-template <int kMode>
-__device__ __forceinline__ float FuseWeight(const float* alpha, const float* fuse, float a,
-                                            int64_t d) {
-  if constexpr (kMode == MMC_FUSION_WEIGHTED) {
-    return alpha[d];
-  } else if constexpr (kMode == MMC_FUSION_GATED) {
-    return Sigmoid(fuse[d] * a);
-  } else {
-    return 1.0f;
-  }
-}
-
 // Columns d (blockIdx.x) of rows r (blockIdx.y, strided); rows with gate 0
 // are skipped whole.
 template <int kMode>

@@ -27,60 +27,25 @@
 #include <cstdint>
 
 #include "internal.cuh"
+#include "slots.cuh"
 
 namespace memmamba::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+using slot_ops::kThreads;
+using slot_ops::kWarps;
 constexpr int64_t kMaxBlocks = 65535;
-
-// Σ v over the block (every thread gets the sum); `red` holds kWarps floats.
-__device__ float BlockSum(float v, float* red) {
-  v = WarpSum(v);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  __syncthreads();  // `red` may still be read by a previous call
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float total = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kWarps; ++i) total += red[i];
-  return total;
-}
 
 __global__ void __launch_bounds__(kThreads)
     NoteWindowKernel(const float* __restrict__ a, int64_t T, int64_t D,
-                     const int32_t* __restrict__ slots, const int64_t* __restrict__ windows,
+                     const int32_t* __restrict__ slot_of, const int64_t* __restrict__ windows,
                      float* __restrict__ win_max, int64_t n_layer, int64_t layer,
                      const float* __restrict__ sw, float sb, float* __restrict__ m,
                      float* __restrict__ score) {
   __shared__ float red[kWarps];
   const int64_t b = blockIdx.x;
-  const bool closes = windows[b] >= 0;
-  float* acc = win_max + (static_cast<int64_t>(slots[b]) * n_layer + layer) * D;
-  float* mb = m + b * D;
-  float sum = 0.0f;
-  for (int64_t d = threadIdx.x; d < D; d += kThreads) {
-    float v = acc[d];
-    for (int64_t t = 0; t < T; ++t) v = fmaxf(v, a[(b * T + t) * D + d]);
-    if (closes) {
-      mb[d] = v;
-      acc[d] = -INFINITY;
-      sum += v;
-    } else {
-      mb[d] = 0.0f;
-      acc[d] = v;
-    }
-  }
-  if (!closes) {  // block-uniform
-    if (threadIdx.x == 0) score[b] = -INFINITY;
-    return;
-  }
-  const float mean = BlockSum(sum, red) / static_cast<float>(D);
-  float dot = 0.0f;
-  for (int64_t d = threadIdx.x; d < D; d += kThreads) dot += sw[d] * (mb[d] - mean);
-  dot = BlockSum(dot, red);
-  if (threadIdx.x == 0) score[b] = Sigmoid(dot + sb);
+  float* acc = win_max + (static_cast<int64_t>(slot_of[b]) * n_layer + layer) * D;
+  slot_ops::NoteWindow(a + b * T * D, T, D, acc, windows[b] >= 0, sw, sb, m + b * D, score + b, red);
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -142,165 +107,14 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Notes staged in shared memory per tile (rows padded by one float so that
-// threads reading different notes at the same column hit different banks).
-constexpr int64_t kTileFloats = 8192;
-
-int64_t TileNotes(int64_t S, int64_t m_max) {
-  const int64_t fit = kTileFloats / (S + 1);  // notes of S + 1 floats in a tile
-  return std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(m_max, 1), fit));
-}
-
-// Every global load of a phase is issued by many threads at once (the tile
-// copy, K along its columns, V along its rows): a read costs a few memory
-// latencies, not one per note.
 __global__ void __launch_bounds__(kThreads)
     PoolReadKernel(mmc_slot_pools pools, mmc_slot_read_args r, int64_t tile_notes) {
   extern __shared__ float sm[];
-  __shared__ float red[kWarps];
-  __shared__ int n_notes;
   const int64_t row = blockIdx.x;
-  const int64_t S = pools.S, H = r.H, dh = S / H, P = pools.capacity, D = r.D;
-  const int64_t slot = r.slots[row / r.T];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const float* ar = r.a + row * D;
-
-  float dot = 0.0f;
-  for (int64_t d = threadIdx.x; d < D; d += kThreads) dot += r.gw[d] * ar[d];
-  const float g = Sigmoid(BlockSum(dot, red) + r.gb);
-  // With versions (a call over several windows), the row's version of each
-  // source pool: ids below P are entries of the slot's pool, P + c the
-  // call's new note c.
-  const int64_t nv = r.n_versions;
   const int64_t version = r.ver_ids != nullptr ? r.row_version[row] : 0;
-  if (threadIdx.x == 0) {
-    int m = 0;
-    for (int64_t l = r.src_begin; l < r.src_end; ++l) {
-      m += r.ver_ids != nullptr ? r.ver_count[l * nv + version]
-                                : pools.count[slot * pools.n_layer + l];
-    }
-    n_notes = m;
-  }
-  __syncthreads();
-  const int64_t m = n_notes;
-  const bool active = m > 0 && g > r.threshold;
-  float* o = r.o + row * S;
-  if (threadIdx.x == 0) r.gate[row] = active ? g : 0.0f;
-  if (!active) {
-    for (int64_t j = threadIdx.x; j < S; j += kThreads) o[j] = 0.0f;
-    return;
-  }
-  const int64_t ld = S + 1;            // a tile row
-  float* qk = sm;                      // [H, S]
-  float* u = qk + H * S;               // [H, S]
-  float* p = u + H * S;                // [H, m]
-  float* tile = p + H * r.m_max;       // [tile_notes, S + 1]
-  const int64_t pad = (2 * H * S + H * r.m_max + tile_notes * ld) % 2;
-  const float** note = reinterpret_cast<const float**>(tile + tile_notes * ld + pad);  // [m]
-  // The notes' summaries, in layer then window order.
-  if (threadIdx.x == 0) {
-    int64_t j = 0;
-    for (int64_t l = r.src_begin; l < r.src_end; ++l) {
-      const int64_t pool = slot * pools.n_layer + l;
-      if (r.ver_ids != nullptr) {
-        const int32_t* ids = r.ver_ids + (l * nv + version) * P;
-        const int c = r.ver_count[l * nv + version];
-        for (int i = 0; i < c; ++i) {
-          const int64_t id = ids[i];
-          note[j++] = id < P ? pools.summary + (pool * P + id) * S
-                             : r.new_notes + (l * r.n_new + (id - P)) * S;
-        }
-      } else {
-        const int c = pools.count[pool];
-        for (int i = 0; i < c; ++i) note[j++] = pools.summary + (pool * P + i) * S;
-      }
-    }
-  }
-  const float scale = 1.0f / sqrtf(static_cast<float>(dh));
-  const float* q = r.q + row * S;
-  for (int64_t idx = threadIdx.x; idx < H * S; idx += kThreads) {
-    const int64_t h = idx / S, s = idx - h * S;
-    float acc = 0.0f;
-    for (int64_t i = 0; i < dh; ++i) acc += (scale * q[h * dh + i]) * r.k[(h * dh + i) * S + s];
-    qk[idx] = acc;
-    u[idx] = 0.0f;
-  }
-  __syncthreads();
-  auto load_tile = [&](int64_t j0, int64_t tn) {
-    for (int64_t idx = threadIdx.x; idx < tn * S; idx += kThreads) {
-      const int64_t jj = idx / S, s = idx - jj * S;
-      tile[jj * ld + s] = note[j0 + jj][s];
-    }
-    __syncthreads();
-  };
-  // Scores, thread per (head, note) of the tile.
-  for (int64_t j0 = 0; j0 < m; j0 += tile_notes) {
-    const int64_t tn = min(tile_notes, m - j0);
-    load_tile(j0, tn);
-    for (int64_t idx = threadIdx.x; idx < H * tn; idx += kThreads) {
-      const int64_t h = idx / tn, jj = idx - h * tn;
-      const float* qh = qk + h * S;
-      const float* sj = tile + jj * ld;
-      float acc = 0.0f;
-      for (int64_t s = 0; s < S; ++s) acc += qh[s] * sj[s];
-      p[h * m + j0 + jj] = acc;
-    }
-    __syncthreads();
-  }
-  // Softmax over the notes, one warp per head.
-  for (int64_t h = warp; h < H; h += kWarps) {
-    float* ph = p + h * m;
-    float mx = -INFINITY;
-    for (int64_t j = lane; j < m; j += 32) mx = fmaxf(mx, ph[j]);
-    mx = WarpMax(mx);
-    float sum = 0.0f;
-    for (int64_t j = lane; j < m; j += 32) {
-      const float e = expf(ph[j] - mx);
-      ph[j] = e;
-      sum += e;
-    }
-    sum = WarpSum(sum);
-    const float inv = 1.0f / sum;
-    __syncwarp();
-    for (int64_t j = lane; j < m; j += 32) ph[j] *= inv;
-  }
-  __syncthreads();
-  // u_h = Σ_j p_jh ŝ_j, thread per (head, column); the last tile is still in
-  // place when there was one.
-  for (int64_t j0 = 0; j0 < m; j0 += tile_notes) {
-    const int64_t tn = min(tile_notes, m - j0);
-    if (m > tile_notes) load_tile(j0, tn);
-    for (int64_t idx = threadIdx.x; idx < H * S; idx += kThreads) {
-      const int64_t h = idx / S, s = idx - h * S;
-      const float* ph = p + h * m + j0;
-      float acc = u[idx];
-      for (int64_t jj = 0; jj < tn; ++jj) acc += ph[jj] * tile[jj * ld + s];
-      u[idx] = acc;
-    }
-    __syncthreads();
-  }
-  // o_h = V_h u_h: a warp per output, lanes along its row of V (coalesced),
-  // four outputs a warp at a time so that their loads are in flight together.
-  constexpr int kOut = 4;
-  for (int64_t i0 = warp; i0 < S; i0 += int64_t{kWarps} * kOut) {
-    float acc[kOut];
-#pragma unroll
-    for (int k = 0; k < kOut; ++k) {
-      const int64_t i = i0 + int64_t{k} * kWarps;
-      acc[k] = 0.0f;
-      if (i < S) {
-        const float* uh = u + (i / dh) * S;
-        const float* vr = r.v + i * S;
-        for (int64_t s = lane; s < S; s += 32) acc[k] += vr[s] * uh[s];
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < kOut; ++k) {
-      const int64_t i = i0 + int64_t{k} * kWarps;
-      const float sum = WarpSum(acc[k]);
-      if (lane == 0 && i < S) o[i] = sum;
-    }
-  }
+  const float g = slot_ops::ReadRow(pools, r, r.slots[row / r.T], version, r.a + row * r.D,
+                                 r.q + row * pools.S, tile_notes, sm, r.o + row * pools.S);
+  if (threadIdx.x == 0) r.gate[row] = g;
 }
 
 // Causal conv + bias + SiLU, one thread per (stream, channel) walking its
@@ -401,40 +215,36 @@ __global__ void __launch_bounds__(kMixerThreads)
 // The note block of one stream's call over several windows: the rows walk
 // the pending window's maxima (from the slot), and each row that ends a
 // window (position p with p % w == w − 1) closes it: m[c] = the maxima,
-// score[c] = σ(Σ_d sw[d]·(m[c, d] − mean m[c]) + sb), acc = −∞. One block.
+// score[c] = σ(Σ_d sw[d]·(m[c, d] − mean m[c]) + sb), acc = −∞. A block per
+// window closed (`first`: the row that closes the first, `closes` of them);
+// block 0, the only one that touches acc, starts from it and also walks the
+// rows after the last close (all rows where none closes) back into it.
 __global__ void __launch_bounds__(kThreads)
-    ChunkNoteWindowsKernel(const float* __restrict__ a, int64_t T, int64_t D, int64_t p0,
-                           int64_t w, float* __restrict__ acc, const float* __restrict__ sw,
-                           float sb, float* __restrict__ m, float* __restrict__ score) {
+    ChunkNoteWindowsKernel(const float* __restrict__ a, int64_t T, int64_t D, int64_t w,
+                           int64_t first, int64_t closes, float* __restrict__ acc,
+                           const float* __restrict__ sw, float sb, float* __restrict__ m,
+                           float* __restrict__ score) {
   __shared__ float red[kWarps];
-  int64_t closes = 0;
-  for (int64_t d = threadIdx.x; d < D; d += kThreads) {
-    float v = acc[d];
-    int64_t c = 0;
-    for (int64_t t = 0; t < T; ++t) {
-      v = fmaxf(v, a[t * D + d]);
-      if ((p0 + t) % w == w - 1) {
-        m[c * D + d] = v;
-        v = -INFINITY;
-        ++c;
-      }
-    }
-    acc[d] = v;
-    closes = c;
-  }
-  // Every thread counts the same closes; threads past D count them here.
-  if (threadIdx.x >= D) {
-    for (int64_t t = 0; t < T; ++t) closes += (p0 + t) % w == w - 1;
-  }
-  for (int64_t c = 0; c < closes; ++c) {
-    const float* mc = m + c * D;
+  const int64_t c = blockIdx.x;
+  if (c < closes) {
+    const int64_t t0 = c == 0 ? 0 : first + (c - 1) * w + 1, t1 = first + c * w;
+    float* mc = m + c * D;
     float sum = 0.0f;
-    for (int64_t d = threadIdx.x; d < D; d += kThreads) sum += mc[d];
-    const float mean = BlockSum(sum, red) / static_cast<float>(D);
-    float dot = 0.0f;
-    for (int64_t d = threadIdx.x; d < D; d += kThreads) dot += sw[d] * (mc[d] - mean);
-    dot = BlockSum(dot, red);
-    if (threadIdx.x == 0) score[c] = Sigmoid(dot + sb);
+    for (int64_t d = threadIdx.x; d < D; d += kThreads) {
+      float v = c == 0 ? acc[d] : -INFINITY;
+      for (int64_t t = t0; t <= t1; ++t) v = fmaxf(v, a[t * D + d]);
+      mc[d] = v;
+      sum += v;
+    }
+    const float s = slot_ops::NoteScore(mc, D, sw, sb, sum, red);
+    if (threadIdx.x == 0) score[c] = s;
+  }
+  if (c != 0) return;
+  const int64_t tail = closes == 0 ? 0 : first + (closes - 1) * w + 1;
+  for (int64_t d = threadIdx.x; d < D; d += kThreads) {
+    float v = closes == 0 ? acc[d] : -INFINITY;
+    for (int64_t t = tail; t < T; ++t) v = fmaxf(v, a[t * D + d]);
+    acc[d] = v;
   }
 }
 
@@ -519,13 +329,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-size_t SlotReadSharedBytes(int64_t S, int64_t H, int64_t m_max) {
-  // qk, u, the scores, one tile (padded to 8 bytes) and the notes' offsets.
-  const int64_t floats = 2 * H * S + H * m_max + TileNotes(S, m_max) * (S + 1);
-  return static_cast<size_t>(floats + floats % 2) * sizeof(float) +
-         static_cast<size_t>(m_max) * sizeof(int64_t);
-}
-
 }  // namespace
 }  // namespace memmamba::cuda
 
@@ -594,7 +397,7 @@ MMC_API int mmc_slots_pool_read(mmc_context* ctx, const mmc_slot_pools* pools,
     return MMC_ERR_INVALID_ARGUMENT;
   }
   return Guarded(ctx, [&]() -> int {
-    const size_t smem = SlotReadSharedBytes(pools->S, r.H, r.m_max);
+    const size_t smem = slot_ops::ReadSharedBytes(pools->S, r.H, r.m_max);
     if (smem > ctx->smem_optin) {
       return FailWith(ctx, MMC_ERR_UNSUPPORTED,
                       "slots_pool_read: " + std::to_string(smem) +
@@ -607,7 +410,7 @@ MMC_API int mmc_slots_pool_read(mmc_context* ctx, const mmc_slot_pools* pools,
                                                static_cast<int>(smem)));
     }
     PoolReadKernel<<<static_cast<unsigned>(M), kThreads, smem, ctx->stream>>>(
-        *pools, r, TileNotes(pools->S, r.m_max));
+        *pools, r, slot_ops::TileNotes(pools->S, r.m_max));
     MMC_LAUNCH_CHECK(ctx, "slots_pool_read");
     return MMC_OK;
   });
@@ -680,8 +483,13 @@ MMC_API int mmc_chunk_note_windows(mmc_context* ctx, const float* a, int64_t T, 
     return MMC_ERR_INVALID_ARGUMENT;
   }
   return Guarded(ctx, [&]() -> int {
-    ChunkNoteWindowsKernel<<<1, kThreads, 0, ctx->stream>>>(a, T, D, p0, w, acc, sw, sb, m,
-                                                            score);
+    // Rows t with (p0 + t) % w == w − 1 close windows: the first, then every w-th.
+    const int64_t first = (w - 1 - p0 % w) % w;
+    const int64_t closes = first < T ? (T - 1 - first) / w + 1 : 0;
+    if (closes > INT32_MAX) return MMC_ERR_UNSUPPORTED;
+    const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(closes, 1));
+    ChunkNoteWindowsKernel<<<blocks, kThreads, 0, ctx->stream>>>(a, T, D, w, first, closes, acc,
+                                                                 sw, sb, m, score);
     MMC_LAUNCH_CHECK(ctx, "chunk_note_windows");
     return MMC_OK;
   });

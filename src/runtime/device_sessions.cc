@@ -51,6 +51,7 @@ struct DevLayer {
   float note_score_bias = 0.0f;
   DevMatrix in_proj, x_proj, dt_proj, out_proj, note_summary;
   DevRead tok, lay;
+  DevMatrix q_cat;  // tok.q, then lay.q where the layer reads other layers
 };
 
 }  // namespace
@@ -103,6 +104,10 @@ struct DeviceSessions::Impl {
   int64_t generation = 0, graphs_generation = 0;
   bool graphs_off = std::getenv("MM_CUDA_GRAPHS") != nullptr &&
                     std::string(std::getenv("MM_CUDA_GRAPHS")) == "0";
+  // One-token steps of a few streams through the decode kernels
+  // (kernels/decode.cu); MM_CUDA_DECODE=0 keeps them on the general ops.
+  bool decode_off = std::getenv("MM_CUDA_DECODE") != nullptr &&
+                    std::string(std::getenv("MM_CUDA_DECODE")) == "0";
 
   ~Impl() { DropGraphs(); }
 
@@ -152,6 +157,11 @@ struct DeviceSessions::Impl {
   // scan.cu), given each stream's state (host_slots).
   absl::Status Enqueue(int64_t B, int64_t T, LogitsMode mode, bool any_close,
                        const int* host_slots, const Chunk* chunk);
+  // Whether a one-token step of B streams takes the decode kernels.
+  bool UseDecode(int64_t B) const;
+  absl::Status EnqueueDecode(int64_t B, LogitsMode mode, bool any_close);
+  mmc_decode_linear_args Linear(int64_t rows, const float* x, int64_t ld_x, const DevMatrix& w,
+                                float* y, int64_t ld_y) const;
   absl::Status Run(const int* slots, const int64_t* positions, int64_t B, int64_t T,
                    const int32_t* tokens, LogitsMode mode, float* logits);
 };
@@ -192,6 +202,23 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
     }
     fix.emplace_back(&out->f32, at);
   };
+  // Two matrices of the same width as one, rows of `top` first.
+  auto stack = [&](const Matrix& top, const Matrix& bottom, DevMatrix* out) {
+    out->rows = top.rows + bottom.rows;
+    out->cols = top.cols;
+    const size_t at = place(static_cast<size_t>(out->rows * out->cols));
+    size_t next = at;
+    for (const Matrix* m : {&top, &bottom}) {
+      const size_t n = static_cast<size_t>(m->rows * m->cols);
+      if (m->is_bf16()) {
+        cpu::ConvertBf16ToF32(m->bf16.data(), image.data() + next, n);
+      } else {
+        std::memcpy(image.data() + next, m->f32.data(), n * sizeof(float));
+      }
+      next += n;
+    }
+    fix.emplace_back(&out->f32, at);
+  };
   auto read = [&](const ReadWeights& rw, DevRead* out) {
     mat(rw.q, &out->q);
     mat(rw.o, &out->o);
@@ -227,12 +254,16 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
       L.note_score_bias = LW.note_score_bias;
       read(LW.tok, &L.tok);
       if (LW.has_lay) read(LW.lay, &L.lay);
+      if (LW.has_lay) stack(LW.tok.q, LW.lay.q, &L.q_cat);
     }
   }
   MM_RETURN_IF_ERROR(Fit(&weights, static_cast<int64_t>(image.size())));
   MM_RETURN_IF_ERROR(ctx->Upload(weights.get(), image.data(), image.size() * sizeof(float)));
   for (auto& [ptr, at] : fix) *ptr = weights.get() + at;
   if (!W.lm_head.size()) head = embedding;
+  for (DevLayer& L : layers) {
+    if (L.q_cat.f32 == nullptr) L.q_cat = L.tok.q;
+  }
   return absl::OkStatus();
 }
 
@@ -356,6 +387,7 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
   const int32_t* slots_dev = reinterpret_cast<const int32_t*>(step.get() + at.slots);
   const int64_t* windows_dev = reinterpret_cast<const int64_t*>(step.get() + at.windows);
   const int32_t* last_dev = reinterpret_cast<const int32_t*>(step.get() + at.last);
+  if (chunk == nullptr && T == 1 && UseDecode(B)) return EnqueueDecode(B, mode, any_close);
 
   MMC_CALL(gather_rows, embedding.f32, D, tokens_dev, nullptr, nullptr, M, D, x.get(), D, 0);
   for (int64_t l = 0; l < L; ++l) {
@@ -489,6 +521,162 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
   return absl::OkStatus();
 }
 
+bool DeviceSessions::Impl::UseDecode(int64_t B) const {
+  const ModelConfig& c = model->config();
+  const int64_t rows = B <= 1 ? 1 : B <= 2 ? 2 : B <= 4 ? 4 : 8;  // as decode_linear rounds
+  return !decode_off && B <= MMC_DECODE_MAX_ROWS && c.d_model % 4 == 0 &&
+         c.d_inner() % 4 == 0 && rows * std::max(c.d_model, c.d_inner()) <= 12288;
+}
+
+mmc_decode_linear_args DeviceSessions::Impl::Linear(int64_t rows, const float* x_in, int64_t ld_x,
+                                                    const DevMatrix& w, float* y_out,
+                                                    int64_t ld_y) const {
+  mmc_decode_linear_args p{};
+  p.rows = rows;
+  p.K = w.cols;
+  p.N = w.rows;
+  p.input = MMC_DECODE_INPUT_PLAIN;
+  p.x = x_in;
+  p.ld_x = ld_x;
+  p.w = w.f32;
+  p.y = y_out;
+  p.ld_y = ld_y;
+  return p;
+}
+
+// Enqueue's one-token step of B <= MMC_DECODE_MAX_ROWS streams through the
+// decode kernels: per layer the queries (note norm in the product), the
+// reads with their projections, fusion and the note window, the in
+// projection (norm in the product), the x projection (conv in the product),
+// the scan (Δ's product in it) and the out projection added into x.
+absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, bool any_close) {
+  const ModelConfig& c = model->config();
+  const int64_t D = c.d_model, E = c.d_inner(), N = c.d_state, R = c.dt_rank, K = c.d_conv,
+                V = c.vocab_size, S = c.summary_dim, L = c.n_layer;
+  const int64_t ld_dbc = R + 2 * N;
+  const StepLayout at(B, 1, 0);
+  const int32_t* tokens_dev = reinterpret_cast<const int32_t*>(step.get() + at.tokens);
+  const int32_t* slots_dev = reinterpret_cast<const int32_t*>(step.get() + at.slots);
+  const int64_t* windows_dev = reinterpret_cast<const int64_t*>(step.get() + at.windows);
+  const mmc_slot_pools pools = Pools();
+
+  MMC_CALL(gather_rows, embedding.f32, D, tokens_dev, nullptr, nullptr, B, D, x.get(), D, 0);
+  for (int64_t l = 0; l < L; ++l) {
+    const DevLayer& LW = layers[l];
+    if (c.memory_enabled()) {
+      const bool cross = model->weights().layers[l].has_lay;
+      const int64_t ld_q = LW.q_cat.rows;
+      mmc_decode_linear_args pq = Linear(B, x.get(), D, LW.q_cat, q.get(), ld_q);
+      pq.input = MMC_DECODE_INPUT_RMS_NORM;
+      pq.norm = LW.note_norm;
+      pq.eps = c.norm_eps;
+      pq.x_out = a.get();
+      MMC_CALL(decode_linear, &pq);
+      mmc_decode_read_args r{};
+      r.rows = B;
+      r.D = D;
+      r.a = a.get();
+      r.slots = slots_dev;
+      r.n_reads = cross ? 2 : 1;
+      for (int i = 0; i < r.n_reads; ++i) {
+        const DevRead& rw = i == 0 ? LW.tok : LW.lay;
+        mmc_slot_read_args& ri = r.read[i];
+        ri.B = B;
+        ri.T = 1;
+        ri.D = D;
+        ri.H = c.attn_heads;
+        ri.src_begin = i == 1 ? c.CrossLayerBegin(l) : l;
+        ri.src_end = i == 1 ? l : l + 1;
+        ri.m_max = read_m_max;
+        ri.a = a.get();
+        ri.gw = rw.gate;
+        ri.gb = rw.gate_bias;
+        ri.threshold = c.gate_threshold;
+        ri.q = q.get() + i * S;
+        ri.k = rw.k;
+        ri.v = rw.v;
+        ri.slots = slots_dev;
+        r.ld_q[i] = ld_q;
+        r.wo[i] = rw.o.f32;
+        r.alpha[i] = rw.alpha;
+        r.fuse[i] = rw.fuse;
+      }
+      r.fusion = MmcFusionMode(c.fusion);
+      r.x = x.get();
+      r.windows = windows_dev;
+      r.win_max = win.get();
+      r.n_layer = L;
+      r.layer = l;
+      r.sw = LW.note_score;
+      r.sb = LW.note_score_bias;
+      r.m = m.get();
+      r.score = note_score.get() + l * B;
+      MMC_CALL(decode_read, &pools, &r);
+      if (any_close) {
+        const mmc_decode_linear_args ps =
+            Linear(B, m.get(), D, LW.note_summary, raw.get() + l * B * S, S);
+        MMC_CALL(decode_linear, &ps);
+      }
+    }
+    mmc_decode_linear_args pin = Linear(B, x.get(), D, LW.in_proj, xz.get(), 2 * E);
+    pin.input = MMC_DECODE_INPUT_RMS_NORM;
+    pin.norm = LW.norm;
+    pin.eps = c.norm_eps;
+    MMC_CALL(decode_linear, &pin);
+    mmc_decode_linear_args px = Linear(B, xz.get(), 2 * E, LW.x_proj, dbc.get(), ld_dbc);
+    px.input = MMC_DECODE_INPUT_CONV;
+    px.conv_w = LW.conv_w;
+    px.conv_b = LW.conv_b;
+    px.conv_k = K;
+    px.conv_state = conv.get();
+    px.n_layer = L;
+    px.layer = l;
+    px.slots = slots_dev;
+    px.x_out = xc.get();
+    MMC_CALL(decode_linear, &px);
+    mmc_decode_scan_args sa{};
+    sa.rows = B;
+    sa.E = E;
+    sa.N = N;
+    sa.R = R;
+    sa.xc = xc.get();
+    sa.dbc = dbc.get();
+    sa.ld_dbc = ld_dbc;
+    sa.dt_w = LW.dt_proj.f32;
+    sa.dt_bias = LW.dt_bias;
+    sa.A = LW.A;
+    sa.D = LW.D;
+    sa.z = xz.get() + E;
+    sa.ld_z = 2 * E;
+    sa.state = ssm.get();
+    sa.n_layer = L;
+    sa.layer = l;
+    sa.slots = slots_dev;
+    sa.xi = xz.get();
+    sa.ld_xi = 2 * E;
+    sa.conv_state = conv.get();
+    sa.conv_k = K;
+    sa.y = y.get();
+    MMC_CALL(decode_scan, &sa);
+    mmc_decode_linear_args po = Linear(B, y.get(), E, LW.out_proj, x.get(), D);
+    po.accumulate = 1;
+    MMC_CALL(decode_linear, &po);
+  }
+  if (c.memory_enabled() && any_close) {
+    MMC_CALL(slots_pool_insert, &pools,
+             c.pool_policy == PoolPolicy::kFifo ? MMC_POOL_FIFO : MMC_POOL_PRIORITY,
+             c.note_threshold, B, slots_dev, windows_dev, raw.get(), note_score.get());
+  }
+  if (mode == LogitsMode::kNone) return absl::OkStatus();
+  // One row per stream: the last row is every row.
+  mmc_decode_linear_args ph = Linear(B, x.get(), D, head, logits_dev.get(), V);
+  ph.input = MMC_DECODE_INPUT_RMS_NORM;
+  ph.norm = norm_f;
+  ph.eps = c.norm_eps;
+  MMC_CALL(decode_linear, &ph);
+  return absl::OkStatus();
+}
+
 absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* positions, int64_t B,
                                        int64_t T, const int32_t* tokens, LogitsMode mode,
                                        float* logits) {
@@ -541,7 +729,7 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
   MM_RETURN_IF_ERROR(Fit(&dt, M * E));
   MM_RETURN_IF_ERROR(Fit(&y, M * E));
   if (memory) {
-    MM_RETURN_IF_ERROR(Fit(&q, M * S));
+    MM_RETURN_IF_ERROR(Fit(&q, M * 2 * S));  // both queries of a cross-layer read
     MM_RETURN_IF_ERROR(Fit(&o, M * S));
     MM_RETURN_IF_ERROR(Fit(&co, M * D));
     MM_RETURN_IF_ERROR(Fit(&gate, M));

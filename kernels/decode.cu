@@ -1,0 +1,395 @@
+// One-token steps of a few streams in session slots (memmamba_cuda.h,
+// "Decode"): the layer of DESIGN 2.3 in five kernels whose work spreads over
+// the GPU, where the general ops take twelve or more (a norm, the window
+// kernel, two products and a fusion per read, a product per projection, the
+// conv and the scan). At one token the step is bound by launches and by the
+// latency of each small kernel, not by arithmetic, so fewer kernels that each
+// read their weights once at full width are what makes it fast.
+//
+// decode_linear, per row r and output n:  y[r, n] (+)= Σ_k w[n, k]·x̂[r, k],
+//   x̂ = x | RMSNorm(x) (mmc_rms_norm's reduction, the same bits) | the causal
+//   conv + bias + SiLU of the slot's K−1 previous inputs and x (read only).
+//   Every block builds all rows' x̂ in shared memory (a few KiB, from L2),
+//   then a warp per output reads its row of w once, in 16-byte loads, for
+//   every row.
+// decode_read, per row (blockIdx.y) and a slice of D (blockIdx.x): each read
+//   of slot_ops::ReadRow (the same code as mmc_slots_pool_read: every block
+//   of a row repeats the small attention rather than waiting for another
+//   kernel), then x[d] += f_i(d)·(γ_i·(wo_i[d]·o_i)) for each read i in
+//   order; block 0 of the row also runs the note window (slot_ops::NoteWindow).
+// decode_scan, per (row, channel): Δ = softplus(dt_w[e]·δ + dt_bias[e]) over
+//   the channel's G lanes, then mmc_slots_selective_scan's update for one
+//   row, and the conv state moves on by the row's input.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "internal.cuh"
+#include "slots.cuh"
+
+namespace memmamba::cuda {
+namespace {
+
+using slot_ops::kThreads;
+using slot_ops::kWarps;
+
+constexpr int64_t kMaxInputFloats = 12288;  // rows·K: 48 KiB of shared memory
+constexpr int kMaxConvK = 16;
+
+template <int kRows, int kInput>
+__global__ void __launch_bounds__(kThreads) DecodeLinearKernel(mmc_decode_linear_args p) {
+  extern __shared__ float4 xs4[];  // [kRows][K / 4]
+  float* xs = reinterpret_cast<float*>(xs4);
+  __shared__ float inv[kRows];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t K = p.K, rows = p.rows;
+  if constexpr (kInput == MMC_DECODE_INPUT_RMS_NORM) {
+    // A warp per row, as RmsNormKernel (norm.cu) sums it.
+    for (int r = warp; r < rows; r += kWarps) {
+      const float* xr = p.x + r * p.ld_x;
+      double ss = 0.0;
+#pragma unroll 8
+      for (int64_t d = lane; d < K; d += 32) ss += static_cast<double>(xr[d]) * xr[d];
+      ss = WarpSumDouble(ss);
+      if (lane == 0) inv[r] = static_cast<float>(1.0 / sqrt(ss / K + p.eps));
+    }
+    __syncthreads();
+  }
+  // Rows past `rows` are zeros; loops unrolled so that a thread's loads are
+  // in flight together.
+  const bool keep = p.x_out != nullptr && blockIdx.x == 0;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const float* xr = p.x + r * p.ld_x;
+    const float* st = nullptr;
+    if constexpr (kInput == MMC_DECODE_INPUT_CONV) {
+      if (r < rows) {
+        st = p.conv_state +
+             (static_cast<int64_t>(p.slots[r]) * p.n_layer + p.layer) * (p.conv_k - 1) * K;
+      }
+    }
+#pragma unroll 4
+    for (int64_t k = threadIdx.x; k < K; k += kThreads) {
+      float v = 0.0f;
+      if (r < rows) {
+        const float x = xr[k];
+        if constexpr (kInput == MMC_DECODE_INPUT_PLAIN) {
+          v = x;
+        } else if constexpr (kInput == MMC_DECODE_INPUT_RMS_NORM) {
+          v = x * inv[r] * p.norm[k];
+        } else {
+          // SlotConvKernel's sum: bias, the state's inputs oldest first, x.
+          const int64_t ck = p.conv_k;
+          const float* wk = p.conv_w + k * ck;
+          float acc = p.conv_b[k];
+#pragma unroll 4
+          for (int64_t j = 0; j + 1 < ck; ++j) acc += wk[j] * st[j * K + k];
+          acc += wk[ck - 1] * x;
+          v = Silu(acc);
+        }
+        if (keep) p.x_out[r * K + k] = v;
+      }
+      xs[r * K + k] = v;
+    }
+  }
+  __syncthreads();
+  const int64_t n = blockIdx.x * int64_t{kWarps} + warp;
+  if (n >= p.N) return;
+  const int64_t K4 = K / 4;
+  const float4* w4 = reinterpret_cast<const float4*>(p.w + n * K);
+  float acc[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) acc[r] = 0.0f;
+#pragma unroll 6
+  for (int64_t k = lane; k < K4; k += 32) {
+    const float4 wv = __ldg(w4 + k);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float4 xv = xs4[r * K4 + k];
+      acc[r] += wv.x * xv.x + wv.y * xv.y + wv.z * xv.z + wv.w * xv.w;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) acc[r] = WarpSum(acc[r]);
+  if (lane != 0) return;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    if (r < rows) {
+      float* y = p.y + r * p.ld_y + n;
+      *y = p.accumulate ? *y + acc[r] : acc[r];
+    }
+  }
+}
+
+constexpr int kReadRowsPerWarp = 8;
+constexpr int kReadColumnsPerBlock = kWarps * kReadRowsPerWarp;
+
+template <int kMode>
+__global__ void __launch_bounds__(kThreads)
+    DecodeReadKernel(mmc_slot_pools pools, mmc_decode_read_args r, int64_t tile0, int64_t tile1) {
+  extern __shared__ float sm[];  // o of each read [2][S], then ReadRow's space
+  __shared__ float red[kWarps];
+  const int64_t b = blockIdx.y, S = pools.S, D = r.D;
+  const int64_t slot = r.slots[b];
+  const float* ar = r.a + b * D;
+  float* o = sm;
+  float gate[2] = {0.0f, 0.0f};
+  for (int i = 0; i < r.n_reads; ++i) {
+    const mmc_slot_read_args& ri = r.read[i];
+    gate[i] = slot_ops::ReadRow(pools, ri, slot, 0, ar, ri.q + b * r.ld_q[i],
+                                i == 0 ? tile0 : tile1, sm + 2 * S, o + i * S);
+  }
+  __syncthreads();
+  // A warp takes kReadRowsPerWarp consecutive columns, their loads together.
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t d0 = blockIdx.x * int64_t{kReadColumnsPerBlock} + warp * kReadRowsPerWarp;
+  float xv[kReadRowsPerWarp];
+#pragma unroll
+  for (int j = 0; j < kReadRowsPerWarp; ++j) xv[j] = d0 + j < D ? r.x[b * D + d0 + j] : 0.0f;
+  for (int i = 0; i < r.n_reads; ++i) {
+    if (gate[i] == 0.0f) continue;  // ReadFuseKernel skips such rows
+    float co[kReadRowsPerWarp] = {};
+    for (int64_t s = lane; s < S; s += 32) {
+      const float os = o[i * S + s];
+#pragma unroll
+      for (int j = 0; j < kReadRowsPerWarp; ++j) {
+        if (d0 + j < D) co[j] += r.wo[i][(d0 + j) * S + s] * os;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kReadRowsPerWarp; ++j) {
+      const float c = WarpSum(co[j]);
+      const int64_t d = d0 + j;
+      if (d < D) {
+        const float f =
+            FuseWeight<kMode>(r.alpha[i], r.fuse[i], kMode == MMC_FUSION_GATED ? ar[d] : 0.0f, d);
+        xv[j] += f * (gate[i] * c);
+      }
+    }
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int j = 0; j < kReadRowsPerWarp; ++j) {
+      if (d0 + j < D) r.x[b * D + d0 + j] = xv[j];
+    }
+  }
+  if (blockIdx.x == 0) {
+    float* acc = r.win_max + (slot * r.n_layer + r.layer) * D;
+    slot_ops::NoteWindow(ar, 1, D, acc, r.windows[b] >= 0, r.sw, r.sb, r.m + b * D, r.score + b,
+                         red);
+  }
+}
+
+constexpr int kScanThreads = 128;
+
+// SlotScanKernel (sessions.cu) for one row per stream: a channel's N states
+// over G lanes (kSPL each), which first share Δ's product of R terms.
+template <int kSPL>
+__global__ void __launch_bounds__(kScanThreads) DecodeScanKernel(mmc_decode_scan_args a,
+                                                                 int g_shift) {
+  const int64_t E = a.E, N = a.N, R = a.R;
+  const int G = 1 << g_shift;
+  const int64_t idx = blockIdx.x * int64_t{kScanThreads} + threadIdx.x;
+  const int64_t group = idx >> g_shift;
+  const int g = static_cast<int>(idx & (G - 1));
+  // Every lane of a warp takes part in the sums; lanes past the end compute
+  // on nothing and write nothing.
+  const bool live = group < a.rows * E;
+  const int64_t b = live ? group / E : 0, e = live ? group - b * E : 0;
+  const int64_t slot = live ? a.slots[b] : 0;
+  const float* dbc = a.dbc + b * a.ld_dbc;
+  float dt = 0.0f;
+  if (live) {
+    const float* wr = a.dt_w + e * R;
+#pragma unroll 4
+    for (int64_t k = g; k < R; k += G) dt += wr[k] * dbc[k];
+  }
+  for (int o = G >> 1; o > 0; o >>= 1) dt += __shfl_xor_sync(0xffffffffu, dt, o, G);
+  float acc = 0.0f, u = 0.0f;
+  if (live) {
+    const float d = Softplus(dt + a.dt_bias[e]);
+    u = a.xc[b * E + e];
+    const float du = d * u;
+    const float* Br = dbc + R;
+    const float* Cr = Br + N;
+    float* st = a.state + (slot * a.n_layer + a.layer) * N * E;
+#pragma unroll
+    for (int i = 0; i < kSPL; ++i) {
+      const int64_t n = g + int64_t{G} * i;
+      if (n < N) {
+        const float s = __expf(d * a.A[n * E + e]) * st[n * E + e] + du * Br[n];
+        st[n * E + e] = s;
+        acc += s * Cr[n];
+      }
+    }
+  }
+  for (int o = G >> 1; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o, G);
+  if (!live || g != 0) return;
+  a.y[b * E + e] = (acc + a.D[e] * u) * Silu(a.z[b * a.ld_z + e]);
+  const int64_t ck = a.conv_k;
+  if (ck > 1) {
+    float* cs = a.conv_state + (slot * a.n_layer + a.layer) * (ck - 1) * E;
+    for (int64_t k = 0; k + 2 < ck; ++k) cs[k * E + e] = cs[(k + 1) * E + e];
+    cs[(ck - 2) * E + e] = a.xi[b * a.ld_xi + e];
+  }
+}
+
+template <int kRows>
+void LaunchLinear(const mmc_decode_linear_args& p, unsigned blocks, size_t smem,
+                  cudaStream_t stream) {
+  switch (p.input) {
+    case MMC_DECODE_INPUT_PLAIN:
+      DecodeLinearKernel<kRows, MMC_DECODE_INPUT_PLAIN><<<blocks, kThreads, smem, stream>>>(p);
+      break;
+    case MMC_DECODE_INPUT_RMS_NORM:
+      DecodeLinearKernel<kRows, MMC_DECODE_INPUT_RMS_NORM><<<blocks, kThreads, smem, stream>>>(p);
+      break;
+    default:
+      DecodeLinearKernel<kRows, MMC_DECODE_INPUT_CONV><<<blocks, kThreads, smem, stream>>>(p);
+      break;
+  }
+}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+}  // namespace memmamba::cuda
+
+using namespace memmamba::cuda;
+
+MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* args) {
+  MMC_ENTER(ctx);
+  if (args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
+  const mmc_decode_linear_args& p = *args;
+  if (p.rows < 0 || p.rows > MMC_DECODE_MAX_ROWS || p.K < 1 || p.N < 0 || p.ld_x < p.K ||
+      p.ld_y < p.N || p.input < MMC_DECODE_INPUT_PLAIN || p.input > MMC_DECODE_INPUT_CONV) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  if (p.rows == 0 || p.N == 0) return MMC_OK;
+  if (p.x == nullptr || p.w == nullptr || p.y == nullptr ||
+      (p.input == MMC_DECODE_INPUT_RMS_NORM && p.norm == nullptr) ||
+      (p.input == MMC_DECODE_INPUT_CONV &&
+       (p.conv_w == nullptr || p.conv_b == nullptr || p.slots == nullptr || p.conv_k < 1 ||
+        (p.conv_k > 1 && p.conv_state == nullptr) || p.n_layer < 1 || p.layer < 0 ||
+        p.layer >= p.n_layer))) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  const int64_t rows_pow2 = p.rows <= 1 ? 1 : p.rows <= 2 ? 2 : p.rows <= 4 ? 4 : 8;
+  if (p.K % 4 != 0 || !Aligned16(p.w) || rows_pow2 * p.K > kMaxInputFloats ||
+      (p.input == MMC_DECODE_INPUT_CONV && p.conv_k > kMaxConvK)) {
+    return FailWith(ctx, MMC_ERR_UNSUPPORTED,
+                    "decode_linear: needs K % 4 == 0, 16-byte aligned weights, rows·K <= " +
+                        std::to_string(kMaxInputFloats) + " and a conv of at most 16 taps");
+  }
+  return Guarded(ctx, [&]() -> int {
+    const int64_t blocks = CeilDiv(p.N, kWarps);
+    if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
+    const size_t smem = static_cast<size_t>(rows_pow2 * p.K) * sizeof(float);
+    const unsigned grid = static_cast<unsigned>(blocks);
+    switch (rows_pow2) {
+      case 1: LaunchLinear<1>(p, grid, smem, ctx->stream); break;
+      case 2: LaunchLinear<2>(p, grid, smem, ctx->stream); break;
+      case 4: LaunchLinear<4>(p, grid, smem, ctx->stream); break;
+      default: LaunchLinear<8>(p, grid, smem, ctx->stream); break;
+    }
+    MMC_LAUNCH_CHECK(ctx, "decode_linear");
+    return MMC_OK;
+  });
+}
+
+MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
+                            const mmc_decode_read_args* args) {
+  MMC_ENTER(ctx);
+  if (pools == nullptr || args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
+  const mmc_decode_read_args& r = *args;
+  if (r.rows < 0 || r.rows > MMC_DECODE_MAX_ROWS || r.D < 1 || r.n_reads < 0 ||
+      r.n_reads > 2) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  if (r.rows == 0) return MMC_OK;
+  if (r.a == nullptr || r.slots == nullptr || r.x == nullptr || r.windows == nullptr ||
+      r.win_max == nullptr || r.sw == nullptr || r.m == nullptr || r.score == nullptr ||
+      r.n_layer < 1 || r.layer < 0 || r.layer >= r.n_layer || pools->S < 1 ||
+      pools->count == nullptr || pools->summary == nullptr ||
+      (r.fusion != MMC_FUSION_WEIGHTED && r.fusion != MMC_FUSION_RESIDUAL &&
+       r.fusion != MMC_FUSION_GATED)) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  size_t read_smem = 0;
+  int64_t tile[2] = {1, 1};
+  for (int i = 0; i < r.n_reads; ++i) {
+    const mmc_slot_read_args& ri = r.read[i];
+    if (ri.H < 1 || pools->S % ri.H != 0 || ri.D != r.D || ri.src_begin < 0 ||
+        ri.src_end < ri.src_begin || ri.src_end > pools->n_layer || ri.m_max < 0 ||
+        ri.m_max < (ri.src_end - ri.src_begin) * pools->capacity || ri.gw == nullptr ||
+        ri.q == nullptr || ri.k == nullptr || ri.v == nullptr || ri.ver_ids != nullptr ||
+        r.ld_q[i] < pools->S || r.wo[i] == nullptr ||
+        (r.fusion == MMC_FUSION_WEIGHTED && r.alpha[i] == nullptr) ||
+        (r.fusion == MMC_FUSION_GATED && r.fuse[i] == nullptr)) {
+      return MMC_ERR_INVALID_ARGUMENT;
+    }
+    read_smem = std::max(read_smem, slot_ops::ReadSharedBytes(pools->S, ri.H, ri.m_max));
+    tile[i] = slot_ops::TileNotes(pools->S, ri.m_max);
+  }
+  return Guarded(ctx, [&]() -> int {
+    const size_t smem = static_cast<size_t>(2 * pools->S) * sizeof(float) + read_smem;
+    if (smem > ctx->smem_optin) {
+      return FailWith(ctx, MMC_ERR_UNSUPPORTED,
+                      "decode_read: " + std::to_string(smem) +
+                          " bytes of shared memory per block exceed the device's " +
+                          std::to_string(ctx->smem_optin));
+    }
+    const dim3 grid(static_cast<unsigned>(CeilDiv(r.D, kReadColumnsPerBlock)),
+                    static_cast<unsigned>(r.rows));
+    auto launch = [&](auto kernel) -> int {
+      if (smem > 48 * 1024) {
+        MMC_CUDA_CHECK(ctx, cudaFuncSetAttribute(kernel,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(smem)));
+      }
+      kernel<<<grid, kThreads, smem, ctx->stream>>>(*pools, r, tile[0], tile[1]);
+      MMC_LAUNCH_CHECK(ctx, "decode_read");
+      return MMC_OK;
+    };
+    switch (r.fusion) {
+      case MMC_FUSION_WEIGHTED: return launch(DecodeReadKernel<MMC_FUSION_WEIGHTED>);
+      case MMC_FUSION_RESIDUAL: return launch(DecodeReadKernel<MMC_FUSION_RESIDUAL>);
+      default: return launch(DecodeReadKernel<MMC_FUSION_GATED>);
+    }
+  });
+}
+
+MMC_API int mmc_decode_scan(mmc_context* ctx, const mmc_decode_scan_args* args) {
+  MMC_ENTER(ctx);
+  if (args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
+  const mmc_decode_scan_args& a = *args;
+  if (a.rows < 0 || a.rows > MMC_DECODE_MAX_ROWS || a.E < 1 || a.N < 1 || a.R < 1 ||
+      a.ld_dbc < a.R + 2 * a.N || a.ld_z < a.E || a.ld_xi < a.E || a.conv_k < 1 ||
+      a.n_layer < 1 || a.layer < 0 || a.layer >= a.n_layer) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  if (a.N > 64) return FailWith(ctx, MMC_ERR_UNSUPPORTED, "decode_scan: N > 64");
+  if (a.rows == 0) return MMC_OK;
+  if (a.xc == nullptr || a.dbc == nullptr || a.dt_w == nullptr || a.dt_bias == nullptr ||
+      a.A == nullptr || a.D == nullptr || a.z == nullptr || a.state == nullptr ||
+      a.slots == nullptr || a.y == nullptr || a.xi == nullptr ||
+      (a.conv_k > 1 && a.conv_state == nullptr)) {
+    return MMC_ERR_INVALID_ARGUMENT;
+  }
+  return Guarded(ctx, [&]() -> int {
+    // G = the next power of two >= N, at most 32; kSPL = ceil(N / G).
+    int g_shift = 0;
+    while ((int64_t{1} << g_shift) < a.N && g_shift < 5) ++g_shift;
+    const int64_t spl = CeilDiv(a.N, int64_t{1} << g_shift);
+    const unsigned grid =
+        static_cast<unsigned>(CeilDiv(a.rows * a.E << g_shift, kScanThreads));
+    if (spl == 1) {
+      DecodeScanKernel<1><<<grid, kScanThreads, 0, ctx->stream>>>(a, g_shift);
+    } else {
+      DecodeScanKernel<2><<<grid, kScanThreads, 0, ctx->stream>>>(a, g_shift);
+    }
+    MMC_LAUNCH_CHECK(ctx, "decode_scan");
+    return MMC_OK;
+  });
+}
