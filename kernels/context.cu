@@ -173,6 +173,7 @@ MMC_API int mmc_context_create(mmc_context** out, const mmc_context_options* opt
     }
     ctx->multiprocessors = prop.multiProcessorCount;
     ctx->smem_optin = prop.sharedMemPerBlockOptin;
+    ctx->dependent_launch = prop.major >= 9;
     if (opts.stream != nullptr) {
       ctx->stream = static_cast<cudaStream_t>(opts.stream);
     } else {

@@ -36,6 +36,7 @@ using slot_ops::kWarps;
 
 constexpr int64_t kMaxInputFloats = 12288;  // rows·K: 48 KiB of shared memory
 constexpr int kMaxConvK = 16;
+constexpr int kHeld = 12;  // float4s of a weight row a lane loads early: K <= 1536 whole
 
 template <int kRows, int kInput>
 __global__ void __launch_bounds__(kThreads) DecodeLinearKernel(mmc_decode_linear_args p) {
@@ -43,7 +44,20 @@ __global__ void __launch_bounds__(kThreads) DecodeLinearKernel(mmc_decode_linear
   float* xs = reinterpret_cast<float*>(xs4);
   __shared__ float inv[kRows];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t K = p.K, rows = p.rows;
+  const int64_t K = p.K, rows = p.rows, K4 = K / 4;
+  // This warp's row of w (up to kHeld float4s a lane) is loaded while the
+  // kernel before still runs: nothing writes weights.
+  const int64_t n = blockIdx.x * int64_t{kWarps} + warp;
+  const bool has_row = n < p.N;
+  const float4* w4 = reinterpret_cast<const float4*>(p.w + (has_row ? n : 0) * K);
+  float4 held[kHeld];
+#pragma unroll
+  for (int j = 0; j < kHeld; ++j) {
+    const int64_t k = lane + 32 * j;
+    if (has_row && k < K4) held[j] = __ldg(w4 + k);
+  }
+  WaitForPrevious();
+  AllowNext();
   if constexpr (kInput == MMC_DECODE_INPUT_RMS_NORM) {
     // A warp per row, as RmsNormKernel (norm.cu) sums it.
     for (int r = warp; r < rows; r += kWarps) {
@@ -94,22 +108,24 @@ __global__ void __launch_bounds__(kThreads) DecodeLinearKernel(mmc_decode_linear
     }
   }
   __syncthreads();
-  const int64_t n = blockIdx.x * int64_t{kWarps} + warp;
-  if (n >= p.N) return;
-  const int64_t K4 = K / 4;
-  const float4* w4 = reinterpret_cast<const float4*>(p.w + n * K);
+  if (!has_row) return;
   float acc[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) acc[r] = 0.0f;
-#pragma unroll 6
-  for (int64_t k = lane; k < K4; k += 32) {
-    const float4 wv = __ldg(w4 + k);
+  auto add = [&](const float4& wv, int64_t k) {
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       const float4 xv = xs4[r * K4 + k];
       acc[r] += wv.x * xv.x + wv.y * xv.y + wv.z * xv.z + wv.w * xv.w;
     }
+  };
+#pragma unroll
+  for (int j = 0; j < kHeld; ++j) {
+    const int64_t k = lane + 32 * j;
+    if (k < K4) add(held[j], k);
   }
+#pragma unroll 4
+  for (int64_t k = lane + 32 * kHeld; k < K4; k += 32) add(__ldg(w4 + k), k);
 #pragma unroll
   for (int r = 0; r < kRows; ++r) acc[r] = WarpSum(acc[r]);
   if (lane != 0) return;
@@ -130,6 +146,8 @@ __global__ void __launch_bounds__(kThreads)
     DecodeReadKernel(mmc_slot_pools pools, mmc_decode_read_args r, int64_t tile0, int64_t tile1) {
   extern __shared__ float sm[];  // o of each read [2][S], then ReadRow's space
   __shared__ float red[kWarps];
+  WaitForPrevious();
+  AllowNext();
   const int64_t b = blockIdx.y, S = pools.S, D = r.D;
   const int64_t slot = r.slots[b];
   const float* ar = r.a + b * D;
@@ -182,6 +200,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 constexpr int kScanThreads = 128;
+constexpr int kScanHeld = 4;  // Δ's weights a lane loads early
 
 // SlotScanKernel (sessions.cu) for one row per stream: a channel's N states
 // over G lanes (kSPL each), which first share Δ's product of R terms.
@@ -197,18 +216,36 @@ __global__ void __launch_bounds__(kScanThreads) DecodeScanKernel(mmc_decode_scan
   // on nothing and write nothing.
   const bool live = group < a.rows * E;
   const int64_t b = live ? group / E : 0, e = live ? group - b * E : 0;
+  // Weights while the kernel before still runs.
+  float A[kSPL], wdt[kScanHeld];
+#pragma unroll
+  for (int i = 0; i < kSPL; ++i) {
+    const int64_t n = g + int64_t{G} * i;
+    A[i] = live && n < N ? a.A[n * E + e] : 0.0f;
+  }
+#pragma unroll
+  for (int j = 0; j < kScanHeld; ++j) {
+    const int64_t k = g + int64_t{G} * j;
+    wdt[j] = live && k < R ? a.dt_w[e * R + k] : 0.0f;
+  }
+  const float bias = live ? a.dt_bias[e] : 0.0f, Dv = live ? a.D[e] : 0.0f;
+  WaitForPrevious();
+  AllowNext();
   const int64_t slot = live ? a.slots[b] : 0;
   const float* dbc = a.dbc + b * a.ld_dbc;
   float dt = 0.0f;
   if (live) {
-    const float* wr = a.dt_w + e * R;
-#pragma unroll 4
-    for (int64_t k = g; k < R; k += G) dt += wr[k] * dbc[k];
+#pragma unroll
+    for (int j = 0; j < kScanHeld; ++j) {
+      const int64_t k = g + int64_t{G} * j;
+      if (k < R) dt += wdt[j] * dbc[k];
+    }
+    for (int64_t k = g + int64_t{G} * kScanHeld; k < R; k += G) dt += a.dt_w[e * R + k] * dbc[k];
   }
   for (int o = G >> 1; o > 0; o >>= 1) dt += __shfl_xor_sync(0xffffffffu, dt, o, G);
   float acc = 0.0f, u = 0.0f;
   if (live) {
-    const float d = Softplus(dt + a.dt_bias[e]);
+    const float d = Softplus(dt + bias);
     u = a.xc[b * E + e];
     const float du = d * u;
     const float* Br = dbc + R;
@@ -218,7 +255,7 @@ __global__ void __launch_bounds__(kScanThreads) DecodeScanKernel(mmc_decode_scan
     for (int i = 0; i < kSPL; ++i) {
       const int64_t n = g + int64_t{G} * i;
       if (n < N) {
-        const float s = __expf(d * a.A[n * E + e]) * st[n * E + e] + du * Br[n];
+        const float s = __expf(d * A[i]) * st[n * E + e] + du * Br[n];
         st[n * E + e] = s;
         acc += s * Cr[n];
       }
@@ -226,7 +263,7 @@ __global__ void __launch_bounds__(kScanThreads) DecodeScanKernel(mmc_decode_scan
   }
   for (int o = G >> 1; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o, G);
   if (!live || g != 0) return;
-  a.y[b * E + e] = (acc + a.D[e] * u) * Silu(a.z[b * a.ld_z + e]);
+  a.y[b * E + e] = (acc + Dv * u) * Silu(a.z[b * a.ld_z + e]);
   const int64_t ck = a.conv_k;
   if (ck > 1) {
     float* cs = a.conv_state + (slot * a.n_layer + a.layer) * (ck - 1) * E;
@@ -236,18 +273,18 @@ __global__ void __launch_bounds__(kScanThreads) DecodeScanKernel(mmc_decode_scan
 }
 
 template <int kRows>
-void LaunchLinear(const mmc_decode_linear_args& p, unsigned blocks, size_t smem,
-                  cudaStream_t stream) {
+cudaError_t LaunchLinear(mmc_context* ctx, const mmc_decode_linear_args& p, unsigned blocks,
+                         size_t smem) {
   switch (p.input) {
     case MMC_DECODE_INPUT_PLAIN:
-      DecodeLinearKernel<kRows, MMC_DECODE_INPUT_PLAIN><<<blocks, kThreads, smem, stream>>>(p);
-      break;
+      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_PLAIN>, blocks,
+                             kThreads, smem, p);
     case MMC_DECODE_INPUT_RMS_NORM:
-      DecodeLinearKernel<kRows, MMC_DECODE_INPUT_RMS_NORM><<<blocks, kThreads, smem, stream>>>(p);
-      break;
+      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_RMS_NORM>, blocks,
+                             kThreads, smem, p);
     default:
-      DecodeLinearKernel<kRows, MMC_DECODE_INPUT_CONV><<<blocks, kThreads, smem, stream>>>(p);
-      break;
+      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_CONV>, blocks,
+                             kThreads, smem, p);
   }
 }
 
@@ -287,13 +324,14 @@ MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* ar
     if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
     const size_t smem = static_cast<size_t>(rows_pow2 * p.K) * sizeof(float);
     const unsigned grid = static_cast<unsigned>(blocks);
+    cudaError_t err;
     switch (rows_pow2) {
-      case 1: LaunchLinear<1>(p, grid, smem, ctx->stream); break;
-      case 2: LaunchLinear<2>(p, grid, smem, ctx->stream); break;
-      case 4: LaunchLinear<4>(p, grid, smem, ctx->stream); break;
-      default: LaunchLinear<8>(p, grid, smem, ctx->stream); break;
+      case 1: err = LaunchLinear<1>(ctx, p, grid, smem); break;
+      case 2: err = LaunchLinear<2>(ctx, p, grid, smem); break;
+      case 4: err = LaunchLinear<4>(ctx, p, grid, smem); break;
+      default: err = LaunchLinear<8>(ctx, p, grid, smem); break;
     }
-    MMC_LAUNCH_CHECK(ctx, "decode_linear");
+    if (err != cudaSuccess) return Fail(ctx, err, "decode_linear");
     return MMC_OK;
   });
 }
@@ -348,8 +386,9 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                  static_cast<int>(smem)));
       }
-      kernel<<<grid, kThreads, smem, ctx->stream>>>(*pools, r, tile[0], tile[1]);
-      MMC_LAUNCH_CHECK(ctx, "decode_read");
+      const cudaError_t err =
+          LaunchDependent(ctx, kernel, grid, kThreads, smem, *pools, r, tile[0], tile[1]);
+      if (err != cudaSuccess) return Fail(ctx, err, "decode_read");
       return MMC_OK;
     };
     switch (r.fusion) {
@@ -384,12 +423,10 @@ MMC_API int mmc_decode_scan(mmc_context* ctx, const mmc_decode_scan_args* args) 
     const int64_t spl = CeilDiv(a.N, int64_t{1} << g_shift);
     const unsigned grid =
         static_cast<unsigned>(CeilDiv(a.rows * a.E << g_shift, kScanThreads));
-    if (spl == 1) {
-      DecodeScanKernel<1><<<grid, kScanThreads, 0, ctx->stream>>>(a, g_shift);
-    } else {
-      DecodeScanKernel<2><<<grid, kScanThreads, 0, ctx->stream>>>(a, g_shift);
-    }
-    MMC_LAUNCH_CHECK(ctx, "decode_scan");
+    const cudaError_t err =
+        spl == 1 ? LaunchDependent(ctx, DecodeScanKernel<1>, grid, kScanThreads, 0, a, g_shift)
+                 : LaunchDependent(ctx, DecodeScanKernel<2>, grid, kScanThreads, 0, a, g_shift);
+    if (err != cudaSuccess) return Fail(ctx, err, "decode_scan");
     return MMC_OK;
   });
 }

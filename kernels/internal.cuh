@@ -39,6 +39,7 @@ struct mmc_context {
   cudaMemPool_t pool = nullptr;  // temporaries, stream-ordered
   int multiprocessors = 0;
   size_t smem_optin = 0;  // largest dynamic shared memory a block may ask for
+  bool dependent_launch = false;  // programmatic dependent launch (sm_90 and later)
   memmamba::cuda::GemmCache* gemm_cache = nullptr;
   std::string last_error;
 };
@@ -154,6 +155,39 @@ struct Batch {
 };
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Programmatic dependent launch (sm_90 and later): a kernel queued with
+// LaunchDependent may start while the kernel before it on the stream still
+// runs. Until it calls WaitForPrevious it may only read what no earlier
+// kernel writes (its weights) and write nothing; it calls AllowNext once it
+// has waited, so that the kernel after it can start its own loads. Without
+// the launch attribute (older devices) both calls do nothing.
+__device__ __forceinline__ void WaitForPrevious() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void AllowNext() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... KernelArgs, typename... Args>
+cudaError_t LaunchDependent(mmc_context* ctx, void (*kernel)(KernelArgs...), dim3 grid,
+                            dim3 block, size_t smem, Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = ctx->stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = ctx->dependent_launch ? 1 : 0;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
 
 // ---------------------------------------------------------------------------
 // Device math: the formulas of src/backend/cpu/vec_math.h, in the accurate

@@ -68,19 +68,28 @@ __device__ inline void NoteWindow(const float* rows, int64_t T, int64_t D, float
   if (threadIdx.x == 0) *score = s;
 }
 
-// Notes staged in shared memory per tile (rows padded by one float so that
-// threads reading different notes at the same column hit different banks).
+// Notes staged in shared memory per tile. Where S % 4 == 0 a read moves
+// notes in float4s and tile rows are S + 4 floats; else floats, rows of
+// S + 1. Either way threads reading different notes at the same column hit
+// different banks.
 constexpr int64_t kTileFloats = 8192;
 
+inline __host__ __device__ int64_t TileRow(int64_t S) { return S % 4 == 0 ? S + 4 : S + 1; }
+
 inline int64_t TileNotes(int64_t S, int64_t m_max) {
-  const int64_t fit = kTileFloats / (S + 1);  // notes of S + 1 floats in a tile
+  const int64_t fit = kTileFloats / TileRow(S);
   return std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(m_max, 1), fit));
+}
+
+// The scores' floats, rounded up so that the tile after them is 16-byte aligned.
+inline __host__ __device__ int64_t ScoreFloats(int64_t H, int64_t m_max) {
+  return (H * m_max + 3) / 4 * 4;
 }
 
 // Dynamic shared memory of one ReadRow: qk, u, the scores, one tile (padded
 // to 8 bytes) and the notes' addresses.
 inline size_t ReadSharedBytes(int64_t S, int64_t H, int64_t m_max) {
-  const int64_t floats = 2 * H * S + H * m_max + TileNotes(S, m_max) * (S + 1);
+  const int64_t floats = 2 * H * S + ScoreFloats(H, m_max) + TileNotes(S, m_max) * TileRow(S);
   return static_cast<size_t>(floats + floats % 2) * sizeof(float) +
          static_cast<size_t>(m_max) * sizeof(int64_t);
 }
@@ -90,7 +99,7 @@ inline size_t ReadSharedBytes(int64_t S, int64_t H, int64_t m_max) {
 // notes and γ > threshold, o (S floats) = the folded attention over them;
 // else o = 0. Returns the gate (0 where the row does not read), the same in
 // every thread. `version` picks the row's pool versions where r.ver_ids is
-// set. sm: ReadSharedBytes(S, H, r.m_max) bytes, 8-byte aligned. o is written
+// set. sm: ReadSharedBytes(S, H, r.m_max) bytes, 16-byte aligned. o is written
 // by lane 0 of each warp: synchronise before reading it from other threads.
 //
 // Every global load of a phase is issued by many threads at once (the tile
@@ -126,31 +135,29 @@ __device__ inline float ReadRow(const mmc_slot_pools& pools, const mmc_slot_read
     for (int64_t j = threadIdx.x; j < S; j += kThreads) o[j] = 0.0f;
     return 0.0f;
   }
-  const int64_t ld = S + 1;            // a tile row
+  const bool vec = S % 4 == 0;         // block-uniform
+  const int64_t ld = TileRow(S);       // a tile row
   float* qk = sm;                      // [H, S]
   float* u = qk + H * S;               // [H, S]
   float* p = u + H * S;                // [H, m]
-  float* tile = p + H * r.m_max;       // [tile_notes, S + 1]
-  const int64_t pad = (2 * H * S + H * r.m_max + tile_notes * ld) % 2;
-  const float** note = reinterpret_cast<const float**>(tile + tile_notes * ld + pad);  // [m]
-  // The notes' summaries, in layer then window order.
-  if (threadIdx.x == 0) {
-    int64_t j = 0;
-    for (int64_t l = r.src_begin; l < r.src_end; ++l) {
-      const int64_t pool = slot * pools.n_layer + l;
-      if (r.ver_ids != nullptr) {
-        const int32_t* ids = r.ver_ids + (l * nv + version) * P;
-        const int c = r.ver_count[l * nv + version];
-        for (int i = 0; i < c; ++i) {
-          const int64_t id = ids[i];
-          note[j++] = id < P ? pools.summary + (pool * P + id) * S
-                             : r.new_notes + (l * r.n_new + (id - P)) * S;
-        }
-      } else {
-        const int c = pools.count[pool];
-        for (int i = 0; i < c; ++i) note[j++] = pools.summary + (pool * P + i) * S;
-      }
+  float* tile = p + ScoreFloats(H, r.m_max);  // [tile_notes, ld]
+  const int64_t used = 2 * H * S + ScoreFloats(H, r.m_max) + tile_notes * ld;
+  const float** note = reinterpret_cast<const float**>(sm + used + used % 2);  // [m]
+  // The notes' summaries, in layer then window order: note j is found by
+  // walking the (few) source pools' counts.
+  for (int64_t j = threadIdx.x; j < m; j += kThreads) {
+    int64_t l = r.src_begin, i = j;
+    for (;; ++l) {
+      const int64_t c = r.ver_ids != nullptr ? r.ver_count[l * nv + version]
+                                             : pools.count[slot * pools.n_layer + l];
+      if (i < c) break;
+      i -= c;
     }
+    const int64_t pool = slot * pools.n_layer + l;
+    int64_t id = i;
+    if (r.ver_ids != nullptr) id = r.ver_ids[(l * nv + version) * P + i];
+    note[j] = id < P ? pools.summary + (pool * P + id) * S
+                     : r.new_notes + (l * r.n_new + (id - P)) * S;
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(dh));
   // Index math in 32 bits: a 64-bit division is a long subroutine on the GPU.
@@ -168,6 +175,30 @@ __device__ inline float ReadRow(const mmc_slot_pools& pools, const mmc_slot_read
   // tile costs a few latencies of L2, not one per element a thread copies.
   auto load_tile = [&](int64_t j0, int64_t tn) {
     constexpr int kInFlight = 16;
+    if (vec) {
+      const int S4 = Si / 4, total = static_cast<int>(tn) * S4;
+      for (int base = threadIdx.x; base < total; base += kThreads * kInFlight) {
+        float4 v[kInFlight];
+#pragma unroll
+        for (int i = 0; i < kInFlight; ++i) {
+          const int idx = base + i * kThreads;
+          if (idx < total) {
+            const int jj = idx / S4;
+            v[i] = reinterpret_cast<const float4*>(note[j0 + jj])[idx - jj * S4];
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < kInFlight; ++i) {
+          const int idx = base + i * kThreads;
+          if (idx < total) {
+            const int jj = idx / S4;
+            reinterpret_cast<float4*>(tile + jj * ld)[idx - jj * S4] = v[i];
+          }
+        }
+      }
+      __syncthreads();
+      return;
+    }
     const int total = static_cast<int>(tn) * Si;
     for (int base = threadIdx.x; base < total; base += kThreads * kInFlight) {
       float v[kInFlight];
@@ -198,7 +229,16 @@ __device__ inline float ReadRow(const mmc_slot_pools& pools, const mmc_slot_read
       const float* qh = qk + h * S;
       const float* sj = tile + jj * ld;
       float acc = 0.0f;
-      for (int64_t s = 0; s < S; ++s) acc += qh[s] * sj[s];
+      if (vec) {
+        const float4* q4 = reinterpret_cast<const float4*>(qh);
+        const float4* s4 = reinterpret_cast<const float4*>(sj);
+        for (int c = 0; c < Si / 4; ++c) {
+          const float4 a4 = q4[c], b4 = s4[c];
+          acc += a4.x * b4.x + a4.y * b4.y + a4.z * b4.z + a4.w * b4.w;
+        }
+      } else {
+        for (int64_t s = 0; s < S; ++s) acc += qh[s] * sj[s];
+      }
       p[h * m + j0 + jj] = acc;
     }
     __syncthreads();
