@@ -4,7 +4,8 @@
 // device arrays laid out slot-major, so one batched call steps any set of
 // sessions. The forward follows runtime/forward.cc op for op through the
 // kernels of libmemmamba_cuda. A call either steps B streams by one row each
-// (every row reads its stream's pools as they are), or runs one stream over
+// (every row reads its stream's pools as they are; up to 8 streams through
+// the fused decode kernels, kernels/decode.cu), or runs one stream over
 // T rows that may close several note windows: each layer's notes for those
 // windows and the pool's version after each of them are computed on the
 // device (mmc_chunk_pool_versions), and each row reads its window's version.
