@@ -1,5 +1,5 @@
 // One-token steps of a few streams in session slots (memmamba_cuda.h,
-// "Decode"): the layer of DESIGN 2.3 in five kernels whose work spreads over
+// "Decode"): the layer of DESIGN 2.3 in six kernels whose work spreads over
 // the GPU, where the general ops take twelve or more (a norm, the window
 // kernel, two products and a fusion per read, a product per projection, the
 // conv and the scan). At one token the step is bound by launches and by the
@@ -12,11 +12,14 @@
 //   Every block builds all rows' x̂ in shared memory (a few KiB, from L2),
 //   then a warp per output reads its row of w once, in 16-byte loads, for
 //   every row.
-// decode_read, per row (blockIdx.y) and a slice of D (blockIdx.x): each read
-//   of slot_ops::ReadRow (the same code as mmc_slots_pool_read: every block
-//   of a row repeats the small attention rather than waiting for another
-//   kernel), then x[d] += f_i(d)·(γ_i·(wo_i[d]·o_i)) for each read i in
-//   order; block 0 of the row also runs the note window (slot_ops::NoteWindow).
+// decode_read, in two kernels: per (head, read, row) a block computes that
+//   head's part of the read's attention output o (slot_ops::ReadRow's math,
+//   with the note loops split across warps: at one token a read is a chain
+//   of small dependent steps, so it goes as fast as its work spreads); then
+//   per row (blockIdx.y) and slice of D (blockIdx.x) the gates
+//   (slot_ops::ReadGate, as mmc_slots_pool_read takes them) and
+//   x[d] += f_i(d)·(γ_i·(wo_i[d]·o_i)) for each read i in order; block 0 of
+//   the row also runs the note window (slot_ops::NoteWindow).
 // decode_scan, per (row, channel): Δ = softplus(dt_w[e]·δ + dt_bias[e]) over
 //   the channel's G lanes, then mmc_slots_selective_scan's update for one
 //   row, and the conv state moves on by the row's input.
@@ -140,23 +143,144 @@ __global__ void __launch_bounds__(kThreads) DecodeLinearKernel(mmc_decode_linear
 
 constexpr int kReadRowsPerWarp = 8;
 constexpr int kReadColumnsPerBlock = kWarps * kReadRowsPerWarp;
+constexpr int kNotesPerPass = 4;  // notes a warp scores at once
 
-template <int kMode>
+// Shared memory of DecodeAttendKernel: qk and u [S], the partial sums
+// [max(kThreads, S)], the scores [m_max] (rounded to 8 bytes), the notes'
+// addresses [m_max].
+size_t AttendSharedBytes(int64_t S, int64_t m_max) {
+  const int64_t floats = 2 * S + std::max<int64_t>(kThreads, S) + m_max;
+  return static_cast<size_t>(floats + floats % 2) * sizeof(float) +
+         static_cast<size_t>(m_max) * sizeof(float*);
+}
+
+// One head h (blockIdx.x) of read i (blockIdx.y) of row b (blockIdx.z):
+// slot_ops::ReadRow's folded attention for that head, o[(b·2 + i)·S + h·dh
+// + k] = V_h Σ_j softmax_j(qk_h·ŝ_j) ŝ_j with qk_h = K_hᵀ q_h / √dh (0 where
+// the pools are empty), with the work of one row spread over H blocks and
+// every note loop split across warps.
 __global__ void __launch_bounds__(kThreads)
-    DecodeReadKernel(mmc_slot_pools pools, mmc_decode_read_args r, int64_t tile0, int64_t tile1) {
-  extern __shared__ float sm[];  // o of each read [2][S], then ReadRow's space
+    DecodeAttendKernel(mmc_slot_pools pools, mmc_decode_read_args r) {
+  extern __shared__ float sm[];
+  WaitForPrevious();
+  AllowNext();
+  const int h = blockIdx.x, i = blockIdx.y;
+  const int64_t b = blockIdx.z;
+  const mmc_slot_read_args& ri = r.read[i];
+  const int S = static_cast<int>(pools.S), dh = S / static_cast<int>(ri.H);
+  const int64_t slot = r.slots[b], P = pools.capacity, nl = pools.n_layer;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float* qk = sm;                                // [S]
+  float* u = qk + S;                             // [S]
+  float* part = u + S;                           // [max(kThreads, S)]
+  float* p = part + max(kThreads, S);            // [m_max]
+  const int64_t used = 2 * S + max(kThreads, S) + ri.m_max;
+  const float** note = reinterpret_cast<const float**>(sm + used + used % 2);
+  float* ob = r.o + (b * 2 + i) * S + h * dh;
+  int m = 0;
+  for (int64_t l = ri.src_begin; l < ri.src_end; ++l) m += pools.count[slot * nl + l];
+  if (m == 0) {
+    for (int k = threadIdx.x; k < dh; k += kThreads) ob[k] = 0.0f;
+    return;
+  }
+  for (int j = threadIdx.x; j < m; j += kThreads) {
+    int64_t l = ri.src_begin, at = j;
+    for (;; ++l) {
+      const int c = pools.count[slot * nl + l];
+      if (at < c) break;
+      at -= c;
+    }
+    note[j] = pools.summary + ((slot * nl + l) * P + at) * S;
+  }
+  const float scale = 1.0f / sqrtf(static_cast<float>(dh));
+  const float* q = ri.q + b * r.ld_q[i] + h * dh;
+  for (int s = threadIdx.x; s < S; s += kThreads) {
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int k = 0; k < dh; ++k) acc += (scale * q[k]) * ri.k[(h * dh + k) * S + s];
+    qk[s] = acc;
+  }
+  __syncthreads();
+  // Scores: a warp per note, lanes along the summary, kNotesPerPass notes'
+  // loads in flight together.
+  for (int j0 = warp; j0 < m; j0 += kWarps * kNotesPerPass) {
+    float acc[kNotesPerPass] = {};
+    for (int s = lane; s < S; s += 32) {
+      const float qs = qk[s];
+#pragma unroll
+      for (int t = 0; t < kNotesPerPass; ++t) {
+        const int j = j0 + t * kWarps;
+        if (j < m) acc[t] += qs * note[j][s];
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < kNotesPerPass; ++t) {
+      const float v = WarpSum(acc[t]);
+      const int j = j0 + t * kWarps;
+      if (lane == 0 && j < m) p[j] = v;
+    }
+  }
+  __syncthreads();
+  if (warp == 0) {  // softmax over the notes
+    float mx = -INFINITY;
+    for (int j = lane; j < m; j += 32) mx = fmaxf(mx, p[j]);
+    mx = WarpMax(mx);
+    float sum = 0.0f;
+    for (int j = lane; j < m; j += 32) {
+      const float e = expf(p[j] - mx);
+      p[j] = e;
+      sum += e;
+    }
+    sum = WarpSum(sum);
+    const float inv = 1.0f / sum;
+    __syncwarp();
+    for (int j = lane; j < m; j += 32) p[j] *= inv;
+  }
+  __syncthreads();
+  // u = Σ_j p_j ŝ_j: G groups of S threads, group g summing notes g, g + G, ...
+  const int G = max(1, kThreads / S);
+  for (int idx = threadIdx.x; idx < G * S; idx += kThreads) {
+    const int g = idx / S, s = idx - g * S;
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int j = g; j < m; j += G) acc += p[j] * note[j][s];
+    part[idx] = acc;
+  }
+  __syncthreads();
+  for (int s = threadIdx.x; s < S; s += kThreads) {
+    float acc = 0.0f;
+    for (int g = 0; g < G; ++g) acc += part[g * S + s];
+    u[s] = acc;
+  }
+  __syncthreads();
+  // o_h = V_h u: a warp per output.
+  for (int k = warp; k < dh; k += kWarps) {
+    const float* vr = ri.v + static_cast<int64_t>(h * dh + k) * S;
+    float acc = 0.0f;
+    for (int s = lane; s < S; s += 32) acc += vr[s] * u[s];
+    acc = WarpSum(acc);
+    if (lane == 0) ob[k] = acc;
+  }
+}
+
+// A row's reads (o from DecodeAttendKernel) projected, gated and fused into
+// its slice of x (blockIdx.x), and the row's note window (block 0).
+template <int kMode>
+__global__ void __launch_bounds__(kThreads) DecodeReadKernel(mmc_slot_pools pools,
+                                                             mmc_decode_read_args r) {
+  extern __shared__ float o[];  // the row's reads [2][S]
   __shared__ float red[kWarps];
   WaitForPrevious();
   AllowNext();
   const int64_t b = blockIdx.y, S = pools.S, D = r.D;
   const int64_t slot = r.slots[b];
   const float* ar = r.a + b * D;
-  float* o = sm;
   float gate[2] = {0.0f, 0.0f};
   for (int i = 0; i < r.n_reads; ++i) {
-    const mmc_slot_read_args& ri = r.read[i];
-    gate[i] = slot_ops::ReadRow(pools, ri, slot, 0, ar, ri.q + b * r.ld_q[i],
-                                i == 0 ? tile0 : tile1, sm + 2 * S, o + i * S);
+    gate[i] = slot_ops::ReadGate(pools, r.read[i], slot, 0, ar, red);
+  }
+  for (int64_t idx = threadIdx.x; idx < r.n_reads * S; idx += kThreads) {
+    o[idx] = r.o[b * 2 * S + idx];
   }
   __syncthreads();
   // A warp takes kReadRowsPerWarp consecutive columns, their loads together.
@@ -354,8 +478,7 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
        r.fusion != MMC_FUSION_GATED)) {
     return MMC_ERR_INVALID_ARGUMENT;
   }
-  size_t read_smem = 0;
-  int64_t tile[2] = {1, 1};
+  int64_t m_max = 0;
   for (int i = 0; i < r.n_reads; ++i) {
     const mmc_slot_read_args& ri = r.read[i];
     if (ri.H < 1 || pools->S % ri.H != 0 || ri.D != r.D || ri.src_begin < 0 ||
@@ -367,27 +490,40 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
         (r.fusion == MMC_FUSION_GATED && r.fuse[i] == nullptr)) {
       return MMC_ERR_INVALID_ARGUMENT;
     }
-    read_smem = std::max(read_smem, slot_ops::ReadSharedBytes(pools->S, ri.H, ri.m_max));
-    tile[i] = slot_ops::TileNotes(pools->S, ri.m_max);
+    m_max = std::max(m_max, ri.m_max);
   }
+  if (r.n_reads > 0 && r.o == nullptr) return MMC_ERR_INVALID_ARGUMENT;
   return Guarded(ctx, [&]() -> int {
-    const size_t smem = static_cast<size_t>(2 * pools->S) * sizeof(float) + read_smem;
-    if (smem > ctx->smem_optin) {
+    const size_t attend_smem = AttendSharedBytes(pools->S, m_max);
+    const size_t smem = static_cast<size_t>(2 * pools->S) * sizeof(float);
+    if (std::max(attend_smem, smem) > ctx->smem_optin) {
       return FailWith(ctx, MMC_ERR_UNSUPPORTED,
-                      "decode_read: " + std::to_string(smem) +
+                      "decode_read: " + std::to_string(std::max(attend_smem, smem)) +
                           " bytes of shared memory per block exceed the device's " +
                           std::to_string(ctx->smem_optin));
+    }
+    auto allow = [&](auto kernel, size_t bytes) -> int {
+      if (bytes > 48 * 1024) {
+        MMC_CUDA_CHECK(ctx, cudaFuncSetAttribute(kernel,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(bytes)));
+      }
+      return MMC_OK;
+    };
+    if (r.n_reads > 0) {
+      MMC_RETURN_IF_ERROR(allow(DecodeAttendKernel, attend_smem));
+      const dim3 grid(static_cast<unsigned>(r.read[0].H), static_cast<unsigned>(r.n_reads),
+                      static_cast<unsigned>(r.rows));
+      if (r.n_reads == 2 && r.read[1].H != r.read[0].H) return MMC_ERR_INVALID_ARGUMENT;
+      const cudaError_t err =
+          LaunchDependent(ctx, DecodeAttendKernel, grid, kThreads, attend_smem, *pools, r);
+      if (err != cudaSuccess) return Fail(ctx, err, "decode_read");
     }
     const dim3 grid(static_cast<unsigned>(CeilDiv(r.D, kReadColumnsPerBlock)),
                     static_cast<unsigned>(r.rows));
     auto launch = [&](auto kernel) -> int {
-      if (smem > 48 * 1024) {
-        MMC_CUDA_CHECK(ctx, cudaFuncSetAttribute(kernel,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(smem)));
-      }
-      const cudaError_t err =
-          LaunchDependent(ctx, kernel, grid, kThreads, smem, *pools, r, tile[0], tile[1]);
+      MMC_RETURN_IF_ERROR(allow(kernel, smem));
+      const cudaError_t err = LaunchDependent(ctx, kernel, grid, kThreads, smem, *pools, r);
       if (err != cudaSuccess) return Fail(ctx, err, "decode_read");
       return MMC_OK;
     };

@@ -683,6 +683,7 @@ typedef struct mmc_decode_read_args {
   const float* alpha[2];   /* WEIGHTED: [D] */
   const float* fuse[2];    /* GATED: [D] */
   int fusion;              /* MMC_FUSION_* */
+  float* o;                /* [rows, 2, S] workspace: each read's attention output */
   float* x;                /* [rows, D]: += each read's fused, gated projection, in order */
   /* The layer's note window, mmc_slots_note_window's math (T = 1): */
   const int64_t* windows;  /* device [rows] */
@@ -694,10 +695,11 @@ typedef struct mmc_decode_read_args {
   float* score;            /* [rows] */
 } mmc_decode_read_args;
 
-/* Per row: the reads of mmc_slots_pool_read, each projected by wo, gated and
- * fused into x as mmc_read_fuse does, and the note window of
- * mmc_slots_note_window. MMC_ERR_UNSUPPORTED where a read's shared memory
- * (mmc_slots_pool_read's, plus 2·S floats) exceeds the device's. */
+/* Per row: the reads of mmc_slots_pool_read (a block per head and read),
+ * each projected by wo, gated and fused into x as mmc_read_fuse does, and
+ * the note window of mmc_slots_note_window. Both reads have the same H.
+ * MMC_ERR_UNSUPPORTED where a block's shared memory (2·S + max(256, S)
+ * floats and 12 bytes for each note a read may see) exceeds the device's. */
 MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
                             const mmc_decode_read_args* args);
 

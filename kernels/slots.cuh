@@ -94,13 +94,32 @@ inline size_t ReadSharedBytes(int64_t S, int64_t H, int64_t m_max) {
          static_cast<size_t>(m_max) * sizeof(int64_t);
 }
 
-// One row's pool read by the whole block (sessions.cu's file comment): the
-// gate γ = σ(gw·a + gb), and where the slot's pools of the read's layers hold
-// notes and γ > threshold, o (S floats) = the folded attention over them;
-// else o = 0. Returns the gate (0 where the row does not read), the same in
-// every thread. `version` picks the row's pool versions where r.ver_ids is
-// set. sm: ReadSharedBytes(S, H, r.m_max) bytes, 16-byte aligned. o is written
-// by lane 0 of each warp: synchronise before reading it from other threads.
+// The gate of one row's read, by the whole block: γ = σ(gw·a + gb) where the
+// slot's pools of the read's layers (their versions where r.ver_ids is set)
+// hold notes (*notes of them) and γ > threshold, else 0; the same in every
+// thread.
+__device__ inline float ReadGate(const mmc_slot_pools& pools, const mmc_slot_read_args& r,
+                                 int64_t slot, int64_t version, const float* ar, float* red,
+                                 int64_t* notes = nullptr) {
+  float dot = 0.0f;
+#pragma unroll 4
+  for (int64_t d = threadIdx.x; d < r.D; d += kThreads) dot += r.gw[d] * ar[d];
+  const float g = Sigmoid(BlockSum(dot, red) + r.gb);
+  int64_t m = 0;
+  for (int64_t l = r.src_begin; l < r.src_end; ++l) {
+    m += r.ver_ids != nullptr ? r.ver_count[l * r.n_versions + version]
+                              : pools.count[slot * pools.n_layer + l];
+  }
+  if (notes != nullptr) *notes = m;
+  return m > 0 && g > r.threshold ? g : 0.0f;
+}
+
+// One row's pool read by the whole block (sessions.cu's file comment): where
+// ReadGate is not 0, o (S floats) = the folded attention over the notes;
+// else o = 0. Returns the gate. `version` picks the row's pool versions
+// where r.ver_ids is set. sm: ReadSharedBytes(S, H, r.m_max) bytes, 16-byte
+// aligned. o is written by lane 0 of each warp: synchronise before reading it
+// from other threads.
 //
 // Every global load of a phase is issued by many threads at once (the tile
 // copy, K along its columns, V along its rows): a read costs a few memory
@@ -109,29 +128,15 @@ __device__ inline float ReadRow(const mmc_slot_pools& pools, const mmc_slot_read
                                 int64_t slot, int64_t version, const float* ar, const float* q,
                                 int64_t tile_notes, float* sm, float* o) {
   __shared__ float red[kWarps];
-  __shared__ int n_notes;
-  const int64_t S = pools.S, H = r.H, dh = S / H, P = pools.capacity, D = r.D;
+  const int64_t S = pools.S, H = r.H, dh = S / H, P = pools.capacity;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-
-  float dot = 0.0f;
-#pragma unroll 4
-  for (int64_t d = threadIdx.x; d < D; d += kThreads) dot += r.gw[d] * ar[d];
-  const float g = Sigmoid(BlockSum(dot, red) + r.gb);
   // With versions (a call over several windows), the row's version of each
   // source pool: ids below P are entries of the slot's pool, P + c the
   // call's new note c.
   const int64_t nv = r.n_versions;
-  if (threadIdx.x == 0) {
-    int m = 0;
-    for (int64_t l = r.src_begin; l < r.src_end; ++l) {
-      m += r.ver_ids != nullptr ? r.ver_count[l * nv + version]
-                                : pools.count[slot * pools.n_layer + l];
-    }
-    n_notes = m;
-  }
-  __syncthreads();
-  const int64_t m = n_notes;
-  if (!(m > 0 && g > r.threshold)) {
+  int64_t m = 0;
+  const float g = ReadGate(pools, r, slot, version, ar, red, &m);
+  if (g == 0.0f) {
     for (int64_t j = threadIdx.x; j < S; j += kThreads) o[j] = 0.0f;
     return 0.0f;
   }

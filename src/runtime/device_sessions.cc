@@ -602,6 +602,7 @@ absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, boo
         r.fuse[i] = rw.fuse;
       }
       r.fusion = MmcFusionMode(c.fusion);
+      r.o = o.get();
       r.x = x.get();
       r.windows = windows_dev;
       r.win_max = win.get();
@@ -730,7 +731,7 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
   MM_RETURN_IF_ERROR(Fit(&y, M * E));
   if (memory) {
     MM_RETURN_IF_ERROR(Fit(&q, M * 2 * S));  // both queries of a cross-layer read
-    MM_RETURN_IF_ERROR(Fit(&o, M * S));
+    MM_RETURN_IF_ERROR(Fit(&o, M * 2 * S));  // the decode read's two outputs a row
     MM_RETURN_IF_ERROR(Fit(&co, M * D));
     MM_RETURN_IF_ERROR(Fit(&gate, M));
     MM_RETURN_IF_ERROR(Fit(&m, std::max(B, n_new) * D));
