@@ -12,8 +12,9 @@
 //   Every block builds all rows' x̂ in shared memory (a few KiB, from L2),
 //   then a warp per output reads its row of w once, in 16-byte loads, for
 //   every row.
-// decode_read, in two kernels: per (head, read, row) a block computes that
-//   head's part of the read's attention output o (slot_ops::ReadRow's math,
+// decode_read, in two kernels: per (head, read, row) a block computes the
+//   row's note norm a, the head's query and its part of the read's attention
+//   output o (slot_ops::ReadRow's math,
 //   with the note loops split across warps: at one token a read is a chain
 //   of small dependent steps, so it goes as fast as its work spreads); then
 //   per row (blockIdx.y) and slice of D (blockIdx.x) the gates
@@ -145,38 +146,74 @@ constexpr int kReadRowsPerWarp = 8;
 constexpr int kReadColumnsPerBlock = kWarps * kReadRowsPerWarp;
 constexpr int kNotesPerPass = 4;  // notes a warp scores at once
 
-// Shared memory of DecodeAttendKernel: qk and u [S], the partial sums
-// [max(kThreads, S)], the scores [m_max] (rounded to 8 bytes), the notes'
-// addresses [m_max].
-size_t AttendSharedBytes(int64_t S, int64_t m_max) {
-  const int64_t floats = 2 * S + std::max<int64_t>(kThreads, S) + m_max;
+// Shared memory of DecodeAttendKernel: a [D], q, qk and u [S], the partial
+// sums [max(kThreads, S)], the scores [m_max] (rounded to 8 bytes), the
+// notes' addresses [m_max].
+size_t AttendSharedBytes(int64_t D, int64_t S, int64_t m_max) {
+  const int64_t floats = D + 3 * S + std::max<int64_t>(kThreads, S) + m_max;
   return static_cast<size_t>(floats + floats % 2) * sizeof(float) +
          static_cast<size_t>(m_max) * sizeof(float*);
 }
 
-// One head h (blockIdx.x) of read i (blockIdx.y) of row b (blockIdx.z):
-// slot_ops::ReadRow's folded attention for that head, o[(b·2 + i)·S + h·dh
+// One head h (blockIdx.x) of read i (blockIdx.y) of row b (blockIdx.z): the
+// note norm a of the row (every block; block (0, 0) writes it out), the
+// head's query q_h = wq_h·a, and slot_ops::ReadRow's folded attention for
+// that head, o[(b·2 + i)·S + h·dh
 // + k] = V_h Σ_j softmax_j(qk_h·ŝ_j) ŝ_j with qk_h = K_hᵀ q_h / √dh (0 where
 // the pools are empty), with the work of one row spread over H blocks and
 // every note loop split across warps.
 __global__ void __launch_bounds__(kThreads)
     DecodeAttendKernel(mmc_slot_pools pools, mmc_decode_read_args r) {
-  extern __shared__ float sm[];
+  extern __shared__ float4 sm4[];
+  float* sm = reinterpret_cast<float*>(sm4);
+  __shared__ float inv;
   WaitForPrevious();
   AllowNext();
   const int h = blockIdx.x, i = blockIdx.y;
-  const int64_t b = blockIdx.z;
+  const int64_t b = blockIdx.z, D = r.D;
   const mmc_slot_read_args& ri = r.read[i];
   const int S = static_cast<int>(pools.S), dh = S / static_cast<int>(ri.H);
   const int64_t slot = r.slots[b], P = pools.capacity, nl = pools.n_layer;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  float* qk = sm;                                // [S]
+  float* a = sm;                                 // [D]
+  float* q = a + D;                              // [S]: this head's dh of it
+  float* qk = q + S;                             // [S]
   float* u = qk + S;                             // [S]
   float* part = u + S;                           // [max(kThreads, S)]
   float* p = part + max(kThreads, S);            // [m_max]
-  const int64_t used = 2 * S + max(kThreads, S) + ri.m_max;
+  const int64_t used = D + 3 * S + max(kThreads, S) + ri.m_max;
   const float** note = reinterpret_cast<const float**>(sm + used + used % 2);
   float* ob = r.o + (b * 2 + i) * S + h * dh;
+  // a = RMSNorm(x) as RmsNormKernel (norm.cu) sums it.
+  const float* xr = r.x + b * D;
+  if (warp == 0) {
+    double ss = 0.0;
+#pragma unroll 8
+    for (int64_t d = lane; d < D; d += 32) ss += static_cast<double>(xr[d]) * xr[d];
+    ss = WarpSumDouble(ss);
+    if (lane == 0) inv = static_cast<float>(1.0 / sqrt(ss / D + r.eps));
+  }
+  __syncthreads();
+  const bool first = h == 0 && i == 0;
+#pragma unroll 4
+  for (int64_t d = threadIdx.x; d < D; d += kThreads) {
+    const float v = xr[d] * inv * r.note_norm[d];
+    a[d] = v;
+    if (first) r.a[b * D + d] = v;
+  }
+  __syncthreads();
+  // The head's query, a warp per output, lanes along wq's row in float4s.
+  for (int k = warp; k < dh; k += kWarps) {
+    const float4* w4 = reinterpret_cast<const float4*>(r.wq[i] + (h * dh + k) * D);
+    float acc = 0.0f;
+#pragma unroll 6
+    for (int64_t c = lane; c < D / 4; c += 32) {
+      const float4 wv = w4[c], av = sm4[c];
+      acc += wv.x * av.x + wv.y * av.y + wv.z * av.z + wv.w * av.w;
+    }
+    acc = WarpSum(acc);
+    if (lane == 0) q[k] = acc;
+  }
   int m = 0;
   for (int64_t l = ri.src_begin; l < ri.src_end; ++l) m += pools.count[slot * nl + l];
   if (m == 0) {
@@ -192,8 +229,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     note[j] = pools.summary + ((slot * nl + l) * P + at) * S;
   }
+  __syncthreads();
   const float scale = 1.0f / sqrtf(static_cast<float>(dh));
-  const float* q = ri.q + b * r.ld_q[i] + h * dh;
   for (int s = threadIdx.x; s < S; s += kThreads) {
     float acc = 0.0f;
 #pragma unroll 8
@@ -221,21 +258,7 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   __syncthreads();
-  if (warp == 0) {  // softmax over the notes
-    float mx = -INFINITY;
-    for (int j = lane; j < m; j += 32) mx = fmaxf(mx, p[j]);
-    mx = WarpMax(mx);
-    float sum = 0.0f;
-    for (int j = lane; j < m; j += 32) {
-      const float e = expf(p[j] - mx);
-      p[j] = e;
-      sum += e;
-    }
-    sum = WarpSum(sum);
-    const float inv = 1.0f / sum;
-    __syncwarp();
-    for (int j = lane; j < m; j += 32) p[j] *= inv;
-  }
+  if (warp == 0) slot_ops::WarpSoftmax(p, m);
   __syncthreads();
   // u = Σ_j p_j ŝ_j: G groups of S threads, group g summing notes g, g + G, ...
   const int G = max(1, kThreads / S);
@@ -465,12 +488,13 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
   MMC_ENTER(ctx);
   if (pools == nullptr || args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
   const mmc_decode_read_args& r = *args;
-  if (r.rows < 0 || r.rows > MMC_DECODE_MAX_ROWS || r.D < 1 || r.n_reads < 0 ||
+  if (r.rows < 0 || r.rows > MMC_DECODE_MAX_ROWS || r.D < 1 || r.n_reads < 1 ||
       r.n_reads > 2) {
     return MMC_ERR_INVALID_ARGUMENT;
   }
   if (r.rows == 0) return MMC_OK;
-  if (r.a == nullptr || r.slots == nullptr || r.x == nullptr || r.windows == nullptr ||
+  if (r.D % 4 != 0) return FailWith(ctx, MMC_ERR_UNSUPPORTED, "decode_read: D % 4 != 0");
+  if (r.a == nullptr || r.note_norm == nullptr || r.o == nullptr || r.slots == nullptr || r.x == nullptr || r.windows == nullptr ||
       r.win_max == nullptr || r.sw == nullptr || r.m == nullptr || r.score == nullptr ||
       r.n_layer < 1 || r.layer < 0 || r.layer >= r.n_layer || pools->S < 1 ||
       pools->count == nullptr || pools->summary == nullptr ||
@@ -484,17 +508,16 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
     if (ri.H < 1 || pools->S % ri.H != 0 || ri.D != r.D || ri.src_begin < 0 ||
         ri.src_end < ri.src_begin || ri.src_end > pools->n_layer || ri.m_max < 0 ||
         ri.m_max < (ri.src_end - ri.src_begin) * pools->capacity || ri.gw == nullptr ||
-        ri.q == nullptr || ri.k == nullptr || ri.v == nullptr || ri.ver_ids != nullptr ||
-        r.ld_q[i] < pools->S || r.wo[i] == nullptr ||
+        ri.k == nullptr || ri.v == nullptr || ri.ver_ids != nullptr ||
+        r.wq[i] == nullptr || !Aligned16(r.wq[i]) || r.wo[i] == nullptr ||
         (r.fusion == MMC_FUSION_WEIGHTED && r.alpha[i] == nullptr) ||
         (r.fusion == MMC_FUSION_GATED && r.fuse[i] == nullptr)) {
       return MMC_ERR_INVALID_ARGUMENT;
     }
     m_max = std::max(m_max, ri.m_max);
   }
-  if (r.n_reads > 0 && r.o == nullptr) return MMC_ERR_INVALID_ARGUMENT;
   return Guarded(ctx, [&]() -> int {
-    const size_t attend_smem = AttendSharedBytes(pools->S, m_max);
+    const size_t attend_smem = AttendSharedBytes(r.D, pools->S, m_max);
     const size_t smem = static_cast<size_t>(2 * pools->S) * sizeof(float);
     if (std::max(attend_smem, smem) > ctx->smem_optin) {
       return FailWith(ctx, MMC_ERR_UNSUPPORTED,
@@ -510,7 +533,7 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
       }
       return MMC_OK;
     };
-    if (r.n_reads > 0) {
+    {
       MMC_RETURN_IF_ERROR(allow(DecodeAttendKernel, attend_smem));
       const dim3 grid(static_cast<unsigned>(r.read[0].H), static_cast<unsigned>(r.n_reads),
                       static_cast<unsigned>(r.rows));

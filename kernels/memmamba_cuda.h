@@ -672,13 +672,15 @@ typedef struct mmc_decode_linear_args {
 MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* args);
 
 typedef struct mmc_decode_read_args {
-  int64_t rows, D;         /* rows <= MMC_DECODE_MAX_ROWS */
-  const float* a;          /* [rows, D] the note block's normalised input */
+  int64_t rows, D;         /* rows <= MMC_DECODE_MAX_ROWS, D % 4 == 0 */
+  const float* note_norm;  /* [D]: a = mmc_rms_norm(x; note_norm, eps), the same bits */
+  float eps;
+  float* a;                /* [rows, D], written */
   const int32_t* slots;    /* device [rows] */
-  int n_reads;             /* 0, 1 or 2 (cross-token, then cross-layer) */
-  mmc_slot_read_args read[2]; /* B = rows, T = 1; a and slots as above; q row r at
-                                 q + r·ld_q[i]; gate, o and the versions unused */
-  int64_t ld_q[2];
+  int n_reads;             /* 1 or 2 (cross-token, then cross-layer) */
+  mmc_slot_read_args read[2]; /* B = rows, T = 1; a and slots as above; q, gate, o
+                                 and the versions unused */
+  const float* wq[2];      /* [S, D] query projections: q = wq·a */
   const float* wo[2];      /* [D, S] output projections */
   const float* alpha[2];   /* WEIGHTED: [D] */
   const float* fuse[2];    /* GATED: [D] */
@@ -695,10 +697,11 @@ typedef struct mmc_decode_read_args {
   float* score;            /* [rows] */
 } mmc_decode_read_args;
 
-/* Per row: the reads of mmc_slots_pool_read (a block per head and read),
- * each projected by wo, gated and fused into x as mmc_read_fuse does, and
- * the note window of mmc_slots_note_window. Both reads have the same H.
- * MMC_ERR_UNSUPPORTED where a block's shared memory (2·S + max(256, S)
+/* Per row: a = RMSNorm(x), the reads of mmc_slots_pool_read with their
+ * queries wq·a (a block per head and read), each projected by wo, gated and
+ * fused into x as mmc_read_fuse does, and the note window of
+ * mmc_slots_note_window. Both reads have the same H.
+ * MMC_ERR_UNSUPPORTED where a block's shared memory (D + 3·S + max(256, S)
  * floats and 12 bytes for each note a read may see) exceeds the device's. */
 MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
                             const mmc_decode_read_args* args);

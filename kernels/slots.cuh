@@ -68,6 +68,24 @@ __device__ inline void NoteWindow(const float* rows, int64_t T, int64_t D, float
   if (threadIdx.x == 0) *score = s;
 }
 
+// p[0 .. m) = softmax(p) by one warp (m > 0).
+__device__ inline void WarpSoftmax(float* p, int64_t m) {
+  const int lane = threadIdx.x % 32;
+  float mx = -INFINITY;
+  for (int64_t j = lane; j < m; j += 32) mx = fmaxf(mx, p[j]);
+  mx = WarpMax(mx);
+  float sum = 0.0f;
+  for (int64_t j = lane; j < m; j += 32) {
+    const float e = expf(p[j] - mx);
+    p[j] = e;
+    sum += e;
+  }
+  sum = WarpSum(sum);
+  const float inv = 1.0f / sum;
+  __syncwarp();
+  for (int64_t j = lane; j < m; j += 32) p[j] *= inv;
+}
+
 // Notes staged in shared memory per tile. Where S % 4 == 0 a read moves
 // notes in float4s and tile rows are S + 4 floats; else floats, rows of
 // S + 1. Either way threads reading different notes at the same column hit
@@ -249,22 +267,7 @@ __device__ inline float ReadRow(const mmc_slot_pools& pools, const mmc_slot_read
     __syncthreads();
   }
   // Softmax over the notes, one warp per head.
-  for (int64_t h = warp; h < H; h += kWarps) {
-    float* ph = p + h * m;
-    float mx = -INFINITY;
-    for (int64_t j = lane; j < m; j += 32) mx = fmaxf(mx, ph[j]);
-    mx = WarpMax(mx);
-    float sum = 0.0f;
-    for (int64_t j = lane; j < m; j += 32) {
-      const float e = expf(ph[j] - mx);
-      ph[j] = e;
-      sum += e;
-    }
-    sum = WarpSum(sum);
-    const float inv = 1.0f / sum;
-    __syncwarp();
-    for (int64_t j = lane; j < m; j += 32) ph[j] *= inv;
-  }
+  for (int64_t h = warp; h < H; h += kWarps) WarpSoftmax(p + h * m, m);
   __syncthreads();
   // u_h = Σ_j p_jh ŝ_j, thread per (head, column); the last tile is still in
   // place when there was one.

@@ -51,7 +51,6 @@ struct DevLayer {
   float note_score_bias = 0.0f;
   DevMatrix in_proj, x_proj, dt_proj, out_proj, note_summary;
   DevRead tok, lay;
-  DevMatrix q_cat;  // tok.q, then lay.q where the layer reads other layers
 };
 
 }  // namespace
@@ -202,23 +201,6 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
     }
     fix.emplace_back(&out->f32, at);
   };
-  // Two matrices of the same width as one, rows of `top` first.
-  auto stack = [&](const Matrix& top, const Matrix& bottom, DevMatrix* out) {
-    out->rows = top.rows + bottom.rows;
-    out->cols = top.cols;
-    const size_t at = place(static_cast<size_t>(out->rows * out->cols));
-    size_t next = at;
-    for (const Matrix* m : {&top, &bottom}) {
-      const size_t n = static_cast<size_t>(m->rows * m->cols);
-      if (m->is_bf16()) {
-        cpu::ConvertBf16ToF32(m->bf16.data(), image.data() + next, n);
-      } else {
-        std::memcpy(image.data() + next, m->f32.data(), n * sizeof(float));
-      }
-      next += n;
-    }
-    fix.emplace_back(&out->f32, at);
-  };
   auto read = [&](const ReadWeights& rw, DevRead* out) {
     mat(rw.q, &out->q);
     mat(rw.o, &out->o);
@@ -254,16 +236,13 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
       L.note_score_bias = LW.note_score_bias;
       read(LW.tok, &L.tok);
       if (LW.has_lay) read(LW.lay, &L.lay);
-      if (LW.has_lay) stack(LW.tok.q, LW.lay.q, &L.q_cat);
     }
   }
   MM_RETURN_IF_ERROR(Fit(&weights, static_cast<int64_t>(image.size())));
   MM_RETURN_IF_ERROR(ctx->Upload(weights.get(), image.data(), image.size() * sizeof(float)));
   for (auto& [ptr, at] : fix) *ptr = weights.get() + at;
   if (!W.lm_head.size()) head = embedding;
-  for (DevLayer& L : layers) {
-    if (L.q_cat.f32 == nullptr) L.q_cat = L.tok.q;
-  }
+
   return absl::OkStatus();
 }
 
@@ -545,8 +524,8 @@ mmc_decode_linear_args DeviceSessions::Impl::Linear(int64_t rows, const float* x
 }
 
 // Enqueue's one-token step of B <= MMC_DECODE_MAX_ROWS streams through the
-// decode kernels: per layer the queries (note norm in the product), the
-// reads with their projections, fusion and the note window, the in
+// decode kernels: per layer the reads (the note norm and the queries in
+// them) with their projections, fusion and the note window, the in
 // projection (norm in the product), the x projection (conv in the product),
 // the scan (Δ's product in it) and the out projection added into x.
 absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, bool any_close) {
@@ -565,16 +544,11 @@ absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, boo
     const DevLayer& LW = layers[l];
     if (c.memory_enabled()) {
       const bool cross = model->weights().layers[l].has_lay;
-      const int64_t ld_q = LW.q_cat.rows;
-      mmc_decode_linear_args pq = Linear(B, x.get(), D, LW.q_cat, q.get(), ld_q);
-      pq.input = MMC_DECODE_INPUT_RMS_NORM;
-      pq.norm = LW.note_norm;
-      pq.eps = c.norm_eps;
-      pq.x_out = a.get();
-      MMC_CALL(decode_linear, &pq);
       mmc_decode_read_args r{};
       r.rows = B;
       r.D = D;
+      r.note_norm = LW.note_norm;
+      r.eps = c.norm_eps;
       r.a = a.get();
       r.slots = slots_dev;
       r.n_reads = cross ? 2 : 1;
@@ -592,11 +566,10 @@ absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, boo
         ri.gw = rw.gate;
         ri.gb = rw.gate_bias;
         ri.threshold = c.gate_threshold;
-        ri.q = q.get() + i * S;
         ri.k = rw.k;
         ri.v = rw.v;
         ri.slots = slots_dev;
-        r.ld_q[i] = ld_q;
+        r.wq[i] = rw.q.f32;
         r.wo[i] = rw.o.f32;
         r.alpha[i] = rw.alpha;
         r.fuse[i] = rw.fuse;
@@ -730,7 +703,7 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
   MM_RETURN_IF_ERROR(Fit(&dt, M * E));
   MM_RETURN_IF_ERROR(Fit(&y, M * E));
   if (memory) {
-    MM_RETURN_IF_ERROR(Fit(&q, M * 2 * S));  // both queries of a cross-layer read
+    MM_RETURN_IF_ERROR(Fit(&q, M * S));
     MM_RETURN_IF_ERROR(Fit(&o, M * 2 * S));  // the decode read's two outputs a row
     MM_RETURN_IF_ERROR(Fit(&co, M * D));
     MM_RETURN_IF_ERROR(Fit(&gate, M));
