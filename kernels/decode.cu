@@ -494,8 +494,8 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
   }
   if (r.rows == 0) return MMC_OK;
   if (r.D % 4 != 0) return FailWith(ctx, MMC_ERR_UNSUPPORTED, "decode_read: D % 4 != 0");
-  if (r.a == nullptr || r.note_norm == nullptr || r.o == nullptr || r.slots == nullptr || r.x == nullptr || r.windows == nullptr ||
-      r.win_max == nullptr || r.sw == nullptr || r.m == nullptr || r.score == nullptr ||
+  if (r.a == nullptr || r.note_norm == nullptr || r.o == nullptr || r.slots == nullptr ||
+      r.x == nullptr || r.windows == nullptr || r.win_max == nullptr || r.sw == nullptr || r.m == nullptr || r.score == nullptr ||
       r.n_layer < 1 || r.layer < 0 || r.layer >= r.n_layer || pools->S < 1 ||
       pools->count == nullptr || pools->summary == nullptr ||
       (r.fusion != MMC_FUSION_WEIGHTED && r.fusion != MMC_FUSION_RESIDUAL &&

@@ -45,7 +45,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float red[kWarps];
   const int64_t b = blockIdx.x;
   float* acc = win_max + (static_cast<int64_t>(slot_of[b]) * n_layer + layer) * D;
-  slot_ops::NoteWindow(a + b * T * D, T, D, acc, windows[b] >= 0, sw, sb, m + b * D, score + b, red);
+  slot_ops::NoteWindow(a + b * T * D, T, D, acc, windows[b] >= 0, sw, sb, m + b * D, score + b,
+                       red);
 }
 
 __global__ void __launch_bounds__(kThreads)
