@@ -38,7 +38,6 @@ namespace {
 using slot_ops::kThreads;
 using slot_ops::kWarps;
 
-constexpr int64_t kMaxInputFloats = 12288;  // rows·K: 48 KiB of shared memory
 constexpr int kMaxConvK = 16;
 constexpr int kHeld = 12;  // float4s of a weight row a lane loads early: K <= 1536 whole
 
@@ -459,12 +458,13 @@ MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* ar
         p.layer >= p.n_layer))) {
     return MMC_ERR_INVALID_ARGUMENT;
   }
-  const int64_t rows_pow2 = p.rows <= 1 ? 1 : p.rows <= 2 ? 2 : p.rows <= 4 ? 4 : 8;
-  if (p.K % 4 != 0 || !Aligned16(p.w) || rows_pow2 * p.K > kMaxInputFloats ||
+  const int64_t rows_pow2 = MMC_DECODE_ROWS_ROUNDED(p.rows);
+  if (p.K % 4 != 0 || !Aligned16(p.w) || rows_pow2 * p.K > MMC_DECODE_MAX_INPUT_FLOATS ||
       (p.input == MMC_DECODE_INPUT_CONV && p.conv_k > kMaxConvK)) {
     return FailWith(ctx, MMC_ERR_UNSUPPORTED,
                     "decode_linear: needs K % 4 == 0, 16-byte aligned weights, rows·K <= " +
-                        std::to_string(kMaxInputFloats) + " and a conv of at most 16 taps");
+                        std::to_string(MMC_DECODE_MAX_INPUT_FLOATS) +
+                        " (rows rounded up to a power of two) and a conv of at most 16 taps");
   }
   return Guarded(ctx, [&]() -> int {
     const int64_t blocks = CeilDiv(p.N, kWarps);
@@ -516,6 +516,7 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
     }
     m_max = std::max(m_max, ri.m_max);
   }
+  if (r.n_reads == 2 && r.read[1].H != r.read[0].H) return MMC_ERR_INVALID_ARGUMENT;
   return Guarded(ctx, [&]() -> int {
     const size_t attend_smem = AttendSharedBytes(r.D, pools->S, m_max);
     const size_t smem = static_cast<size_t>(2 * pools->S) * sizeof(float);
@@ -537,7 +538,6 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
       MMC_RETURN_IF_ERROR(allow(DecodeAttendKernel, attend_smem));
       const dim3 grid(static_cast<unsigned>(r.read[0].H), static_cast<unsigned>(r.n_reads),
                       static_cast<unsigned>(r.rows));
-      if (r.n_reads == 2 && r.read[1].H != r.read[0].H) return MMC_ERR_INVALID_ARGUMENT;
       const cudaError_t err =
           LaunchDependent(ctx, DecodeAttendKernel, grid, kThreads, attend_smem, *pools, r);
       if (err != cudaSuccess) return Fail(ctx, err, "decode_read");

@@ -636,9 +636,13 @@ MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args*
  * pool reads are fused with their output projections and the fusion, and
  * the scan computes Δ itself. Same math as the ops they replace (the slot
  * ops above, mmc_rms_norm, mmc_matmul), sums in other orders. Every row's
- * inputs of a product fit in 48 KiB of shared memory: rows·K <= 12288. */
+ * inputs of a product fit in 48 KiB of shared memory:
+ * MMC_DECODE_ROWS_ROUNDED(rows)·K <= MMC_DECODE_MAX_INPUT_FLOATS. */
 
 #define MMC_DECODE_MAX_ROWS 8
+#define MMC_DECODE_MAX_INPUT_FLOATS 12288
+/* rows as the products hold them: the next power of two. */
+#define MMC_DECODE_ROWS_ROUNDED(rows) ((rows) <= 1 ? 1 : (rows) <= 2 ? 2 : (rows) <= 4 ? 4 : 8)
 
 typedef enum mmc_decode_input {
   MMC_DECODE_INPUT_PLAIN = 0,    /* x̂ = x */
@@ -649,7 +653,7 @@ typedef enum mmc_decode_input {
 } mmc_decode_input;
 
 typedef struct mmc_decode_linear_args {
-  int64_t rows, K, N;      /* rows <= MMC_DECODE_MAX_ROWS, rows·K <= 12288 */
+  int64_t rows, K, N;      /* rows <= MMC_DECODE_MAX_ROWS, K % 4 == 0, see above */
   int input;               /* mmc_decode_input */
   const float* x;          /* row r at x + r·ld_x, K floats */
   int64_t ld_x;

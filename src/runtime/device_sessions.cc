@@ -502,9 +502,10 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
 
 bool DeviceSessions::Impl::UseDecode(int64_t B) const {
   const ModelConfig& c = model->config();
-  const int64_t rows = B <= 1 ? 1 : B <= 2 ? 2 : B <= 4 ? 4 : 8;  // as decode_linear rounds
   return !decode_off && B <= MMC_DECODE_MAX_ROWS && c.d_model % 4 == 0 &&
-         c.d_inner() % 4 == 0 && rows * std::max(c.d_model, c.d_inner()) <= 12288;
+         c.d_inner() % 4 == 0 &&
+         MMC_DECODE_ROWS_ROUNDED(B) * std::max(c.d_model, c.d_inner()) <=
+             MMC_DECODE_MAX_INPUT_FLOATS;
 }
 
 mmc_decode_linear_args DeviceSessions::Impl::Linear(int64_t rows, const float* x_in, int64_t ld_x,
