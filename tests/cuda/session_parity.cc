@@ -34,6 +34,7 @@ struct Case {
   int64_t cross = 2;
   int64_t capacity = 6;
   bool bf16 = false;
+  int64_t summary = 12;  // 12: the reads move notes in float4s; 9: in floats
 };
 
 ModelConfig Config(const Case& k) {
@@ -42,7 +43,7 @@ ModelConfig Config(const Case& k) {
   c.d_model = 24;
   c.n_layer = 4;
   c.d_state = 5;
-  c.summary_dim = 12;
+  c.summary_dim = k.summary;
   c.attn_heads = 3;
   c.note_window = k.window;
   c.pool_capacity = k.capacity;
@@ -368,7 +369,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"gated_cross1", PoolPolicy::kPriority, 4, Fusion::kGated, 1, 5},
                       Case{"residual_nocross", PoolPolicy::kFifo, 4, Fusion::kResidual, 0, 3},
                       Case{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 0, 0},
-                      Case{"bf16", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 6, true}),
+                      Case{"bf16", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 6, true},
+                      Case{"summary9", PoolPolicy::kPriority, 4, Fusion::kWeighted, 1, 5,
+                           false, 9}),
     [](const ::testing::TestParamInfo<Case>& i) { return i.param.name; });
 
 }  // namespace
