@@ -6,10 +6,14 @@
 // checks that n_threads never changes a bit, that padding columns are left
 // alone, and that the caller's OpenMP ICV survives the call. The bf16 tests
 // cover the round trip of every bf16 value and the rounding rule (ties to
-// even, NaN, Inf, overflow).
+// even, NaN, Inf, overflow). The AMX path of the bf16 product
+// (matmul_amx.h) gets the same checks on its own, over ragged shapes and
+// values of many magnitudes, and against the sgemm path; those tests skip
+// where the CPU or the OS does not allow AMX.
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +24,7 @@
 
 #include "backend/cpu/bf16.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/matmul_amx.h"
 #include "gtest/gtest.h"
 
 namespace memmamba::cpu {
@@ -137,24 +142,34 @@ struct Problem {
   std::vector<float> y0;  // M * ldy, the initial y
 };
 
+// With `spread`, x and W take magnitudes from 2^-20 to 2^20 (and some exact
+// zeros), so that the parts of the AMX split and the terms of each sum span
+// many binades.
 Problem MakeProblem(int64_t M, int64_t N, int64_t K, int64_t x_pad,
-                    int64_t y_pad, uint32_t seed) {
+                    int64_t y_pad, uint32_t seed, bool spread = false) {
   Problem p{M, N, K, K + x_pad, N + y_pad, {}, {}, {}, {}};
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> binade(-20, 20);
+  const auto value = [&] {
+    const float v = dist(rng);
+    if (!spread) return v;
+    const int e = binade(rng);
+    return e == 20 ? 0.0f : std::ldexp(v, e);
+  };
   const float nan = std::numeric_limits<float>::quiet_NaN();
   p.x.assign(static_cast<size_t>(M * p.ldx), nan);
   for (int64_t m = 0; m < M; ++m) {
-    for (int64_t k = 0; k < K; ++k) p.x[m * p.ldx + k] = dist(rng);
+    for (int64_t k = 0; k < K; ++k) p.x[m * p.ldx + k] = value();
   }
   p.w_f32.resize(static_cast<size_t>(N * K));
   // Values exactly representable in bf16, so both entry points see the same
   // weights and share one reference.
-  for (float& v : p.w_f32) v = Bf16ToF32(F32ToBf16(dist(rng)));
+  for (float& v : p.w_f32) v = Bf16ToF32(F32ToBf16(value()));
   p.w_bf16.resize(p.w_f32.size());
   ConvertF32ToBf16(p.w_f32.data(), p.w_bf16.data(), p.w_f32.size());
   p.y0.resize(static_cast<size_t>(M * p.ldy));
-  for (float& v : p.y0) v = dist(rng);
+  for (float& v : p.y0) v = value();
   return p;
 }
 
@@ -311,6 +326,164 @@ TEST(MatmulTest, RestoresOpenMpIcvAndWorksInsideParallelRegions) {
     }
   }
   omp_set_num_threads(saved);
+}
+
+// ---------------------------------------------------------------------------
+// The AMX path (matmul_amx.h).
+
+// Turns the AMX path of MatmulBf16 off for a scope (as MM_CPU_AMX=0 does).
+class AmxOff {
+ public:
+  AmxOff() { SetAmxBf16ForTesting(false); }
+  ~AmxOff() { SetAmxBf16ForTesting(true); }
+  AmxOff(const AmxOff&) = delete;
+  AmxOff& operator=(const AmxOff&) = delete;
+};
+
+#define SKIP_WITHOUT_AMX()                                              \
+  do {                                                                  \
+    if (!AmxBf16Supported()) {                                          \
+      GTEST_SKIP() << "this CPU or OS does not allow AMX-BF16 tiles";   \
+    }                                                                   \
+  } while (false)
+
+// The AMX product itself, whatever MM_CPU_AMX says; y starts as in RunMatmul.
+std::vector<float> RunAmx(const Problem& p, bool accumulate, int n_threads) {
+  std::vector<float> y = p.y0;
+  if (!accumulate) {
+    for (int64_t m = 0; m < p.M; ++m) {
+      for (int64_t n = 0; n < p.N; ++n) {
+        y[m * p.ldy + n] = std::numeric_limits<float>::quiet_NaN();
+      }
+    }
+  }
+  EXPECT_TRUE(MatmulBf16Amx(p.x.data(), p.M, p.K, p.ldx, p.w_bf16.data(), p.N,
+                            y.data(), p.ldy, accumulate, n_threads));
+  return y;
+}
+
+// The reference, the header's bound, untouched padding, and the same bits
+// for 1, 2 and 3 threads.
+void CheckAmxShape(int64_t M, int64_t N, int64_t K, int64_t x_pad,
+                   int64_t y_pad, bool spread) {
+  const Problem p =
+      MakeProblem(M, N, K, x_pad, y_pad,
+                  static_cast<uint32_t>(M * 7919 + N * 31 + K + spread), spread);
+  for (bool accumulate : {false, true}) {
+    const std::string what = "amx " + Describe(p, WeightType::kBf16, accumulate) +
+                             (spread ? " spread" : "");
+    const std::vector<float> y1 = RunAmx(p, accumulate, 1);
+    CheckAgainstReference(p, accumulate, y1, what);
+    for (int n_threads : {2, 3}) {
+      const std::vector<float> yt = RunAmx(p, accumulate, n_threads);
+      ASSERT_EQ(std::memcmp(y1.data(), yt.data(), y1.size() * sizeof(float)),
+                0)
+          << what << ": n_threads=" << n_threads << " differs from 1";
+    }
+  }
+}
+
+TEST(AmxMatmulTest, MatchesFloat64ReferenceOnRaggedShapes) {
+  SKIP_WITHOUT_AMX();
+  for (int64_t M : {17, 31, 48, 100}) {
+    for (int64_t K : {1, 2, 5, 31, 32, 33, 48, 67, 200, 769}) {
+      for (int64_t N : {1, 15, 17, 48, 80, 130}) {
+        for (bool spread : {false, true}) {
+          CheckAmxShape(M, N, K, /*x_pad=*/0, /*y_pad=*/0, spread);
+          CheckAmxShape(M, N, K, /*x_pad=*/3, /*y_pad=*/5, spread);
+        }
+      }
+    }
+  }
+}
+
+// Shapes with many blocks of the grid (panels of W and blocks of rows of x),
+// a K of several panels' worth, and the model's narrow and short products.
+TEST(AmxMatmulTest, LargeShapesSplitAcrossThreads) {
+  SKIP_WITHOUT_AMX();
+  CheckAmxShape(300, 257, 129, 1, 2, true);
+  CheckAmxShape(300, 80, 1536, 0, 3, false);  // x_proj of Mamba-130m
+  CheckAmxShape(130, 1536, 48, 2, 0, true);   // dt_proj
+  CheckAmxShape(64, 1003, 515, 0, 3, false);
+  CheckAmxShape(129, 200, 1601, 5, 1, true);
+  CheckAmxShape(17, 700, 2100, 0, 0, false);
+}
+
+// Both paths of MatmulBf16 on one machine: each within the bound of the
+// exact result, so within twice the bound of each other.
+TEST(AmxMatmulTest, AgreesWithTheSgemmPath) {
+  SKIP_WITHOUT_AMX();
+  const double u = std::ldexp(1.0, -24);
+  for (auto [M, N, K] : {std::array<int64_t, 3>{17, 80, 48},
+                         {100, 130, 769}, {257, 300, 200}, {64, 1003, 515}}) {
+    for (bool spread : {false, true}) {
+      const Problem p = MakeProblem(M, N, K, 2, 3, 5, spread);
+      for (bool accumulate : {false, true}) {
+        const std::vector<float> amx = RunAmx(p, accumulate, 2);
+        std::vector<float> sgemm;
+        {
+          AmxOff off;
+          sgemm = RunMatmul(p, WeightType::kBf16, accumulate, 2);
+        }
+        const std::string what = Describe(p, WeightType::kBf16, accumulate);
+        CheckAgainstReference(p, accumulate, sgemm, "sgemm " + what);
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t n = 0; n < N; ++n) {
+            double abs_sum = accumulate ? std::fabs(p.y0[m * p.ldy + n]) : 0.0;
+            for (int64_t k = 0; k < K; ++k) {
+              abs_sum += std::fabs(static_cast<double>(p.x[m * p.ldx + k]) *
+                                   p.w_f32[n * K + k]);
+            }
+            ASSERT_LE(std::fabs(static_cast<double>(amx[m * p.ldy + n]) -
+                                sgemm[m * p.ldy + n]),
+                      2.0 * (K + 3) * u * abs_sum)
+                << what << " m=" << m << " n=" << n;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Through MatmulBf16: the path is taken for M > 16 and gives the AMX bits.
+TEST(AmxMatmulTest, MatmulBf16TakesThePath) {
+  SKIP_WITHOUT_AMX();
+  if (!AmxBf16Enabled()) GTEST_SKIP() << "MM_CPU_AMX=0";
+  const Problem p = MakeProblem(40, 100, 70, 1, 1, 9);
+  const std::vector<float> amx = RunAmx(p, true, 2);
+  const std::vector<float> via = RunMatmul(p, WeightType::kBf16, true, 2);
+  EXPECT_EQ(std::memcmp(amx.data(), via.data(), amx.size() * sizeof(float)),
+            0);
+}
+
+// Inf and NaN activations propagate as in fp32; a finite activation beyond
+// the largest bf16 (which rounds to Inf in bf16) still gives a finite sum.
+TEST(AmxMatmulTest, NonFiniteAndHugeActivations) {
+  SKIP_WITHOUT_AMX();
+  Problem p = MakeProblem(20, 18, 40, 0, 0, 3);
+  for (float& v : p.w_f32) v = std::fabs(v) + 0.25f;  // positive weights
+  for (float& v : p.w_f32) v = Bf16ToF32(F32ToBf16(v));
+  ConvertF32ToBf16(p.w_f32.data(), p.w_bf16.data(), p.w_f32.size());
+  const float inf = std::numeric_limits<float>::infinity();
+  p.x[0 * p.ldx + 3] = inf;
+  p.x[1 * p.ldx + 39] = -inf;
+  p.x[2 * p.ldx + 17] = std::numeric_limits<float>::quiet_NaN();
+  // Beyond 0x7f7f7fff, the largest value that stays finite in bf16.
+  const float huge = FromBits(0x7f7fc000u);
+  for (int64_t m = 3; m < p.M; ++m) {
+    for (int64_t k = 0; k < p.K; ++k) p.x[m * p.ldx + k] = 0.0f;
+  }
+  p.x[3 * p.ldx + 5] = huge;
+  p.x[4 * p.ldx + 0] = -huge;
+  const std::vector<float> y = RunAmx(p, false, 1);
+  for (int64_t n = 0; n < p.N; ++n) {
+    EXPECT_EQ(y[0 * p.ldy + n], inf) << n;
+    EXPECT_EQ(y[1 * p.ldy + n], -inf) << n;
+    EXPECT_TRUE(std::isnan(y[2 * p.ldy + n])) << n;
+    // One term each: the product itself, rounded once.
+    EXPECT_EQ(y[3 * p.ldy + n], huge * p.w_f32[n * p.K + 5]) << n;
+    EXPECT_EQ(y[4 * p.ldy + n], -huge * p.w_f32[n * p.K + 0]) << n;
+  }
 }
 
 }  // namespace

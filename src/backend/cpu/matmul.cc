@@ -27,6 +27,10 @@
 //    grid's per-call team turned single decode steps into scheduler-slice
 //    waits (measured: 8 ms per 64x768 product); the streaming kernel runs
 //    M == 1 with one small team and measured as fast.
+//  * AMX (bf16 weights, M > 16, where the CPU has AMX-BF16, the OS grants
+//    the tile state and MM_CPU_AMX is not "0"): matmul_amx.cc. Activations
+//    are split exactly into three bf16 parts and multiplied on the tile
+//    unit; fp32-exact products, only the summation order differs.
 //
 // The caller's OpenMP ICVs are never touched: team members call
 // omp_set_num_threads(1) inside our parallel region, which only changes
@@ -51,7 +55,18 @@
 #include <immintrin.h>
 #endif
 
+#if defined(MM_CPU_AMX_MATMUL)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
 #include "backend/cpu/bf16.h"
+#include "backend/cpu/matmul_amx.h"
 
 namespace memmamba::cpu {
 namespace {
@@ -449,6 +464,37 @@ bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx, const Elem* w,
   return true;
 }
 
+// Whether the CPU and the OS allow matmul_amx.cc's instructions: AMX-TILE,
+// AMX-BF16, AVX-512F and AVX-512BW (cpuid), their register state enabled by
+// the OS (XCR0), and the tile data granted to this process (Linux asks each
+// process to request it: its signal frames grow by 8 KiB).
+bool DetectAmxBf16() {
+#if defined(MM_CPU_AMX_MATMUL)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0 || (c & (1u << 27)) == 0) {
+    return false;  // no OSXSAVE: XCR0 cannot be read
+  }
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+  const bool avx512f = (b >> 16) & 1u, avx512bw = (b >> 30) & 1u;
+  const bool amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
+  if (!(avx512f && avx512bw && amx_bf16 && amx_tile)) return false;
+  uint32_t xcr0_lo = 0, xcr0_hi = 0;
+  asm volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  // SSE, AVX, the three AVX-512 components, XTILECFG and XTILEDATA.
+  constexpr uint64_t kNeeded = 0x2u | 0x4u | 0xe0u | (1u << 17) | (1u << 18);
+  const uint64_t xcr0 = (static_cast<uint64_t>(xcr0_hi) << 32) | xcr0_lo;
+  if ((xcr0 & kNeeded) != kNeeded) return false;
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;  // not built
+#endif
+}
+
+// Set by SetAmxBf16ForTesting.
+std::atomic<bool> amx_off_for_testing{false};
+
 // The empty sum: y = 0, or y unchanged when accumulating.
 void EmptyProduct(int64_t M, int64_t N, float* y, int64_t ldy,
                   bool accumulate) {
@@ -459,6 +505,33 @@ void EmptyProduct(int64_t M, int64_t N, float* y, int64_t ldy,
 }
 
 }  // namespace
+
+bool AmxBf16Supported() {
+  static const bool supported = DetectAmxBf16();
+  return supported;
+}
+
+bool AmxBf16Enabled() {
+  // The switch is read before the detection so that MM_CPU_AMX=0 also
+  // leaves the process' tile permission alone.
+  static const bool enabled = [] {
+    const char* env = std::getenv("MM_CPU_AMX");
+    if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+    return AmxBf16Supported();
+  }();
+  return enabled && !amx_off_for_testing.load(std::memory_order_relaxed);
+}
+
+void SetAmxBf16ForTesting(bool enabled) {
+  amx_off_for_testing.store(!enabled, std::memory_order_relaxed);
+}
+
+#if !defined(MM_CPU_AMX_MATMUL)
+bool MatmulBf16Amx(const float*, int64_t, int64_t, int64_t, const uint16_t*,
+                   int64_t, float*, int64_t, bool, int) {
+  return false;  // not built: AmxBf16Supported() is false
+}
+#endif
 
 void MatmulF32(const float* x, int64_t M, int64_t K, int64_t ldx,
                const float* w, int64_t N, float* y, int64_t ldy,
@@ -490,6 +563,10 @@ void MatmulBf16(const float* x, int64_t M, int64_t K, int64_t ldx,
     return;
   }
   n_threads = std::max(n_threads, 1);
+  if (M > kStreamMaxMBf16 && AmxBf16Enabled() &&
+      MatmulBf16Amx(x, M, K, ldx, w_bf16, N, y, ldy, accumulate, n_threads)) {
+    return;
+  }
   if (M > kStreamMaxMBf16 && FitsBlasInt(M, N, K, ldx, ldy) &&
       GridSgemm(x, M, K, ldx, w_bf16, N, y, ldy, accumulate, n_threads)) {
     return;

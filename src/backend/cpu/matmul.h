@@ -51,7 +51,10 @@ void MatmulF32(const float* x, int64_t M, int64_t K, int64_t ldx,
 // kernel that streams W once, widening 8 bf16 at a time in registers,
 // parallel over N. M > 16 (prefill, training): W is widened panel by panel
 // (a block of rows, all of K, 384 KiB) into a per-thread fp32 buffer and each
-// panel goes through sgemm, parallel over panels.
+// panel goes through sgemm, parallel over panels; on CPUs with AMX-BF16
+// (and the OS's permission; MM_CPU_AMX=0 turns it off) M > 16 runs on the
+// tile unit instead, each activation split exactly into three bf16 parts
+// (matmul_amx.h): the same bound, other bits.
 void MatmulBf16(const float* x, int64_t M, int64_t K, int64_t ldx,
                 const uint16_t* w_bf16, int64_t N, float* y, int64_t ldy,
                 bool accumulate, int n_threads);
