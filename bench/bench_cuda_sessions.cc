@@ -5,7 +5,8 @@
 // full: each session starts from a snapshot of a 2048-token stream) and off
 // (pool_capacity 0); each step with its sessions' logits brought back to
 // the host (logits:1, as a sampling application needs them) or without
-// (logits:0, the model's own throughput). MM_CUDA_GRAPHS=0 in the
+// (logits:0, the model's own throughput); products in fp32 (tf32:0) or on
+// TF32 tensor cores (tf32:1, MM_MATH_TF32). MM_CUDA_GRAPHS=0 in the
 // environment runs one-token steps op by op instead of as recorded graphs.
 //
 // Without a GPU every benchmark reports the reason as an error and the
@@ -37,14 +38,14 @@ std::vector<int32_t> Tokens(int64_t n, int64_t V, uint32_t seed) {
   return t;
 }
 
-// One model at a time (a 130m model holds ~0.7 GB on the device).
-Setup& GetSetup(int pool) {
+// Every model made stays (at most four, ~0.7 GB each on the device): the
+// benchmarks' order alternates between them.
+Setup& GetSetup(int pool, int tf32) {
   static std::map<int, Setup> cache;
-  auto it = cache.find(pool);
+  const int key = pool * 2 + tf32;
+  auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  for (auto& [k, s] : cache) mm_model_free(s.model);
-  cache.clear();
-  Setup& s = cache[pool];
+  Setup& s = cache[key];
   mm_model_config c;
   mm_model_config_init(&c, sizeof c);
   c.vocab_size = 50280;
@@ -54,6 +55,7 @@ Setup& GetSetup(int pool) {
   mm_model_options o;
   mm_model_options_init(&o, sizeof o);
   o.device = MM_DEVICE_CUDA;
+  o.math = tf32 ? MM_MATH_TF32 : MM_MATH_FP32;
   if (mm_model_create(&s.model, &c, 1, &o) != MM_OK) {
     s.error = mm_last_error();
     s.model = nullptr;
@@ -82,12 +84,13 @@ int64_t Vocab(const mm_model* m) {
   return c.vocab_size;
 }
 
-// args: memory on/off, concurrent sessions, logits back to the host or not.
+// args: memory on/off, concurrent sessions, logits back to the host or not,
+// TF32 products or not.
 void BM_GpuDecode(benchmark::State& state) {
   const int pool = static_cast<int>(state.range(0));
   const int64_t B = state.range(1);
   const bool want_logits = state.range(2) != 0;
-  Setup& s = GetSetup(pool);
+  Setup& s = GetSetup(pool, static_cast<int>(state.range(3)));
   if (s.model == nullptr || s.snapshot.empty()) {
     state.SkipWithError(s.error.c_str());
     return;
@@ -122,11 +125,11 @@ void BM_GpuDecode(benchmark::State& state) {
   for (auto* x : sessions) mm_session_free(x);
 }
 
-// args: memory on/off, tokens per feed.
+// args: memory on/off, tokens per feed, TF32 products or not.
 void BM_GpuPrefill(benchmark::State& state) {
   const int pool = static_cast<int>(state.range(0));
   const int64_t T = state.range(1);
-  Setup& s = GetSetup(pool);
+  Setup& s = GetSetup(pool, static_cast<int>(state.range(2)));
   if (s.model == nullptr) {
     state.SkipWithError(s.error.c_str());
     return;
@@ -155,13 +158,13 @@ void BM_GpuPrefill(benchmark::State& state) {
 }
 
 BENCHMARK(BM_GpuDecode)
-    ->ArgNames({"pool", "sessions", "logits"})
-    ->ArgsProduct({{1, 0}, {1, 16, 64, 256}, {1, 0}})
+    ->ArgNames({"pool", "sessions", "logits", "tf32"})
+    ->ArgsProduct({{1, 0}, {1, 16, 64, 256}, {1, 0}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GpuPrefill)
-    ->ArgNames({"pool", "tokens"})
-    ->ArgsProduct({{1, 0}, {2048}})
+    ->ArgNames({"pool", "tokens", "tf32"})
+    ->ArgsProduct({{1, 0}, {2048}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

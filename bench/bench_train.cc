@@ -4,11 +4,13 @@
 // 1.0, accum_steps 1: every call updates the weights).
 //
 //   bench_train [--B=4] [--T=512] [--threads=2] [--pool=1] [--min_time=10]
-//               [--shape=0|1] [--cuda=0|1] [--world=N --rank=R --id_file=PATH]
+//               [--shape=0|1] [--cuda=0|1] [--tf32=0|1]
+//               [--world=N --rank=R --id_file=PATH]
 //               [benchmark flags]
 //
 // --shape=1: the Mamba-130m shape (V 50280, D 768, L 24, the default memory);
-// --cuda=1: the trainer runs on the GPU (mm_trainer_options.device).
+// --cuda=1: the trainer runs on the GPU (mm_trainer_options.device);
+// --tf32=1: its products on TF32 tensor cores (mm_trainer_options.math).
 //
 // Counters: tokens_per_s = B·T per step (positions processed, the same
 // measure bench/torch_train.py reports), loss (of the last step), params,
@@ -32,7 +34,7 @@
 namespace {
 
 int64_t g_B = 4, g_T = 512, g_threads = 2, g_pool = 1, g_min_time = 10, g_shape = 0,
-        g_cuda = 0, g_world = 0, g_rank = 0;
+        g_cuda = 0, g_tf32 = 0, g_world = 0, g_rank = 0;
 std::string g_id_file = "nccl.id";
 
 // --world=N (N >= 1, with --cuda=1): the trainer joins a data-parallel group
@@ -74,6 +76,7 @@ void BM_TrainStep(benchmark::State& state) {
   mm_trainer_options_init(&to, sizeof to);
   to.n_threads = static_cast<int32_t>(threads);
   to.device = cuda ? MM_DEVICE_CUDA : MM_DEVICE_CPU;
+  to.math = g_tf32 ? MM_MATH_TF32 : MM_MATH_FP32;
   mm_trainer* trainer = nullptr;
   if (mm_trainer_create(&trainer, model, &to) != MM_OK) {
     mm_model_free(model);
@@ -136,7 +139,8 @@ bool ParseOwnFlags(int* argc, char** argv) {
     } flags[] = {{"--B=", &g_B},         {"--T=", &g_T},
                  {"--threads=", &g_threads}, {"--pool=", &g_pool},
                  {"--min_time=", &g_min_time}, {"--shape=", &g_shape},
-                 {"--cuda=", &g_cuda},       {"--world=", &g_world},
+                 {"--cuda=", &g_cuda},       {"--tf32=", &g_tf32},
+                 {"--world=", &g_world},
                  {"--rank=", &g_rank}};
     bool mine = false;
     if (std::strncmp(argv[i], "--id_file=", 10) == 0) {
@@ -155,7 +159,7 @@ bool ParseOwnFlags(int* argc, char** argv) {
     if (!mine) argv[out++] = argv[i];
   }
   *argc = out;
-  return g_B >= 1 && g_T >= 2 && g_shape <= 1 && g_cuda <= 1 &&
+  return g_B >= 1 && g_T >= 2 && g_shape <= 1 && g_cuda <= 1 && g_tf32 <= 1 &&
          (g_world == 0 || (g_cuda == 1 && g_rank < g_world)) && !g_id_file.empty();
 }
 
@@ -164,14 +168,14 @@ bool ParseOwnFlags(int* argc, char** argv) {
 int main(int argc, char** argv) {
   if (!ParseOwnFlags(&argc, argv)) {
     std::fprintf(stderr, "usage: %s [--B=N>=1] [--T=N>=2] [--threads=N] [--pool=0|1] "
-                         "[--min_time=SECONDS] [--shape=0|1] [--cuda=0|1] "
+                         "[--min_time=SECONDS] [--shape=0|1] [--cuda=0|1] [--tf32=0|1] "
                          "[--world=N --rank=R [--id_file=PATH]] "
                          "[benchmark flags]\n", argv[0]);
     return 2;
   }
   benchmark::RegisterBenchmark("BM_TrainStep", BM_TrainStep)
-      ->Args({g_B, g_T, g_threads, g_pool, g_shape, g_cuda})
-      ->ArgNames({"B", "T", "threads", "pool", "shape", "cuda"})
+      ->Args({g_B, g_T, g_threads, g_pool, g_shape, g_cuda, g_tf32})
+      ->ArgNames({"B", "T", "threads", "pool", "shape", "cuda", "tf32"})
       ->Unit(benchmark::kMillisecond)
       ->MinTime(static_cast<double>(g_min_time))
       ->UseRealTime();

@@ -143,16 +143,6 @@ __global__ void __launch_bounds__(kThreads) DecodeLinearKernel(mmc_decode_linear
 
 constexpr int kReadRowsPerWarp = 8;
 constexpr int kReadColumnsPerBlock = kWarps * kReadRowsPerWarp;
-constexpr int kNotesPerPass = 4;  // notes a warp scores at once
-
-// Shared memory of DecodeAttendKernel: a [D], q, qk and u [S], the partial
-// sums [max(kThreads, S)], the scores [m_max] (rounded to 8 bytes), the
-// notes' addresses [m_max].
-size_t AttendSharedBytes(int64_t D, int64_t S, int64_t m_max) {
-  const int64_t floats = D + 3 * S + std::max<int64_t>(kThreads, S) + m_max;
-  return static_cast<size_t>(floats + floats % 2) * sizeof(float) +
-         static_cast<size_t>(m_max) * sizeof(float*);
-}
 
 // One head h (blockIdx.x) of read i (blockIdx.y) of row b (blockIdx.z): the
 // note norm a of the row (every block; block (0, 0) writes it out), the
@@ -172,7 +162,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t b = blockIdx.z, D = r.D;
   const mmc_slot_read_args& ri = r.read[i];
   const int S = static_cast<int>(pools.S), dh = S / static_cast<int>(ri.H);
-  const int64_t slot = r.slots[b], P = pools.capacity, nl = pools.n_layer;
+  const int64_t slot = r.slots[b];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   float* a = sm;                                 // [D]
   float* q = a + D;                              // [S]: this head's dh of it
@@ -213,76 +203,7 @@ __global__ void __launch_bounds__(kThreads)
     acc = WarpSum(acc);
     if (lane == 0) q[k] = acc;
   }
-  int m = 0;
-  for (int64_t l = ri.src_begin; l < ri.src_end; ++l) m += pools.count[slot * nl + l];
-  if (m == 0) {
-    for (int k = threadIdx.x; k < dh; k += kThreads) ob[k] = 0.0f;
-    return;
-  }
-  for (int j = threadIdx.x; j < m; j += kThreads) {
-    int64_t l = ri.src_begin, at = j;
-    for (;; ++l) {
-      const int c = pools.count[slot * nl + l];
-      if (at < c) break;
-      at -= c;
-    }
-    note[j] = pools.summary + ((slot * nl + l) * P + at) * S;
-  }
-  __syncthreads();
-  const float scale = 1.0f / sqrtf(static_cast<float>(dh));
-  for (int s = threadIdx.x; s < S; s += kThreads) {
-    float acc = 0.0f;
-#pragma unroll 8
-    for (int k = 0; k < dh; ++k) acc += (scale * q[k]) * ri.k[(h * dh + k) * S + s];
-    qk[s] = acc;
-  }
-  __syncthreads();
-  // Scores: a warp per note, lanes along the summary, kNotesPerPass notes'
-  // loads in flight together.
-  for (int j0 = warp; j0 < m; j0 += kWarps * kNotesPerPass) {
-    float acc[kNotesPerPass] = {};
-    for (int s = lane; s < S; s += 32) {
-      const float qs = qk[s];
-#pragma unroll
-      for (int t = 0; t < kNotesPerPass; ++t) {
-        const int j = j0 + t * kWarps;
-        if (j < m) acc[t] += qs * note[j][s];
-      }
-    }
-#pragma unroll
-    for (int t = 0; t < kNotesPerPass; ++t) {
-      const float v = WarpSum(acc[t]);
-      const int j = j0 + t * kWarps;
-      if (lane == 0 && j < m) p[j] = v;
-    }
-  }
-  __syncthreads();
-  if (warp == 0) slot_ops::WarpSoftmax(p, m);
-  __syncthreads();
-  // u = Σ_j p_j ŝ_j: G groups of S threads, group g summing notes g, g + G, ...
-  const int G = max(1, kThreads / S);
-  for (int idx = threadIdx.x; idx < G * S; idx += kThreads) {
-    const int g = idx / S, s = idx - g * S;
-    float acc = 0.0f;
-#pragma unroll 4
-    for (int j = g; j < m; j += G) acc += p[j] * note[j][s];
-    part[idx] = acc;
-  }
-  __syncthreads();
-  for (int s = threadIdx.x; s < S; s += kThreads) {
-    float acc = 0.0f;
-    for (int g = 0; g < G; ++g) acc += part[g * S + s];
-    u[s] = acc;
-  }
-  __syncthreads();
-  // o_h = V_h u: a warp per output.
-  for (int k = warp; k < dh; k += kWarps) {
-    const float* vr = ri.v + static_cast<int64_t>(h * dh + k) * S;
-    float acc = 0.0f;
-    for (int s = lane; s < S; s += 32) acc += vr[s] * u[s];
-    acc = WarpSum(acc);
-    if (lane == 0) ob[k] = acc;
-  }
+  slot_ops::AttendHead(pools, ri, slot, h, q, qk, u, part, p, note, ob);
 }
 
 // A row's reads (o from DecodeAttendKernel) projected, gated and fused into
@@ -488,7 +409,7 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
   MMC_ENTER(ctx);
   if (pools == nullptr || args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
   const mmc_decode_read_args& r = *args;
-  if (r.rows < 0 || r.rows > MMC_DECODE_MAX_ROWS || r.D < 1 || r.n_reads < 1 ||
+  if (r.rows < 0 || r.rows > MMC_DECODE_READ_MAX_ROWS || r.D < 1 || r.n_reads < 1 ||
       r.n_reads > 2) {
     return MMC_ERR_INVALID_ARGUMENT;
   }
@@ -518,7 +439,7 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
   }
   if (r.n_reads == 2 && r.read[1].H != r.read[0].H) return MMC_ERR_INVALID_ARGUMENT;
   return Guarded(ctx, [&]() -> int {
-    const size_t attend_smem = AttendSharedBytes(r.D, pools->S, m_max);
+    const size_t attend_smem = slot_ops::AttendHeadSharedBytes(r.D, pools->S, m_max);  // a [D]
     const size_t smem = static_cast<size_t>(2 * pools->S) * sizeof(float);
     if (std::max(attend_smem, smem) > ctx->smem_optin) {
       return FailWith(ctx, MMC_ERR_UNSUPPORTED,

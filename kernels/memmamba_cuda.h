@@ -640,6 +640,8 @@ MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args*
  * MMC_DECODE_ROWS_ROUNDED(rows)·K <= MMC_DECODE_MAX_INPUT_FLOATS. */
 
 #define MMC_DECODE_MAX_ROWS 8
+/* mmc_decode_read holds no row in shared memory: a grid dimension's limit. */
+#define MMC_DECODE_READ_MAX_ROWS 65535
 #define MMC_DECODE_MAX_INPUT_FLOATS 12288
 /* rows as the products hold them: the next power of two. */
 #define MMC_DECODE_ROWS_ROUNDED(rows) ((rows) <= 1 ? 1 : (rows) <= 2 ? 2 : (rows) <= 4 ? 4 : 8)
@@ -676,7 +678,7 @@ typedef struct mmc_decode_linear_args {
 MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* args);
 
 typedef struct mmc_decode_read_args {
-  int64_t rows, D;         /* rows <= MMC_DECODE_MAX_ROWS, D % 4 == 0 */
+  int64_t rows, D;         /* rows <= MMC_DECODE_READ_MAX_ROWS, D % 4 == 0 */
   const float* note_norm;  /* [D]: a = mmc_rms_norm(x; note_norm, eps), the same bits */
   float eps;
   float* a;                /* [rows, D], written */
@@ -701,7 +703,8 @@ typedef struct mmc_decode_read_args {
   float* score;            /* [rows] */
 } mmc_decode_read_args;
 
-/* Per row: a = RMSNorm(x), the reads of mmc_slots_pool_read with their
+/* Per row (any number of rows, also beside the general ops for the mixer):
+ * a = RMSNorm(x), the reads of mmc_slots_pool_read with their
  * queries wq·a (a block per head and read), each projected by wo, gated and
  * fused into x as mmc_read_fuse does, and the note window of
  * mmc_slots_note_window. Both reads have the same H.

@@ -118,10 +118,44 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) r.gate[row] = g;
 }
 
+// Head h (blockIdx.x) of row blockIdx.y's pool read, for calls without pool
+// versions: the row's gate (ReadGate; head 0 writes it) and, where it is not
+// 0, the head's folded attention from the row's query (slot_ops::
+// AttendHead), else o = 0: PoolReadKernel's result with H blocks a row.
+__global__ void __launch_bounds__(kThreads)
+    PoolReadHeadKernel(mmc_slot_pools pools, mmc_slot_read_args r) {
+  extern __shared__ float4 sm4[];
+  float* sm = reinterpret_cast<float*>(sm4);
+  __shared__ float red[kWarps];
+  const int h = blockIdx.x;
+  const int64_t row = blockIdx.y;
+  const int S = static_cast<int>(pools.S), dh = S / static_cast<int>(r.H);
+  const int64_t slot = r.slots[row / r.T];
+  float* ob = r.o + row * S + h * dh;
+  const float g = slot_ops::ReadGate(pools, r, slot, 0, r.a + row * r.D, red);
+  if (h == 0 && threadIdx.x == 0) r.gate[row] = g;
+  if (g == 0.0f) {
+    for (int k = threadIdx.x; k < dh; k += kThreads) ob[k] = 0.0f;
+    return;
+  }
+  float* q = sm;                        // [S]: the head's dh of it
+  float* qk = q + S;                    // [S]
+  float* u = qk + S;                    // [S]
+  float* part = u + S;                  // [max(kThreads, S)]
+  float* p = part + max(kThreads, S);   // [m_max]
+  const int64_t used = 3 * S + max(kThreads, S) + r.m_max;
+  const float** note = reinterpret_cast<const float**>(sm + used + used % 2);
+  for (int k = threadIdx.x; k < dh; k += kThreads) q[k] = r.q[row * S + h * dh + k];
+  __syncthreads();
+  slot_ops::AttendHead(pools, r, slot, h, q, qk, u, part, p, note, ob);
+}
+
 // Causal conv + bias + SiLU, one thread per (stream, channel) walking its
 // T rows; the K−1 previous inputs come from and go back to the slot.
 constexpr int kMaxK = 16;
 constexpr int kMixerThreads = 128;
+// Channels (streams · E) from which the slot scan takes a lane per channel.
+constexpr int64_t kScanChannelsPerThreadMin = 8192;
 
 __global__ void __launch_bounds__(kMixerThreads)
     SlotConvKernel(int64_t B, int64_t T, int64_t E, int64_t K, const float* __restrict__ xi,
@@ -162,7 +196,8 @@ __global__ void __launch_bounds__(kMixerThreads)
 // The selective scan (the formula of scan.cu's forward; exp(Δ·A) in __expf
 // as there). A channel's N states are spread over G lanes (G a power of two,
 // at most 32; lane g holds states g, g + G, ...: kSPL of them), so a row's
-// dependency chain is one state update and a G-lane sum, not N updates.
+// dependency chain is one state update and a G-lane sum, not N updates; or,
+// G = 1, a lane holds a whole channel (many streams, see the launch).
 template <int kSPL>
 __global__ void __launch_bounds__(kMixerThreads)
     SlotScanKernel(mmc_slot_scan_args a, int g_shift) {
@@ -398,6 +433,20 @@ MMC_API int mmc_slots_pool_read(mmc_context* ctx, const mmc_slot_pools* pools,
     return MMC_ERR_INVALID_ARGUMENT;
   }
   return Guarded(ctx, [&]() -> int {
+    // Without versions (one-token steps, short feeds): H blocks a row, so a
+    // batch's reads spread over the device.
+    const size_t head_smem = slot_ops::AttendHeadSharedBytes(0, pools->S, r.m_max);
+    if (r.ver_ids == nullptr && M <= 65535 && head_smem <= ctx->smem_optin) {
+      if (head_smem > 48 * 1024) {
+        MMC_CUDA_CHECK(ctx, cudaFuncSetAttribute(PoolReadHeadKernel,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(head_smem)));
+      }
+      const dim3 grid(static_cast<unsigned>(r.H), static_cast<unsigned>(M));
+      PoolReadHeadKernel<<<grid, kThreads, head_smem, ctx->stream>>>(*pools, r);
+      MMC_LAUNCH_CHECK(ctx, "slots_pool_read");
+      return MMC_OK;
+    }
     const size_t smem = slot_ops::ReadSharedBytes(pools->S, r.H, r.m_max);
     if (smem > ctx->smem_optin) {
       return FailWith(ctx, MMC_ERR_UNSUPPORTED,
@@ -458,14 +507,26 @@ MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args*
     return MMC_ERR_INVALID_ARGUMENT;
   }
   return Guarded(ctx, [&]() -> int {
-    // G = the next power of two >= N, at most 32; kSPL = ceil(N / G).
+    // Enough channels to fill the device with a thread each (many streams):
+    // G = 1, a lane per channel holding all its states, so a warp's loads
+    // of the state and of A are consecutive channels (one transaction per
+    // state row). Fewer channels (one stream, few streams): G = the next
+    // power of two >= N, at most 32, kSPL = ceil(N / G), for more threads
+    // and a shorter chain per row.
     int g_shift = 0;
-    while ((int64_t{1} << g_shift) < a.N && g_shift < 5) ++g_shift;
+    const bool per_channel = a.streams * a.E >= kScanChannelsPerThreadMin && a.N <= 32;
+    if (!per_channel) {
+      while ((int64_t{1} << g_shift) < a.N && g_shift < 5) ++g_shift;
+    }
     const int64_t spl = CeilDiv(a.N, int64_t{1} << g_shift);
     const int64_t blocks = CeilDiv(a.streams * a.E << g_shift, kMixerThreads);
     if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
     const unsigned grid = static_cast<unsigned>(blocks);
-    if (spl == 1) {
+    if (per_channel && spl <= 16) {
+      SlotScanKernel<16><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
+    } else if (per_channel) {
+      SlotScanKernel<32><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
+    } else if (spl == 1) {
       SlotScanKernel<1><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
     } else {
       SlotScanKernel<2><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);

@@ -308,6 +308,103 @@ __device__ inline float ReadRow(const mmc_slot_pools& pools, const mmc_slot_read
   return g;
 }
 
+// Shared memory of a block that runs AttendHead: `lead` floats of its own
+// first, then q, qk and u [S], the partial sums [max(kThreads, S)], the
+// scores [m_max] (rounded to 8 bytes) and the notes' addresses [m_max].
+inline size_t AttendHeadSharedBytes(int64_t lead, int64_t S, int64_t m_max) {
+  const int64_t floats = lead + 3 * S + std::max<int64_t>(kThreads, S) + m_max;
+  return static_cast<size_t>(floats + floats % 2) * sizeof(float) +
+         static_cast<size_t>(m_max) * sizeof(float*);
+}
+
+// Notes a warp scores at once (AttendHead).
+constexpr int kNotesPerPass = 4;
+
+// Head h of read `ri` for one row of stream slot `slot`, by the whole block,
+// from the head's query q (dh floats, shared): o_h (dh floats at ob) = V_h
+// Σ_j softmax_j(qk_h·ŝ_j) ŝ_j with qk_h = K_hᵀ q / √dh over the notes of
+// the read's source pools (no versions), 0 where they are empty. Shared
+// scratch: qk, u [S], part [max(kThreads, S)], p [m_max], note [m_max].
+// Every note loop is split across warps. Ends without a barrier after its
+// last shared write; ob is written by lane 0 of each warp.
+__device__ inline void AttendHead(const mmc_slot_pools& pools, const mmc_slot_read_args& ri,
+                                  int64_t slot, int h, const float* q, float* qk, float* u,
+                                  float* part, float* p, const float** note, float* ob) {
+  const int S = static_cast<int>(pools.S), dh = S / static_cast<int>(ri.H);
+  const int64_t P = pools.capacity, nl = pools.n_layer;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  int m = 0;
+  for (int64_t l = ri.src_begin; l < ri.src_end; ++l) m += pools.count[slot * nl + l];
+  if (m == 0) {
+    for (int k = threadIdx.x; k < dh; k += kThreads) ob[k] = 0.0f;
+    return;
+  }
+  for (int j = threadIdx.x; j < m; j += kThreads) {
+    int64_t l = ri.src_begin, at = j;
+    for (;; ++l) {
+      const int c = pools.count[slot * nl + l];
+      if (at < c) break;
+      at -= c;
+    }
+    note[j] = pools.summary + ((slot * nl + l) * P + at) * S;
+  }
+  __syncthreads();
+  const float scale = 1.0f / sqrtf(static_cast<float>(dh));
+  for (int s = threadIdx.x; s < S; s += kThreads) {
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int k = 0; k < dh; ++k) acc += (scale * q[k]) * ri.k[(h * dh + k) * S + s];
+    qk[s] = acc;
+  }
+  __syncthreads();
+  // Scores: a warp per note, lanes along the summary, kNotesPerPass notes'
+  // loads in flight together.
+  for (int j0 = warp; j0 < m; j0 += kWarps * kNotesPerPass) {
+    float acc[kNotesPerPass] = {};
+    for (int s = lane; s < S; s += 32) {
+      const float qs = qk[s];
+#pragma unroll
+      for (int t = 0; t < kNotesPerPass; ++t) {
+        const int j = j0 + t * kWarps;
+        if (j < m) acc[t] += qs * note[j][s];
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < kNotesPerPass; ++t) {
+      const float v = WarpSum(acc[t]);
+      const int j = j0 + t * kWarps;
+      if (lane == 0 && j < m) p[j] = v;
+    }
+  }
+  __syncthreads();
+  if (warp == 0) slot_ops::WarpSoftmax(p, m);
+  __syncthreads();
+  // u = Σ_j p_j ŝ_j: G groups of S threads, group g summing notes g, g + G, ...
+  const int G = max(1, kThreads / S);
+  for (int idx = threadIdx.x; idx < G * S; idx += kThreads) {
+    const int g = idx / S, s = idx - g * S;
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int j = g; j < m; j += G) acc += p[j] * note[j][s];
+    part[idx] = acc;
+  }
+  __syncthreads();
+  for (int s = threadIdx.x; s < S; s += kThreads) {
+    float acc = 0.0f;
+    for (int g = 0; g < G; ++g) acc += part[g * S + s];
+    u[s] = acc;
+  }
+  __syncthreads();
+  // o_h = V_h u: a warp per output.
+  for (int k = warp; k < dh; k += kWarps) {
+    const float* vr = ri.v + static_cast<int64_t>(h * dh + k) * S;
+    float acc = 0.0f;
+    for (int s = lane; s < S; s += 32) acc += vr[s] * u[s];
+    acc = WarpSum(acc);
+    if (lane == 0) ob[k] = acc;
+  }
+}
+
 }  // namespace memmamba::cuda::slot_ops
 
 #endif  // MEMMAMBA_KERNELS_SLOTS_CUH_

@@ -46,6 +46,16 @@ const (
 	DtypeBF16 Dtype = C.MM_DTYPE_BF16 // matrices in bfloat16 (inference)
 )
 
+// Math is how matrix products are computed (mm_math).
+type Math int32
+
+const (
+	MathFP32 Math = C.MM_MATH_FP32 // fp32 arithmetic on every device
+	// MathTF32: on a GPU, fp32 products may use TF32 tensor cores (~1e-3
+	// relative error, several times faster at many rows); the CPU ignores it.
+	MathTF32 Math = C.MM_MATH_TF32
+)
+
 // Config is a model's shape and memory knobs (mm_model_config; the header
 // and README describe every field). Start from DefaultConfig.
 type Config struct {
@@ -135,6 +145,7 @@ type ModelOptions struct {
 	Device      Device
 	WeightDtype Dtype
 	NThreads    int32 // threads used by calls on this model; 0 = OMP_NUM_THREADS, else every CPU the process may use
+	Math        Math  // how matrix products are computed; MathFP32 by default
 }
 
 func modelOptionsToC(o *ModelOptions) C.mm_model_options {
@@ -144,6 +155,7 @@ func modelOptionsToC(o *ModelOptions) C.mm_model_options {
 		c.device = C.int32_t(o.Device)
 		c.weight_dtype = C.int32_t(o.WeightDtype)
 		c.n_threads = C.int32_t(o.NThreads)
+		c.math = C.int32_t(o.Math)
 	}
 	return c
 }

@@ -24,6 +24,7 @@ type TrainerOptions struct {
 	NThreads            int32   // 0 = OMP_NUM_THREADS, else every CPU the process may use
 	NoteStraightThrough bool    // the straight-through estimator of note selection
 	Device              Device  // DeviceCUDA: the whole step on the GPU (CodeNoDevice without one)
+	Math                Math    // MathTF32: the GPU's products on TF32 tensor cores
 }
 
 // DefaultTrainerOptions is the library's defaults (the header's documented
@@ -45,6 +46,7 @@ func DefaultTrainerOptions() TrainerOptions {
 		NThreads:            int32(c.n_threads),
 		NoteStraightThrough: bool(c.note_straight_through),
 		Device:              Device(c.device),
+		Math:                Math(c.math),
 	}
 }
 
@@ -61,6 +63,7 @@ func (o *TrainerOptions) toC() C.mm_trainer_options {
 	c.n_threads = C.int32_t(o.NThreads)
 	c.note_straight_through = C.bool(o.NoteStraightThrough)
 	c.device = C.int32_t(o.Device)
+	c.math = C.int32_t(o.Math)
 	return c
 }
 

@@ -183,6 +183,18 @@ typedef enum mm_dtype {
   MM_DTYPE_BF16 = 1  /* matrix weights stored in bfloat16 (inference) */
 } mm_dtype;
 
+typedef enum mm_math {
+  MM_MATH_FP32 = 0, /* matrix products in fp32 arithmetic on every device:
+                       a GPU model's results equal the CPU's to ~1e-5 */
+  MM_MATH_TF32 = 1  /* on a CUDA device, fp32 matrix products may run on
+                       TF32 tensor cores (inputs rounded to 10 mantissa
+                       bits: ~1e-3 relative error, several times the speed
+                       of fp32 where a product has many rows: batched
+                       steps, prefill, training). State, scan, norms,
+                       softmax and accumulation stay fp32. The CPU computes
+                       in fp32 regardless */
+} mm_math;
+
 typedef struct mm_model_options {
   uint32_t struct_size;
   int32_t device;       /* mm_device: MM_DEVICE_CPU */
@@ -190,6 +202,8 @@ typedef struct mm_model_options {
   int32_t n_threads;    /* threads used by calls on this model; 0 = OpenMP's
                            default: OMP_NUM_THREADS, else the CPUs this
                            process may run on */
+  /* Since 0.2: */
+  int32_t math;         /* mm_math: MM_MATH_FP32 */
 } mm_model_options;
 
 /* Fills *options with the defaults. Same codes as mm_model_config_init. */
@@ -500,6 +514,11 @@ typedef struct mm_trainer_options {
                             (MM_ERR_UNSUPPORTED without the CUDA backend,
                             MM_ERR_NO_DEVICE without a GPU; the straight-through
                             estimator is CPU-only for now) */
+  int32_t math;          /* mm_math: MM_MATH_FP32. MM_MATH_TF32: the GPU
+                            trainer's fp32 products (forward and backward)
+                            may use TF32 tensor cores; master weights,
+                            moments and updates stay fp32. Not saved with the
+                            trainer: mm_trainer_load gives MM_MATH_FP32 */
 } mm_trainer_options;
 
 /* Fills *options with the defaults. Same codes as mm_model_config_init. */

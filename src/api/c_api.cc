@@ -78,7 +78,7 @@ mm_status Guard(mm_session* session, Body&& body) {
 // The versions of each options struct the library has shipped: the
 // smallest size it accepts is the first one's.
 constexpr size_t kConfigV1Size = sizeof(mm_model_config);
-constexpr size_t kModelOptionsV1Size = sizeof(mm_model_options);
+constexpr size_t kModelOptionsV1Size = offsetof(mm_model_options, math);
 constexpr size_t kSessionOptionsV1Size = sizeof(mm_session_options);
 // Sizes above this are garbage, not a newer header.
 constexpr size_t kMaxStructSize = 1u << 20;
@@ -203,7 +203,11 @@ absl::StatusOr<ModelOptions> ToModelOptions(const mm_model_options* in) {
     return Errorf(ErrorCode::kInvalidArgument, "n_threads = ", o.n_threads,
                   " is outside [0, 4096]");
   }
+  if (o.math != MM_MATH_FP32 && o.math != MM_MATH_TF32) {
+    return Errorf(ErrorCode::kInvalidArgument, "unknown math ", o.math);
+  }
   m.cuda = o.device == MM_DEVICE_CUDA;
+  m.tf32 = o.math == MM_MATH_TF32;
   m.bf16_weights = o.weight_dtype == MM_DTYPE_BF16;
   m.n_threads = o.n_threads;
   return m;
@@ -711,6 +715,7 @@ mm_trainer_options DefaultTrainerOptions() {
   o.n_threads = d.n_threads;
   o.note_straight_through = d.straight_through;
   o.device = MM_DEVICE_CPU;
+  o.math = MM_MATH_FP32;
   return o;
 }
 
@@ -790,6 +795,10 @@ mm_status mm_trainer_create(mm_trainer** out, const mm_model* model,
       return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "unknown device ", o.device));
     }
     t.cuda = o.device == MM_DEVICE_CUDA;
+    if (o.math != MM_MATH_FP32 && o.math != MM_MATH_TF32) {
+      return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "unknown math ", o.math));
+    }
+    t.tf32 = o.math == MM_MATH_TF32;
     auto trainer = memmamba::Trainer::Create(*model->impl, t);
     if (!trainer.ok()) return Fail(trainer.status());
     auto handle = std::make_unique<mm_trainer>();

@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Finish(ModelConfig config, ModelWe
   // 0: OpenMP's default team size, which honours OMP_NUM_THREADS and the
   // CPUs this process may run on (taskset, container limits).
   model->n_threads_ = options.n_threads > 0 ? options.n_threads : omp_get_max_threads();
+  model->options_ = options;
   model->backend_ = CreateCpuBackend(model->n_threads_);
   model->readers_.assign(c.n_layer, {});
   for (int64_t j = 0; j < c.n_layer; ++j) model->readers_[j].push_back(j);

@@ -22,6 +22,7 @@ struct ModelOptions {
   bool bf16_weights = false;  // store matrices in bf16 (inference)
   int n_threads = 0;          // 0 = all cores
   bool cuda = false;          // MM_DEVICE_CUDA
+  bool tf32 = false;          // MM_MATH_TF32: GPU products may use TF32
 };
 
 class Model {
@@ -57,6 +58,7 @@ class Model {
   const ModelWeights& weights() const { return weights_; }
   Backend& backend() const { return *backend_; }
   int n_threads() const { return n_threads_; }
+  const ModelOptions& options() const { return options_; }
   uint64_t ParameterCount() const;
 
   // A 64-bit fingerprint of the function the model computes, so a snapshot
@@ -90,6 +92,7 @@ class Model {
   ModelWeights weights_;
   std::unique_ptr<Backend> backend_;
   int n_threads_ = 1;
+  ModelOptions options_;
   std::vector<std::vector<int64_t>> readers_;
   std::unique_ptr<DeviceSessions> device_;
   mutable std::once_flag fingerprint_once_;

@@ -718,9 +718,9 @@ absl::Status CudaTrainState::AllReduce(double* values, int n) {
 }
 
 absl::StatusOr<std::unique_ptr<CudaTrainState>> CudaTrainState::Create(
-    const Model* model, std::vector<ParamRef> params, bool accumulate, int device) {
+    const Model* model, std::vector<ParamRef> params, bool accumulate, int device, bool tf32) {
   auto impl = std::make_unique<Impl>();
-  MM_ASSIGN_OR_RETURN(impl->ctx_holder, CudaContext::Create(device));
+  MM_ASSIGN_OR_RETURN(impl->ctx_holder, CudaContext::Create(device, tf32));
   impl->ctx_ = impl->ctx_holder.get();
   impl->ops_ = &impl->ctx_->ops();
   impl->model = model;

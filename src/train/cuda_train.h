@@ -25,7 +25,8 @@ class CudaTrainState {
   // which must stay alive and in place). kUnsupported without the CUDA
   // library, kNoDevice without a GPU.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaTrainState>> Create(
-      const Model* model, std::vector<ParamRef> params, bool accumulate, int device = 0);
+      const Model* model, std::vector<ParamRef> params, bool accumulate, int device = 0,
+      bool tf32 = false);
   ~CudaTrainState();
 
   // Host (ListParams order: the model's weights, m, v, accum) <-> device.

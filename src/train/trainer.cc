@@ -84,7 +84,8 @@ std::string Trainer::device_name() const { return device_ ? device_->device_name
 
 absl::Status Trainer::AttachDevice() {
   MM_ASSIGN_OR_RETURN(device_,
-                      CudaTrainState::Create(model_.get(), params_, options_.accum_steps > 1));
+                      CudaTrainState::Create(model_.get(), params_, options_.accum_steps > 1,
+                                                   /*device=*/0, options_.tf32));
   return device_->Upload(m_, v_, accum_);
 }
 
@@ -108,7 +109,8 @@ absl::Status Trainer::JoinDataParallel(const DataParallelOptions& o) {
   if (ordinal != device_->device()) {
     MM_RETURN_IF_ERROR(SyncHost());
     MM_ASSIGN_OR_RETURN(auto moved, CudaTrainState::Create(model_.get(), params_,
-                                                           options_.accum_steps > 1, ordinal));
+                                                           options_.accum_steps > 1, ordinal,
+                                                           options_.tf32));
     MM_RETURN_IF_ERROR(moved->Upload(m_, v_, accum_));
     device_ = std::move(moved);
   }

@@ -30,6 +30,7 @@ struct TrainerOptions {
   int n_threads = 0;       // 0 = all cores
   bool straight_through = false;
   bool cuda = false;       // train on the CUDA device (train/cuda_train.h)
+  bool tf32 = false;       // MM_MATH_TF32: the GPU's fp32 products may use TF32
 
   [[nodiscard]] absl::Status Validate() const;
 };

@@ -597,7 +597,7 @@ TEST(ApiStructSize, InitRejectsUnknownSmallSizes) {
     EXPECT_TRUE(Fails(mm_model_config_init(&c, size), MM_ERR_STRUCT_SIZE, {"size"}))
         << "size " << size;
   }
-  for (size_t size : {size_t{0}, size_t{4}, sizeof(mm_model_options) - 1}) {
+  for (size_t size : {size_t{0}, size_t{4}, offsetof(mm_model_options, math) - 1}) {
     mm_model_options o;
     EXPECT_TRUE(Fails(mm_model_options_init(&o, size), MM_ERR_STRUCT_SIZE, {"size"}))
         << "size " << size;
@@ -651,7 +651,7 @@ TEST(ApiStructSize, CreateRejectsUnknownSmallSizes) {
                       MM_ERR_STRUCT_SIZE, {"struct_size"}));
     EXPECT_EQ(m, nullptr);
   }
-  for (uint32_t size : {0u, 4u, static_cast<uint32_t>(sizeof(mm_model_options) - 1)}) {
+  for (uint32_t size : {0u, 4u, static_cast<uint32_t>(offsetof(mm_model_options, math) - 1)}) {
     SCOPED_TRACE("mm_model_options.struct_size = " + std::to_string(size));
     mm_model_options o = Options();
     o.struct_size = size;
@@ -850,6 +850,8 @@ TEST(ApiOptions, InvalidOptionsAreInvalidArguments) {
       {"n_threads INT32_MIN",
        [](mm_model_options* o) { o->n_threads = std::numeric_limits<int32_t>::min(); },
        "n_threads"},
+      {"math 2", [](mm_model_options* o) { o->math = 2; }, "math"},
+      {"math -1", [](mm_model_options* o) { o->math = -1; }, "math"},
   };
   const mm_model_config c = SmallConfig();
   for (const Case& k : cases) {
@@ -861,6 +863,56 @@ TEST(ApiOptions, InvalidOptionsAreInvalidArguments) {
     EXPECT_EQ(m, nullptr);
     if (m != nullptr && m != Sentinel<mm_model>()) mm_model_free(m);
   }
+}
+
+// MM_MATH_TF32 only concerns GPU products: a CPU model computes the same
+// bits with it, and an options struct of the first version (without
+// `math`) is accepted.
+TEST(ApiOptions, MathTf32LeavesCpuModelsAlone) {
+  const mm_model_config c = SmallConfig();
+  mm_model_options o = Options();
+  EXPECT_EQ(o.math, MM_MATH_FP32);
+  ModelPtr fp32(nullptr);
+  {
+    mm_model* m = nullptr;
+    ASSERT_EQ(mm_model_create(&m, &c, 5, &o), MM_OK) << mm_last_error();
+    fp32.reset(m);
+  }
+  o.math = MM_MATH_TF32;
+  mm_model* tf32 = nullptr;
+  ASSERT_EQ(mm_model_create(&tf32, &c, 5, &o), MM_OK) << mm_last_error();
+  ModelPtr tf32_owned(tf32);
+  mm_model_options v1 = Options();
+  v1.struct_size = offsetof(mm_model_options, math);
+  mm_model* old = nullptr;
+  ASSERT_EQ(mm_model_create(&old, &c, 5, &v1), MM_OK) << mm_last_error();
+  ModelPtr old_owned(old);
+  std::vector<float> a, b, d;
+  const std::vector<std::pair<mm_model*, std::vector<float>*>> runs = {
+      {fp32.get(), &a}, {tf32, &b}, {old, &d}};
+  for (auto [model, out] : runs) {
+    mm_session* s = nullptr;
+    ASSERT_EQ(mm_session_create(&s, model, nullptr), MM_OK);
+    const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8};
+    out->assign(c.vocab_size, 0.0f);
+    ASSERT_EQ(mm_session_feed(s, tokens.data(), tokens.size(), MM_LOGITS_LAST, out->data(),
+                              out->size()),
+              MM_OK);
+    mm_session_free(s);
+  }
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a, d);
+  mm_trainer_options t;
+  ASSERT_EQ(mm_trainer_options_init(&t, sizeof t), MM_OK);
+  EXPECT_EQ(t.math, MM_MATH_FP32);
+  t.math = 3;
+  mm_trainer* trainer = Sentinel<mm_trainer>();
+  EXPECT_TRUE(Fails(mm_trainer_create(&trainer, fp32.get(), &t), MM_ERR_INVALID_ARGUMENT,
+                    {"math"}));
+  EXPECT_EQ(trainer, nullptr);
+  t.math = MM_MATH_TF32;
+  ASSERT_EQ(mm_trainer_create(&trainer, fp32.get(), &t), MM_OK) << mm_last_error();
+  mm_trainer_free(trainer);
 }
 
 // MM_DEVICE_CUDA models: MM_ERR_UNSUPPORTED without the CUDA backend,

@@ -35,6 +35,7 @@ struct Case {
   int64_t capacity = 6;
   bool bf16 = false;
   int64_t summary = 12;  // 12: the reads move notes in float4s; 9: in floats
+  bool tf32 = false;     // the GPU model's products on TF32 tensor cores
 };
 
 ModelConfig Config(const Case& k) {
@@ -81,6 +82,7 @@ Pair MakePair(const Case& k, uint64_t seed) {
   one.bf16_weights = k.bf16;
   ModelOptions dev = one;
   dev.cuda = true;
+  dev.tf32 = k.tf32;
   Pair pair;
   auto cpu = Model::FromWeights(config, w, one);
   auto gpu = Model::FromWeights(config, std::move(w), dev);
@@ -360,6 +362,94 @@ TEST_P(SessionParity, ManySessionsKeepTheirStreams) {
       EXPECT_LE(RelErr(a.data(), b.data(), a.size()), kTol) << "session " << i << " round " << r;
     }
   }
+}
+
+// Many streams stepped in one call: more rows than the decode products take
+// (the general products and the decode reads), and enough channels (200 ·
+// E = 9600) for the scan's lane-per-channel layout. Streams start at
+// different positions, so windows close on different steps.
+TEST_P(SessionParity, StepsManyStreamsAtOnce) {
+  const Case& k = GetParam();
+  Pair p = MakePair(k, 99);
+  ASSERT_TRUE(p.cpu && p.gpu);
+  const int64_t V = p.cpu->config().vocab_size;
+  const int kStreams = 200, kSteps = 3 * 4 + 2;
+  std::vector<std::unique_ptr<Session>> gpu, cpu;
+  std::vector<std::vector<int32_t>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    gpu.push_back(NewSession(p.gpu.get()));
+    cpu.push_back(NewSession(p.cpu.get()));
+    streams.push_back(RandomTokens(16 + kSteps, V, 900 + i));
+    const int64_t ahead = i % 16;
+    ASSERT_TRUE(gpu[i]->Feed(streams[i].data(), ahead, LogitsMode::kNone, nullptr, 0).ok());
+    ASSERT_TRUE(cpu[i]->Feed(streams[i].data(), ahead, LogitsMode::kNone, nullptr, 0).ok());
+  }
+  std::vector<Session*> ptrs;
+  for (auto& s : gpu) ptrs.push_back(s.get());
+  std::vector<float> step(kStreams * V), solo(V);
+  double worst = 0.0;
+  for (int t = 0; t < kSteps; ++t) {
+    std::vector<int32_t> toks(kStreams);
+    for (int i = 0; i < kStreams; ++i) toks[i] = streams[i][i % 16 + t];
+    ASSERT_TRUE(Session::StepMany(ptrs.data(), kStreams, toks.data(), step.data(), step.size())
+                    .ok());
+    for (int i = 0; i < kStreams; ++i) {
+      ASSERT_TRUE(cpu[i]->Feed(&toks[i], 1, LogitsMode::kLast, solo.data(), V).ok());
+      worst = std::max(worst, RelErr(&step[i * V], solo.data(), V));
+    }
+  }
+  EXPECT_LE(worst, kTol) << "200 streams stepped together";
+  for (int i : {0, 7, 13, 199}) {
+    ExpectCloseStates(gpu[i].get(), cpu[i].get(), "stream " + std::to_string(i));
+  }
+}
+
+// MM_MATH_TF32: the GPU's products on TF32 tensor cores stay near the CPU's
+// fp32 (inputs rounded to 10 mantissa bits), in a long feed (the chunked
+// products) and in batched steps (the general products), and differ from
+// the fp32 GPU model's bits (the option reaches the products). FIFO pools:
+// a kept note does not depend on how two near scores compare.
+TEST(SessionParityTf32, StaysNearFp32) {
+  const Case k{"tf32", PoolPolicy::kFifo, 4, Fusion::kWeighted, 2, 6, false, 12, true};
+  Case exact = k;
+  exact.tf32 = false;
+  Pair p = MakePair(k, 4321);
+  Pair q = MakePair(exact, 4321);
+  ASSERT_TRUE(p.cpu && p.gpu && q.gpu);
+  const int64_t T = 100, V = p.cpu->config().vocab_size;
+  const std::vector<int32_t> tokens = RandomTokens(T, V, 7);
+  constexpr double kTf32Tol = 1e-2;
+  std::vector<float> got(T * V), want(T * V), fp32(T * V);
+  auto g = NewSession(p.gpu.get()), c = NewSession(p.cpu.get()), e = NewSession(q.gpu.get());
+  ASSERT_TRUE(g->Feed(tokens.data(), T, LogitsMode::kAll, got.data(), got.size()).ok());
+  ASSERT_TRUE(c->Feed(tokens.data(), T, LogitsMode::kAll, want.data(), want.size()).ok());
+  ASSERT_TRUE(e->Feed(tokens.data(), T, LogitsMode::kAll, fp32.data(), fp32.size()).ok());
+  EXPECT_LE(RelErr(got.data(), want.data(), got.size()), kTf32Tol);
+  EXPECT_LE(RelErr(fp32.data(), want.data(), got.size()), kTol);
+  EXPECT_GT(RelErr(got.data(), fp32.data(), got.size()), 0.0) << "TF32 never used";
+  EXPECT_EQ(PoolWindows(g.get()), PoolWindows(c.get()));
+
+  const int kStreams = 12;
+  std::vector<std::unique_ptr<Session>> gpu, cpu;
+  for (int i = 0; i < kStreams; ++i) {
+    gpu.push_back(NewSession(p.gpu.get()));
+    cpu.push_back(NewSession(p.cpu.get()));
+  }
+  std::vector<Session*> ptrs;
+  for (auto& s : gpu) ptrs.push_back(s.get());
+  std::vector<float> step(kStreams * V), solo(V);
+  double worst = 0.0;
+  for (int64_t t = 0; t < 30; ++t) {
+    std::vector<int32_t> toks(kStreams);
+    for (int i = 0; i < kStreams; ++i) toks[i] = tokens[(t + 5 * i) % T];
+    ASSERT_TRUE(Session::StepMany(ptrs.data(), kStreams, toks.data(), step.data(), step.size())
+                    .ok());
+    for (int i = 0; i < kStreams; ++i) {
+      ASSERT_TRUE(cpu[i]->Feed(&toks[i], 1, LogitsMode::kLast, solo.data(), V).ok());
+      worst = std::max(worst, RelErr(&step[i * V], solo.data(), V));
+    }
+  }
+  EXPECT_LE(worst, kTf32Tol) << "batched steps";
 }
 
 INSTANTIATE_TEST_SUITE_P(

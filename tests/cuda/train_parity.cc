@@ -247,6 +247,33 @@ TEST(CudaTrainer, StepsFollowTheCpuTrainer) {
   EXPECT_LE(NormErr(dg, dc), 0.05);
 }
 
+// MM_MATH_TF32: products on TF32 tensor cores (inputs rounded to 10
+// mantissa bits) keep the loss and the gradient norm near the CPU's fp32,
+// and the steps differ from the fp32 GPU trainer's (the option is used).
+TEST(CudaTrainer, Tf32StaysNearFp32) {
+  const Case k;
+  const ModelConfig config = Config(k);
+  std::unique_ptr<Model> model = Perturbed(config, 3);
+  TrainerOptions tf = Opts(true, 1);
+  tf.tf32 = true;
+  auto cpu = Trainer::Create(*model, Opts(false, 1));
+  auto gpu = Trainer::Create(*model, tf);
+  auto exact = Trainer::Create(*model, Opts(true, 1));
+  ASSERT_TRUE(cpu.ok() && gpu.ok() && exact.ok()) << gpu.status();
+  bool differs = false;
+  for (int i = 0; i < 3; ++i) {
+    Data d = MakeBatch(k, config.vocab_size, 100 + i);
+    StepResult rc, rg, re;
+    ASSERT_TRUE((*cpu)->Step(d.batch, &rc).ok());
+    ASSERT_TRUE((*gpu)->Step(d.batch, &rg).ok());
+    ASSERT_TRUE((*exact)->Step(d.batch, &re).ok());
+    EXPECT_NEAR(rg.loss, rc.loss, 1e-2 * rc.loss) << "step " << i;
+    EXPECT_NEAR(rg.grad_norm, rc.grad_norm, 5e-2 * rc.grad_norm) << "step " << i;
+    differs = differs || rg.loss != re.loss || rg.grad_norm != re.grad_norm;
+  }
+  EXPECT_TRUE(differs) << "TF32 never used";
+}
+
 TEST(CudaTrainer, ResumeAcrossASaveIsExact) {
   const Case k;
   const ModelConfig config = Config(k);

@@ -92,7 +92,8 @@ absl::StatusOr<const mmc_op_table*> CudaOps() {
   return &loaded->table;
 }
 
-absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(int device) {
+absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(int device,
+                                                                  bool allow_tf32) {
   MM_ASSIGN_OR_RETURN(const mmc_op_table* ops, CudaOps());
   std::unique_ptr<CudaContext> c(new CudaContext());
   c->ops_ = ops;
@@ -100,6 +101,7 @@ absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(int device) {
   mmc_context_options options;
   ops->context_options_init(&options, sizeof options);
   options.device = device;
+  options.allow_tf32 = allow_tf32 ? 1 : 0;
   const int st = ops->context_create(&c->ctx_, &options);
   if (st != MMC_OK) {
     c->ctx_ = nullptr;

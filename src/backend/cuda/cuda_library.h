@@ -32,7 +32,9 @@ class CudaContext {
   // A context on CUDA device `device` (an ordinal). kNoDevice where the
   // library loads but no device or driver answers, or the ordinal is not a
   // device of this machine.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaContext>> Create(int device = 0);
+  // allow_tf32: fp32 matrix products may use TF32 tensor cores (MM_MATH_TF32).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaContext>> Create(
+      int device = 0, bool allow_tf32 = false);
   ~CudaContext();
   CudaContext(const CudaContext&) = delete;
   CudaContext& operator=(const CudaContext&) = delete;

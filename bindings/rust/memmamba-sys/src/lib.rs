@@ -59,6 +59,9 @@ pub const MM_DEVICE_CUDA: i32 = 1;
 pub const MM_DTYPE_F32: i32 = 0;
 pub const MM_DTYPE_BF16: i32 = 1;
 
+pub const MM_MATH_FP32: i32 = 0;
+pub const MM_MATH_TF32: i32 = 1;
+
 pub const MM_LOGITS_NONE: i32 = 0;
 pub const MM_LOGITS_LAST: i32 = 1;
 pub const MM_LOGITS_ALL: i32 = 2;
@@ -113,6 +116,7 @@ pub struct mm_model_options {
     pub device: i32,
     pub weight_dtype: i32,
     pub n_threads: i32,
+    pub math: i32,
 }
 
 #[repr(C)]
@@ -156,6 +160,7 @@ pub struct mm_trainer_options {
     pub n_threads: i32,
     pub note_straight_through: bool,
     pub device: i32,
+    pub math: i32,
 }
 
 pub const MM_NCCL_ID_BYTES: usize = 128;
@@ -396,11 +401,11 @@ mod tests {
     #[test]
     fn struct_layouts_match_the_header() {
         assert_eq!(size_of::<mm_model_config>(), 80);
-        assert_eq!(size_of::<mm_model_options>(), 16);
+        assert_eq!(size_of::<mm_model_options>(), 20);
         assert_eq!(size_of::<mm_session_options>(), 8);
         assert_eq!(size_of::<mm_snapshot_info>(), 72);
         assert_eq!(align_of::<mm_snapshot_info>(), 8);
-        assert_eq!(size_of::<mm_trainer_options>(), 44);
+        assert_eq!(size_of::<mm_trainer_options>(), 48);
         assert_eq!(size_of::<mm_train_result>(), 40);
         assert_eq!(size_of::<mm_eval_result>(), 32);
         assert_eq!(size_of::<mm_fidelity>(), 48);

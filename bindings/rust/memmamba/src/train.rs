@@ -7,7 +7,7 @@ use std::ptr::{self, NonNull};
 use memmamba_sys as sys;
 
 use crate::error::{check, check_thread, invalid, Code, Error, Result};
-use crate::model::{check_abi, path_to_cstring, Device, Model, ModelOptions};
+use crate::model::{check_abi, path_to_cstring, Device, Math, Model, ModelOptions};
 
 /// AdamW and accumulation settings (`mm_trainer_options`). `Default` gives
 /// the library's defaults.
@@ -30,6 +30,9 @@ pub struct TrainerOptions {
     /// Where the trainer runs: `Device::Cuda` keeps its state on the GPU
     /// (`Code::NoDevice` without one, `Code::Unsupported` without CUDA).
     pub device: Device,
+    /// How the GPU trainer's products are computed (`Math::Tf32`: TF32
+    /// tensor cores; master weights and moments stay fp32).
+    pub math: Math,
 }
 
 impl Default for TrainerOptions {
@@ -51,6 +54,7 @@ impl Default for TrainerOptions {
                 n_threads: 0,
                 note_straight_through: false,
                 device: Device::Cpu,
+                math: Math::Fp32,
             };
         }
         TrainerOptions {
@@ -64,6 +68,7 @@ impl Default for TrainerOptions {
             n_threads: raw.n_threads,
             note_straight_through: raw.note_straight_through,
             device: if raw.device == sys::MM_DEVICE_CUDA { Device::Cuda } else { Device::Cpu },
+            math: if raw.math == sys::MM_MATH_TF32 { Math::Tf32 } else { Math::Fp32 },
         }
     }
 }
@@ -85,6 +90,7 @@ impl TrainerOptions {
                 Device::Cpu => sys::MM_DEVICE_CPU,
                 Device::Cuda => sys::MM_DEVICE_CUDA,
             },
+            math: self.math.to_raw(),
         }
     }
 }
