@@ -6,10 +6,11 @@
 // checks that n_threads never changes a bit, that padding columns are left
 // alone, and that the caller's OpenMP ICV survives the call. The bf16 tests
 // cover the round trip of every bf16 value and the rounding rule (ties to
-// even, NaN, Inf, overflow). The AMX path of the bf16 product
-// (matmul_amx.h) gets the same checks on its own, over ragged shapes and
-// values of many magnitudes, and against the sgemm path; those tests skip
-// where the CPU or the OS does not allow AMX.
+// even, NaN, Inf, overflow). The AMX paths of the bf16 and fp32 products
+// (matmul_amx.h) get the same checks on their own, over ragged shapes, values
+// of many magnitudes, weights whose bf16 parts are all non-zero, sums that
+// cancel, and against the sgemm path; those tests skip where the CPU or the
+// OS does not allow AMX.
 #include <omp.h>
 
 #include <algorithm>
@@ -137,23 +138,42 @@ enum class WeightType { kF32, kBf16 };
 struct Problem {
   int64_t M, N, K, ldx, ldy;
   std::vector<float> x;      // M * ldx, padding holds NaN (must not be read)
-  std::vector<float> w_f32;  // N * K, already rounded to bf16 values
-  std::vector<uint16_t> w_bf16;
+  std::vector<float> w_f32;  // N * K, rounded to bf16 values unless asked not
+  std::vector<uint16_t> w_bf16;  // w_f32 rounded to bf16
   std::vector<float> y0;  // M * ldy, the initial y
 };
 
-// With `spread`, x and W take magnitudes from 2^-20 to 2^20 (and some exact
-// zeros), so that the parts of the AMX split and the terms of each sum span
-// many binades.
+enum class Values {
+  kUniform,  // uniform in (-1, 1)
+  // Magnitudes from 2^-20 to 2^20 (and some exact zeros), so that the parts
+  // of the AMX split and the terms of each sum span many binades.
+  kSpread,
+  // Every value's mid and lo bf16 parts near their largest (the low 16 bits
+  // of the mantissa 0b0xxxxxxxx0111111), so that the part products the fp32
+  // AMX path leaves out are as large as they get; magnitudes 2^-4 to 2^4.
+  kLargeParts,
+};
+
+// With bf16_weights, W holds values exactly representable in bf16, so both
+// entry points see the same weights and share one reference; otherwise W is
+// full fp32 (only for MatmulF32).
 Problem MakeProblem(int64_t M, int64_t N, int64_t K, int64_t x_pad,
-                    int64_t y_pad, uint32_t seed, bool spread = false) {
+                    int64_t y_pad, uint32_t seed,
+                    Values values = Values::kUniform, bool bf16_weights = true) {
   Problem p{M, N, K, K + x_pad, N + y_pad, {}, {}, {}, {}};
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::uniform_int_distribution<int> binade(-20, 20);
-  const auto value = [&] {
+  const auto value = [&]() -> float {
+    if (values == Values::kLargeParts) {
+      const uint32_t r = static_cast<uint32_t>(rng());
+      const uint32_t exponent = 127 - 4 + r % 9;
+      const uint32_t mantissa =
+          ((r >> 4) & 0x7fu) << 16 | ((r >> 11) & 0xffu) << 7 | 0x3fu;
+      return FromBits((r >> 31) << 31 | exponent << 23 | mantissa);
+    }
     const float v = dist(rng);
-    if (!spread) return v;
+    if (values == Values::kUniform) return v;
     const int e = binade(rng);
     return e == 20 ? 0.0f : std::ldexp(v, e);
   };
@@ -163,9 +183,9 @@ Problem MakeProblem(int64_t M, int64_t N, int64_t K, int64_t x_pad,
     for (int64_t k = 0; k < K; ++k) p.x[m * p.ldx + k] = value();
   }
   p.w_f32.resize(static_cast<size_t>(N * K));
-  // Values exactly representable in bf16, so both entry points see the same
-  // weights and share one reference.
-  for (float& v : p.w_f32) v = Bf16ToF32(F32ToBf16(value()));
+  for (float& v : p.w_f32) {
+    v = bf16_weights ? Bf16ToF32(F32ToBf16(value())) : value();
+  }
   p.w_bf16.resize(p.w_f32.size());
   ConvertF32ToBf16(p.w_f32.data(), p.w_bf16.data(), p.w_f32.size());
   p.y0.resize(static_cast<size_t>(M * p.ldy));
@@ -331,7 +351,8 @@ TEST(MatmulTest, RestoresOpenMpIcvAndWorksInsideParallelRegions) {
 // ---------------------------------------------------------------------------
 // The AMX path (matmul_amx.h).
 
-// Turns the AMX path of MatmulBf16 off for a scope (as MM_CPU_AMX=0 does).
+// Turns the AMX path of MatmulBf16 and MatmulF32 off for a scope (as
+// MM_CPU_AMX=0 does).
 class AmxOff {
  public:
   AmxOff() { SetAmxBf16ForTesting(false); }
@@ -348,7 +369,8 @@ class AmxOff {
   } while (false)
 
 // The AMX product itself, whatever MM_CPU_AMX says; y starts as in RunMatmul.
-std::vector<float> RunAmx(const Problem& p, bool accumulate, int n_threads) {
+std::vector<float> RunAmx(const Problem& p, WeightType type, bool accumulate,
+                          int n_threads) {
   std::vector<float> y = p.y0;
   if (!accumulate) {
     for (int64_t m = 0; m < p.M; ++m) {
@@ -357,25 +379,26 @@ std::vector<float> RunAmx(const Problem& p, bool accumulate, int n_threads) {
       }
     }
   }
-  EXPECT_TRUE(MatmulBf16Amx(p.x.data(), p.M, p.K, p.ldx, p.w_bf16.data(), p.N,
-                            y.data(), p.ldy, accumulate, n_threads));
+  if (type == WeightType::kF32) {
+    EXPECT_TRUE(MatmulF32Amx(p.x.data(), p.M, p.K, p.ldx, p.w_f32.data(), p.N,
+                             y.data(), p.ldy, accumulate, n_threads));
+  } else {
+    EXPECT_TRUE(MatmulBf16Amx(p.x.data(), p.M, p.K, p.ldx, p.w_bf16.data(),
+                              p.N, y.data(), p.ldy, accumulate, n_threads));
+  }
   return y;
 }
 
 // The reference, the header's bound, untouched padding, and the same bits
-// for 1, 2 and 3 threads.
-void CheckAmxShape(int64_t M, int64_t N, int64_t K, int64_t x_pad,
-                   int64_t y_pad, bool spread) {
-  const Problem p =
-      MakeProblem(M, N, K, x_pad, y_pad,
-                  static_cast<uint32_t>(M * 7919 + N * 31 + K + spread), spread);
+// for 1, 2 and 3 threads, for one problem.
+void CheckAmxProblem(const Problem& p, WeightType type,
+                     const std::string& note) {
   for (bool accumulate : {false, true}) {
-    const std::string what = "amx " + Describe(p, WeightType::kBf16, accumulate) +
-                             (spread ? " spread" : "");
-    const std::vector<float> y1 = RunAmx(p, accumulate, 1);
+    const std::string what = "amx " + Describe(p, type, accumulate) + note;
+    const std::vector<float> y1 = RunAmx(p, type, accumulate, 1);
     CheckAgainstReference(p, accumulate, y1, what);
     for (int n_threads : {2, 3}) {
-      const std::vector<float> yt = RunAmx(p, accumulate, n_threads);
+      const std::vector<float> yt = RunAmx(p, type, accumulate, n_threads);
       ASSERT_EQ(std::memcmp(y1.data(), yt.data(), y1.size() * sizeof(float)),
                 0)
           << what << ": n_threads=" << n_threads << " differs from 1";
@@ -383,61 +406,29 @@ void CheckAmxShape(int64_t M, int64_t N, int64_t K, int64_t x_pad,
   }
 }
 
+// The same on a random problem of the shape; fp32 weights are full fp32.
+void CheckAmxShape(WeightType type, int64_t M, int64_t N, int64_t K,
+                   int64_t x_pad, int64_t y_pad, Values values) {
+  const Problem p = MakeProblem(
+      M, N, K, x_pad, y_pad,
+      static_cast<uint32_t>(M * 7919 + N * 31 + K + static_cast<int>(values)),
+      values, /*bf16_weights=*/type == WeightType::kBf16);
+  CheckAmxProblem(p, type,
+                  " values=" + std::to_string(static_cast<int>(values)));
+}
+
+constexpr WeightType kBothTypes[] = {WeightType::kBf16, WeightType::kF32};
+
 TEST(AmxMatmulTest, MatchesFloat64ReferenceOnRaggedShapes) {
   SKIP_WITHOUT_AMX();
-  for (int64_t M : {17, 31, 48, 100}) {
-    for (int64_t K : {1, 2, 5, 31, 32, 33, 48, 67, 200, 769}) {
-      for (int64_t N : {1, 15, 17, 48, 80, 130}) {
-        for (bool spread : {false, true}) {
-          CheckAmxShape(M, N, K, /*x_pad=*/0, /*y_pad=*/0, spread);
-          CheckAmxShape(M, N, K, /*x_pad=*/3, /*y_pad=*/5, spread);
-        }
-      }
-    }
-  }
-}
-
-// Shapes with many blocks of the grid (panels of W and blocks of rows of x),
-// a K of several panels' worth, and the model's narrow and short products.
-TEST(AmxMatmulTest, LargeShapesSplitAcrossThreads) {
-  SKIP_WITHOUT_AMX();
-  CheckAmxShape(300, 257, 129, 1, 2, true);
-  CheckAmxShape(300, 80, 1536, 0, 3, false);  // x_proj of Mamba-130m
-  CheckAmxShape(130, 1536, 48, 2, 0, true);   // dt_proj
-  CheckAmxShape(64, 1003, 515, 0, 3, false);
-  CheckAmxShape(129, 200, 1601, 5, 1, true);
-  CheckAmxShape(17, 700, 2100, 0, 0, false);
-}
-
-// Both paths of MatmulBf16 on one machine: each within the bound of the
-// exact result, so within twice the bound of each other.
-TEST(AmxMatmulTest, AgreesWithTheSgemmPath) {
-  SKIP_WITHOUT_AMX();
-  const double u = std::ldexp(1.0, -24);
-  for (auto [M, N, K] : {std::array<int64_t, 3>{17, 80, 48},
-                         {100, 130, 769}, {257, 300, 200}, {64, 1003, 515}}) {
-    for (bool spread : {false, true}) {
-      const Problem p = MakeProblem(M, N, K, 2, 3, 5, spread);
-      for (bool accumulate : {false, true}) {
-        const std::vector<float> amx = RunAmx(p, accumulate, 2);
-        std::vector<float> sgemm;
-        {
-          AmxOff off;
-          sgemm = RunMatmul(p, WeightType::kBf16, accumulate, 2);
-        }
-        const std::string what = Describe(p, WeightType::kBf16, accumulate);
-        CheckAgainstReference(p, accumulate, sgemm, "sgemm " + what);
-        for (int64_t m = 0; m < M; ++m) {
-          for (int64_t n = 0; n < N; ++n) {
-            double abs_sum = accumulate ? std::fabs(p.y0[m * p.ldy + n]) : 0.0;
-            for (int64_t k = 0; k < K; ++k) {
-              abs_sum += std::fabs(static_cast<double>(p.x[m * p.ldx + k]) *
-                                   p.w_f32[n * K + k]);
-            }
-            ASSERT_LE(std::fabs(static_cast<double>(amx[m * p.ldy + n]) -
-                                sgemm[m * p.ldy + n]),
-                      2.0 * (K + 3) * u * abs_sum)
-                << what << " m=" << m << " n=" << n;
+  for (WeightType type : kBothTypes) {
+    for (int64_t M : {17, 31, 48, 100}) {
+      for (int64_t K : {1, 2, 5, 31, 32, 33, 48, 67, 200, 769}) {
+        for (int64_t N : {1, 15, 17, 48, 80, 130}) {
+          for (Values v : {Values::kUniform, Values::kSpread,
+                           Values::kLargeParts}) {
+            CheckAmxShape(type, M, N, K, /*x_pad=*/0, /*y_pad=*/0, v);
+            CheckAmxShape(type, M, N, K, /*x_pad=*/3, /*y_pad=*/5, v);
           }
         }
       }
@@ -445,44 +436,206 @@ TEST(AmxMatmulTest, AgreesWithTheSgemmPath) {
   }
 }
 
-// Through MatmulBf16: the path is taken for M > 16 and gives the AMX bits.
-TEST(AmxMatmulTest, MatmulBf16TakesThePath) {
+// Shapes with many blocks of the grid (panels of W and blocks of rows of x),
+// a K of several panels' worth, and the model's products (Mamba-130m: x_proj
+// 80 x 1536, dt_proj 1536 x 48, out_proj 768 x 1536, in_proj 3072 x 768),
+// also with K = 3072.
+TEST(AmxMatmulTest, LargeShapesSplitAcrossThreads) {
   SKIP_WITHOUT_AMX();
-  if (!AmxBf16Enabled()) GTEST_SKIP() << "MM_CPU_AMX=0";
-  const Problem p = MakeProblem(40, 100, 70, 1, 1, 9);
-  const std::vector<float> amx = RunAmx(p, true, 2);
-  const std::vector<float> via = RunMatmul(p, WeightType::kBf16, true, 2);
-  EXPECT_EQ(std::memcmp(amx.data(), via.data(), amx.size() * sizeof(float)),
-            0);
+  for (WeightType type : kBothTypes) {
+    CheckAmxShape(type, 300, 257, 129, 1, 2, Values::kSpread);
+    CheckAmxShape(type, 300, 80, 1536, 0, 3, Values::kUniform);
+    CheckAmxShape(type, 130, 1536, 48, 2, 0, Values::kSpread);
+    CheckAmxShape(type, 64, 1003, 515, 0, 3, Values::kUniform);
+    CheckAmxShape(type, 129, 200, 1601, 5, 1, Values::kSpread);
+    CheckAmxShape(type, 17, 700, 2100, 0, 0, Values::kUniform);
+    CheckAmxShape(type, 200, 97, 3072, 1, 1, Values::kLargeParts);
+    CheckAmxShape(type, 45, 768, 1536, 0, 0, Values::kSpread);
+    CheckAmxShape(type, 33, 3072, 768, 0, 0, Values::kLargeParts);
+  }
 }
 
-// Inf and NaN activations propagate as in fp32; a finite activation beyond
-// the largest bf16 (which rounds to Inf in bf16) still gives a finite sum.
+// Sums that cancel: every row of x is (a, -a, b, -b, ...) against W rows
+// (c, c, d, d, ...), or the pairs cancel but for a small difference, so the
+// exact result is 0 or tiny next to sum |x W| and only the bound relative to
+// that sum can hold. Also W whose mid and lo parts are all as large as they
+// get, against x likewise, for every small K.
+TEST(AmxMatmulTest, CancellingSums) {
+  SKIP_WITHOUT_AMX();
+  for (WeightType type : kBothTypes) {
+    for (int64_t K : {2, 4, 6, 34, 48, 770, 1536}) {
+      for (Values v : {Values::kUniform, Values::kSpread,
+                       Values::kLargeParts}) {
+        for (bool nudge : {false, true}) {
+          Problem p = MakeProblem(40, 35, K, 1, 2, static_cast<uint32_t>(K),
+                                  v, type == WeightType::kBf16);
+          for (int64_t m = 0; m < p.M; ++m) {
+            float* row = p.x.data() + m * p.ldx;
+            for (int64_t k = 0; k + 1 < K; k += 2) {
+              // nudge: one ulp off, so the sum is small but not 0.
+              row[k + 1] = nudge ? -std::nextafter(row[k], 0.0f) : -row[k];
+            }
+          }
+          for (int64_t n = 0; n < p.N; ++n) {
+            float* row = p.w_f32.data() + n * K;
+            for (int64_t k = 0; k + 1 < K; k += 2) row[k + 1] = row[k];
+          }
+          ConvertF32ToBf16(p.w_f32.data(), p.w_bf16.data(), p.w_f32.size());
+          CheckAmxProblem(p, type,
+                          std::string(" cancelling") + (nudge ? " nudged" : ""));
+        }
+      }
+    }
+  }
+}
+
+// Both paths of each product on one machine: each within the bound of the
+// exact result, so within twice the bound of each other.
+TEST(AmxMatmulTest, AgreesWithTheSgemmPath) {
+  SKIP_WITHOUT_AMX();
+  const double u = std::ldexp(1.0, -24);
+  for (WeightType type : kBothTypes) {
+    for (auto [M, N, K] : {std::array<int64_t, 3>{17, 80, 48},
+                           {100, 130, 769}, {257, 300, 200}, {64, 1003, 515},
+                           {300, 96, 1536}}) {
+      for (Values v : {Values::kUniform, Values::kSpread,
+                       Values::kLargeParts}) {
+        const Problem p =
+            MakeProblem(M, N, K, 2, 3, 5, v, type == WeightType::kBf16);
+        for (bool accumulate : {false, true}) {
+          const std::vector<float> amx = RunAmx(p, type, accumulate, 2);
+          std::vector<float> sgemm;
+          {
+            AmxOff off;
+            sgemm = RunMatmul(p, type, accumulate, 2);
+          }
+          const std::string what = Describe(p, type, accumulate);
+          CheckAgainstReference(p, accumulate, sgemm, "sgemm " + what);
+          for (int64_t m = 0; m < M; ++m) {
+            for (int64_t n = 0; n < N; ++n) {
+              double abs_sum =
+                  accumulate ? std::fabs(p.y0[m * p.ldy + n]) : 0.0;
+              for (int64_t k = 0; k < K; ++k) {
+                abs_sum += std::fabs(static_cast<double>(p.x[m * p.ldx + k]) *
+                                     p.w_f32[n * K + k]);
+              }
+              ASSERT_LE(std::fabs(static_cast<double>(amx[m * p.ldy + n]) -
+                                  sgemm[m * p.ldy + n]),
+                        2.0 * (K + 3) * u * abs_sum)
+                  << what << " m=" << m << " n=" << n;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Through MatmulBf16 and MatmulF32: the path is taken for M > 16 and gives
+// the AMX bits.
+TEST(AmxMatmulTest, MatmulTakesThePath) {
+  SKIP_WITHOUT_AMX();
+  if (!AmxBf16Enabled()) GTEST_SKIP() << "MM_CPU_AMX=0";
+  for (WeightType type : kBothTypes) {
+    const Problem p = MakeProblem(40, 100, 70, 1, 1, 9, Values::kUniform,
+                                  type == WeightType::kBf16);
+    const std::vector<float> amx = RunAmx(p, type, true, 2);
+    const std::vector<float> via = RunMatmul(p, type, true, 2);
+    EXPECT_EQ(std::memcmp(amx.data(), via.data(), amx.size() * sizeof(float)),
+              0)
+        << Describe(p, type, true);
+  }
+}
+
+// NaN activations give NaN; Inf activations give the same Inf with bf16
+// weights and a non-finite result with fp32 weights (where a zero part of W
+// meets the Inf, NaN); a finite activation beyond the largest bf16 (which
+// rounds to Inf in bf16) still gives a finite sum.
 TEST(AmxMatmulTest, NonFiniteAndHugeActivations) {
   SKIP_WITHOUT_AMX();
-  Problem p = MakeProblem(20, 18, 40, 0, 0, 3);
-  for (float& v : p.w_f32) v = std::fabs(v) + 0.25f;  // positive weights
-  for (float& v : p.w_f32) v = Bf16ToF32(F32ToBf16(v));
-  ConvertF32ToBf16(p.w_f32.data(), p.w_bf16.data(), p.w_f32.size());
-  const float inf = std::numeric_limits<float>::infinity();
-  p.x[0 * p.ldx + 3] = inf;
-  p.x[1 * p.ldx + 39] = -inf;
-  p.x[2 * p.ldx + 17] = std::numeric_limits<float>::quiet_NaN();
-  // Beyond 0x7f7f7fff, the largest value that stays finite in bf16.
-  const float huge = FromBits(0x7f7fc000u);
-  for (int64_t m = 3; m < p.M; ++m) {
-    for (int64_t k = 0; k < p.K; ++k) p.x[m * p.ldx + k] = 0.0f;
+  for (WeightType type : kBothTypes) {
+    const bool bf16 = type == WeightType::kBf16;
+    Problem p = MakeProblem(20, 18, 40, 0, 0, 3, Values::kUniform, bf16);
+    // Positive weights, below 1 for fp32 so that huge * W stays finite.
+    for (float& v : p.w_f32) v = std::fabs(v) * (bf16 ? 1.0f : 0.5f) + 0.25f;
+    if (bf16) {
+      for (float& v : p.w_f32) v = Bf16ToF32(F32ToBf16(v));
+    }
+    ConvertF32ToBf16(p.w_f32.data(), p.w_bf16.data(), p.w_f32.size());
+    const float inf = std::numeric_limits<float>::infinity();
+    p.x[0 * p.ldx + 3] = inf;
+    p.x[1 * p.ldx + 39] = -inf;
+    p.x[2 * p.ldx + 17] = std::numeric_limits<float>::quiet_NaN();
+    // Beyond 0x7f7f7fff, the largest value that stays finite in bf16.
+    const float huge = FromBits(0x7f7fc000u);
+    for (int64_t m = 3; m < p.M; ++m) {
+      for (int64_t k = 0; k < p.K; ++k) p.x[m * p.ldx + k] = 0.0f;
+    }
+    p.x[3 * p.ldx + 5] = huge;
+    p.x[4 * p.ldx + 0] = -huge;
+    const std::vector<float> y = RunAmx(p, type, false, 1);
+    const double u = std::ldexp(1.0, -24);
+    for (int64_t n = 0; n < p.N; ++n) {
+      if (bf16) {
+        EXPECT_EQ(y[0 * p.ldy + n], inf) << n;
+        EXPECT_EQ(y[1 * p.ldy + n], -inf) << n;
+      } else {
+        EXPECT_FALSE(std::isfinite(y[0 * p.ldy + n])) << n;
+        EXPECT_FALSE(std::isfinite(y[1 * p.ldy + n])) << n;
+      }
+      EXPECT_TRUE(std::isnan(y[2 * p.ldy + n])) << n;
+      if (bf16) {
+        // One term each: the product itself, rounded once.
+        EXPECT_EQ(y[3 * p.ldy + n], huge * p.w_f32[n * p.K + 5]) << n;
+        EXPECT_EQ(y[4 * p.ldy + n], -huge * p.w_f32[n * p.K + 0]) << n;
+      } else {
+        // Split W: several products and roundings, within the bound (K = 40).
+        const double ref3 = static_cast<double>(huge) * p.w_f32[n * p.K + 5];
+        const double ref4 = -static_cast<double>(huge) * p.w_f32[n * p.K];
+        EXPECT_LE(std::fabs(y[3 * p.ldy + n] - ref3), 43 * u * std::fabs(ref3))
+            << n;
+        EXPECT_LE(std::fabs(y[4 * p.ldy + n] - ref4), 43 * u * std::fabs(ref4))
+            << n;
+      }
+    }
   }
-  p.x[3 * p.ldx + 5] = huge;
-  p.x[4 * p.ldx + 0] = -huge;
-  const std::vector<float> y = RunAmx(p, false, 1);
-  for (int64_t n = 0; n < p.N; ++n) {
-    EXPECT_EQ(y[0 * p.ldy + n], inf) << n;
-    EXPECT_EQ(y[1 * p.ldy + n], -inf) << n;
-    EXPECT_TRUE(std::isnan(y[2 * p.ldy + n])) << n;
-    // One term each: the product itself, rounded once.
-    EXPECT_EQ(y[3 * p.ldy + n], huge * p.w_f32[n * p.K + 5]) << n;
-    EXPECT_EQ(y[4 * p.ldy + n], -huge * p.w_f32[n * p.K + 0]) << n;
+}
+
+// fp32 weights that are not finite or lie beyond the largest bf16: NaN in W
+// gives NaN, Inf a non-finite result (NaN where a zero part of x meets it,
+// as 0 * Inf is), a huge finite weight keeps a finite sum.
+TEST(AmxMatmulTest, NonFiniteAndHugeF32Weights) {
+  SKIP_WITHOUT_AMX();
+  Problem p = MakeProblem(20, 6, 40, 0, 0, 4, Values::kUniform, false);
+  for (float& v : p.x) v = std::fabs(v) * 0.5f + 0.25f;  // positive, < 1
+  const float inf = std::numeric_limits<float>::infinity();
+  const float huge = FromBits(0x7f7fc000u);
+  for (int64_t k = 0; k < p.K; ++k) {
+    p.w_f32[3 * p.K + k] = 0.0f;
+    p.w_f32[4 * p.K + k] = 0.0f;
+  }
+  p.w_f32[0 * p.K + 7] = inf;
+  p.w_f32[1 * p.K + 33] = -inf;
+  p.w_f32[2 * p.K + 0] = std::numeric_limits<float>::quiet_NaN();
+  p.w_f32[3 * p.K + 9] = huge;
+  p.w_f32[4 * p.K + 39] = -huge;
+  p.x[5 * p.ldx + 7] = 0.0f;  // 0 * Inf
+  const std::vector<float> y = RunAmx(p, WeightType::kF32, false, 1);
+  const double u = std::ldexp(1.0, -24);
+  for (int64_t m = 0; m < p.M; ++m) {
+    if (m == 5) {
+      EXPECT_TRUE(std::isnan(y[m * p.ldy + 0])) << m;
+    } else {
+      EXPECT_FALSE(std::isfinite(y[m * p.ldy + 0])) << m;
+    }
+    EXPECT_FALSE(std::isfinite(y[m * p.ldy + 1])) << m;
+    EXPECT_TRUE(std::isnan(y[m * p.ldy + 2])) << m;
+    const double ref3 = static_cast<double>(p.x[m * p.ldx + 9]) * huge;
+    const double ref4 = -static_cast<double>(p.x[m * p.ldx + 39]) * huge;
+    EXPECT_LE(std::fabs(y[m * p.ldy + 3] - ref3), 43 * u * std::fabs(ref3))
+        << m;
+    EXPECT_LE(std::fabs(y[m * p.ldy + 4] - ref4), 43 * u * std::fabs(ref4))
+        << m;
   }
 }
 

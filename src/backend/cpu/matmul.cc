@@ -27,10 +27,12 @@
 //    grid's per-call team turned single decode steps into scheduler-slice
 //    waits (measured: 8 ms per 64x768 product); the streaming kernel runs
 //    M == 1 with one small team and measured as fast.
-//  * AMX (bf16 weights, M > 16, where the CPU has AMX-BF16, the OS grants
-//    the tile state and MM_CPU_AMX is not "0"): matmul_amx.cc. Activations
-//    are split exactly into three bf16 parts and multiplied on the tile
-//    unit; fp32-exact products, only the summation order differs.
+//  * AMX (M > 16, where the CPU has AMX-BF16, the OS grants the tile state
+//    and MM_CPU_AMX is not "0"): matmul_amx.cc. Activations are split
+//    exactly into three bf16 parts and multiplied on the tile unit; with
+//    bf16 weights the products are fp32-exact, only the summation order
+//    differs; fp32 weights are split too and the part products below
+//    2^-24 of each term are left out (the same bound).
 //
 // The caller's OpenMP ICVs are never touched: team members call
 // omp_set_num_threads(1) inside our parallel region, which only changes
@@ -531,6 +533,11 @@ bool MatmulBf16Amx(const float*, int64_t, int64_t, int64_t, const uint16_t*,
                    int64_t, float*, int64_t, bool, int) {
   return false;  // not built: AmxBf16Supported() is false
 }
+
+bool MatmulF32Amx(const float*, int64_t, int64_t, int64_t, const float*,
+                  int64_t, float*, int64_t, bool, int) {
+  return false;
+}
 #endif
 
 void MatmulF32(const float* x, int64_t M, int64_t K, int64_t ldx,
@@ -542,6 +549,10 @@ void MatmulF32(const float* x, int64_t M, int64_t K, int64_t ldx,
     return;
   }
   n_threads = std::max(n_threads, 1);
+  if (M > kStreamMaxMF32 && AmxBf16Enabled() &&
+      MatmulF32Amx(x, M, K, ldx, w, N, y, ldy, accumulate, n_threads)) {
+    return;
+  }
   if (M <= kStreamMaxMF32 || !FitsBlasInt(M, N, K, ldx, ldy)) {
     StreamParallel<F32Source>(x, M, K, ldx, w, N, y, ldy, accumulate,
                               n_threads);

@@ -1,4 +1,5 @@
-// The AMX path of the bf16 product (DESIGN.md section 3; matmul_amx.h, contract in matmul.h):
+// The AMX path of the products with bf16 and fp32 weights (DESIGN.md section 3;
+// matmul_amx.h, contract in matmul.h):
 //
 //   y[m, n] (=|+=) sum_{k < K} x[m, k] * W[n, k]      0 <= m < M, 0 <= n < N
 //
@@ -9,45 +10,69 @@
 //   hi = bf16(x),  mid = bf16(x - hi),  lo = bf16(x - hi - mid),
 //   x  = hi + mid + lo  exactly.
 // (x has 24 significant bits; x - hi is exact in fp32 and holds at most 16 of
-// them, x - hi - mid at most 8, so lo loses nothing.) Every bf16 x bf16
-// product is exact in fp32 (8 x 8 significant bits), so
+// them, x - hi - mid at most 8, so lo loses nothing.) With x in
+// [2^e, 2^(e+1)): |mid| <= 2^(e-8) and |lo| <= 2^(e-17) (lo is 0 when
+// |x - hi| = 2^(e-8)), so |mid| <= 2^-8 |x| and |lo| <= 2^-17 |x|. Every
+// bf16 x bf16 product is exact in fp32 (8 x 8 significant bits).
+//
+// bf16 weights (one part, W itself):
 //   y = sum_k hi_k W_k  +  sum_k (mid_k W_k + lo_k W_k)
-// is the fp32 product with only the summation order changed. The hi
-// products go to one fp32 tile, the mid and lo products (each at most 2^-8
-// of |x W|) to a second, and at the end
-//   y = (hi tile + mid/lo tile) (+ y before).
-// Error: the hi tile is a sum of K exact terms, and TDPBF16PS sums each
-// instruction's 32 products apart (two lanes of 16, per the SDM) before
-// adding them to the tile, so the large partial sums round twice per 32
-// values of k; the mid/lo tile's roundings are 2^-8 times smaller, and the
-// last two adds round once each. That stays within the header's bound
-// (K + 3) * 2^-24 * (sum_k |x W| + |y before|), which the tests check.
+// is the fp32 product with only the summation order changed: 3 products a
+// tile pair.
+// fp32 weights: W is split the same way, W = Wh + Wm + Wl, and of the nine
+// part products the six of order <= 2 are kept:
+//   y = sum_k hi Wh  +  sum_k (lo Wh + mid Wh + hi Wm + mid Wm + hi Wl);
+// the three dropped ones are at most (2^-25 + 2^-25 + 2^-34) |x W|, that is
+// (1 + 2^-10) 2^-24 |x W| together: one unit of fp32 rounding per term, in
+// place of the rounding of each product that fp32 arithmetic itself makes.
+//
+// In both, the hi products go to one fp32 tile and the others (each at most
+// 2^-8 (1 + 2^-8) of |x W|) to a second, and at the end
+//   y = (hi tile + second tile) (+ y before).
+// Error: TDPBF16PS sums the 32 products of an instruction in two lanes (even
+// and odd k, 16 products each, in order, rounding at each add), adds the two
+// lanes and then the tile (measured with values below half an ulp of the
+// running sum; the SDM leaves the order to the implementation). A hi product
+// therefore goes through at most 15 + 1 roundings in its instruction
+// (ceil(K / 2) - 1 + 1 when K <= 32) and one per later 32 values of k; the
+// second tile's roundings are 2^-7 times smaller; the last two adds round once
+// each, and for fp32 weights the dropped products add one more unit. For
+// every K that stays within the header's bound
+// (K + 3) * 2^-24 * (sum_k |x W| + |y before|), which the tests check
+// against float64, down to K = 1 (hi product exact, 3 units and a fraction).
 // Limits of exactness: the tile unit treats subnormal inputs as zero and
 // flushes subnormal results, so parts or products below 2^-126 are lost
-// (activations below ~2^-110 lose their lo part). A finite x beyond the
-// largest bf16 keeps its truncation as hi (rounding would give Inf);
-// non-finite x has hi = x and no other parts, so Inf and NaN propagate as in
-// fp32.
+// (values below ~2^-110 lose their lo part, fp32 weights below 2^-126
+// count as zero). A finite value beyond the largest bf16 keeps its
+// truncation as hi (rounding would give Inf); a non-finite value has hi = x
+// and zero mid and lo parts, so NaN propagates, and so does Inf with bf16
+// weights; with fp32 weights an Inf meets the other operand's parts, and
+// where one of them is zero (any value exact in bf16) 0 * Inf gives NaN
+// where fp32 gives Inf: the result is still not finite.
 //
 // Layout. A tile holds 16 rows of 64 bytes. An A tile is 16 rows of x, 32
-// values of k (one part); a B tile is W in the VNNI layout: tile row r holds
-// the pairs (W[n][2r], W[n][2r+1]) of 16 consecutive n; an output tile is
-// 16 x 16 fp32. x is packed once per call, all rows, into its three parts,
-// one 1 KiB tile after the other in the order (16-row tile, k chunk, part);
-// W is packed per block of rows (a panel) into a per-thread buffer, tile
-// after tile in the order (16-row tile, k chunk). M, N and K are padded with
+// values of k (one part); a B tile is W (one part) in the VNNI layout: tile
+// row r holds the pairs (W[n][2r], W[n][2r+1]) of 16 consecutive n; an output
+// tile is 16 x 16 fp32. x is packed once per call, all rows, into its three
+// parts, one 1 KiB tile after the other in the order (16-row tile, k chunk,
+// part); W is packed per block of rows (a panel) into a per-thread buffer,
+// in the order (16-row tile, k chunk, part): one part for bf16, three for
+// fp32, split as it is packed (packing stays a few percent of a product, so
+// packed planes are not kept between calls). M, N and K are padded with
 // zeros to multiples of 16, 16 and 32; padded rows are never written back.
 //
 // Determinism: every output element is summed in the same order (k chunks
-// ascending, hi tile then mid/lo tile) whatever block or thread computes it,
-// so the bits depend neither on n_threads nor on the block grid. The grid
-// (panels of W times blocks of rows of x, sizes from the shape) only shares
-// the work out, dynamically, as the sgemm path's grid does.
+// ascending, within a chunk the products in the order of TileRow, hi tile
+// then second tile) whatever block or thread computes it, so the bits depend
+// neither on n_threads nor on the block grid. The grid (panels of W times
+// blocks of rows of x, sizes from the shape) only shares the work out,
+// dynamically, as the sgemm path's grid does.
 //
 // This file is compiled with AMX-TILE, AMX-BF16, AVX-512F and AVX-512BW
 // (CMakeLists.txt) and is entered only where matmul.cc found them usable; it
-// defines nothing with external linkage but MatmulBf16Amx, so no inline
-// function compiled with those instructions can stand in for a baseline one.
+// defines nothing with external linkage but MatmulBf16Amx and MatmulF32Amx,
+// so no inline function compiled with those instructions can stand in for a
+// baseline one.
 #include "backend/cpu/matmul_amx.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512F__) && \
@@ -64,7 +89,7 @@ namespace {
 constexpr int64_t kTileRows = 16;   // rows of x or W per tile
 constexpr int64_t kChunk = 32;      // values of k per tile
 constexpr int64_t kTileElems = 512; // bf16 per A or B tile (1 KiB)
-constexpr int64_t kParts = 3;       // hi, mid, lo
+constexpr int64_t kParts = 3;       // hi, mid, lo of x (and of fp32 W)
 constexpr int kRowBytes = 64;       // every tile row, every tile
 
 // The grid: about kTargetBlocks blocks so that two or more threads balance;
@@ -86,8 +111,13 @@ constexpr int64_t kBlockChunks = 4;
 // Below this many flops per thread a block is not worth a thread.
 constexpr double kMinFlopsPerThread = 4.0e6;
 
+// The parts W is packed into: bf16 is one already, fp32 splits into three.
+template <typename Elem>
+constexpr int64_t kWParts = sizeof(Elem) == 2 ? 1 : kParts;
+
 // The gather that packs W takes 32-bit byte offsets of 16 rows.
-constexpr int64_t kMaxGatherK = int64_t{1} << 26;
+template <typename Elem>
+constexpr int64_t kMaxGatherK = (int64_t{1} << 31) / (16 * sizeof(Elem));
 
 // Local helpers rather than std:: templates: this file's instructions must
 // not end up in a function the rest of the library shares (see the top).
@@ -208,40 +238,68 @@ void PackX(const float* x, int64_t M, int64_t K, int64_t ldx, int64_t t,
   }
 }
 
-// Rows n0 .. n0 + nr of W (row stride K) into B tiles: for each 16-row tile
-// j and chunk c, the tile at dst + (j * chunks + c) * kTileElems.
-void PackW(const uint16_t* w, int64_t N, int64_t K, int64_t n0, int64_t nr,
-           int64_t chunks, uint16_t* dst) {
-  const int64_t tiles = CeilDiv(nr, kTileRows);
-  // Byte offsets of 16 consecutive rows of W.
+// Tile row r of a B tile, for each part: the pairs (W[n][2r], W[n][2r+1])
+// of 16 rows n whose byte offsets from `pair` (at W[0][2r]) are `rows`.
+inline void PackPairRow(const uint16_t* pair, __m512i rows, uint16_t* out) {
+  _mm512_store_si512(out, _mm512_i32gather_epi32(rows, pair, 1));
+}
+
+inline void PackPairRow(const float* pair, __m512i rows, uint16_t* out) {
+  // 64-bit gathers of 8 rows each: lanes (W[n][2r], W[n][2r+1]) for n in
+  // order, split, then each part's 16-bit halves side by side (StoreRow) is
+  // the VNNI row.
+  __m512i hi[2], mid[2], lo[2];
+  for (int h = 0; h < 2; ++h) {
+    const __m512 pairs = _mm512_castsi512_ps(_mm512_i32gather_epi64(
+        h == 0 ? _mm512_castsi512_si256(rows)
+               : _mm512_extracti64x4_epi64(rows, 1),
+        pair, 1));
+    Split(pairs, &hi[h], &mid[h], &lo[h]);
+  }
+  StoreRow(out, hi[0], hi[1]);
+  StoreRow(out + kTileElems, mid[0], mid[1]);
+  StoreRow(out + 2 * kTileElems, lo[0], lo[1]);
+}
+
+// The B tiles (kWParts of them, one after the other at out) of the 16 rows
+// of W at w (row stride ld elements) and 32 values of k.
+template <typename Elem>
+void PackTile(const Elem* w, int64_t ld, uint16_t* out) {
   const __m512i rows = _mm512_mullo_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-      _mm512_set1_epi32(static_cast<int>(Min(K, kMaxGatherK) * 2)));
+      _mm512_set1_epi32(static_cast<int>(ld * sizeof(Elem))));
+  for (int r = 0; r < kTileRows; ++r) {
+    PackPairRow(w + 2 * r, rows, out + r * 32);
+  }
+}
+
+// Rows n0 .. n0 + nr of W (row stride K) into B tiles: for each 16-row tile
+// j and chunk c, its kWParts tiles at dst + (j * chunks + c) * kWParts *
+// kTileElems.
+template <typename Elem>
+void PackW(const Elem* w, int64_t N, int64_t K, int64_t n0, int64_t nr,
+           int64_t chunks, uint16_t* dst) {
+  const int64_t tiles = CeilDiv(nr, kTileRows);
   for (int64_t j = 0; j < tiles; ++j) {
     const int64_t n_base = n0 + j * kTileRows;
     const int64_t valid_n = Min(kTileRows, N - n_base);
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t k0 = c * kChunk;
-      uint32_t* out =
-          reinterpret_cast<uint32_t*>(dst + (j * chunks + c) * kTileElems);
-      if (valid_n == kTileRows && k0 + kChunk <= K && K <= kMaxGatherK) {
-        const char* base = reinterpret_cast<const char*>(w + n_base * K + k0);
-        for (int r = 0; r < kTileRows; ++r) {
-          _mm512_store_si512(out + r * 16,
-                             _mm512_i32gather_epi32(rows, base + 4 * r, 1));
-        }
+      uint16_t* out = dst + (j * chunks + c) * kWParts<Elem> * kTileElems;
+      if (valid_n == kTileRows && k0 + kChunk <= K && K <= kMaxGatherK<Elem>) {
+        PackTile(w + n_base * K + k0, K, out);
         continue;
       }
-      // Edge tile: zeros beyond N and K.
-      for (int64_t r = 0; r < kTileRows; ++r) {
-        const int64_t k = k0 + 2 * r;
-        for (int64_t n = 0; n < kTileRows; ++n) {
-          const uint16_t* row = w + (n_base + n) * K;
-          const uint32_t even = n < valid_n && k < K ? row[k] : 0u;
-          const uint32_t odd = n < valid_n && k + 1 < K ? row[k + 1] : 0u;
-          out[r * 16 + n] = even | (odd << 16);
+      // Edge tile: through a copy with zeros beyond N and K.
+      alignas(64) Elem edge[kTileRows * kChunk];
+      for (int64_t n = 0; n < kTileRows; ++n) {
+        for (int64_t k = 0; k < kChunk; ++k) {
+          edge[n * kChunk + k] = n < valid_n && k0 + k < K
+                                     ? w[(n_base + n) * K + k0 + k]
+                                     : Elem{0};
         }
       }
+      PackTile(edge, kChunk, out);
     }
   }
 }
@@ -249,14 +307,14 @@ void PackW(const uint16_t* w, int64_t N, int64_t K, int64_t n0, int64_t nr,
 // ---------------------------------------------------------------------------
 // Products.
 
-// One row of x tiles (a: its packed chunks) times one or two B tiles (b0,
-// b1: packed chunks of two 16-row tiles of W), over chunks [c0, c1). Tiles 0
-// and 1 sum the hi and the mid/lo products of b0, 2 and 3 those of b1; A
-// goes through 4 and 5, B through 6 and 7. The sums start at zero when
-// `first`, else from acc (hi0, midlo0, hi1, midlo1, 256 floats each), and
-// end in acc: storing and reloading a tile is exact, so cutting K into
-// blocks changes no bit.
-template <bool kTwo>
+// One row of x tiles (a: its packed chunks) times one or two 16-row tiles
+// of W (b0, b1: their packed chunks), over chunks [c0, c1). Tiles 0 and 1
+// sum the hi and the other products of b0, 2 and 3 those of b1; A goes
+// through 4 and 5, B through 6 and 7. The sums start at zero when `first`,
+// else from acc (hi0, rest0, hi1, rest1, 256 floats each), and end in acc:
+// storing and reloading a tile is exact, so cutting K into blocks changes no
+// bit. The order of an output tile's products does not depend on kTwo.
+template <int64_t kWP, bool kTwo>
 void TileRow(const uint16_t* a, const uint16_t* b0, const uint16_t* b1,
              int64_t c0, int64_t c1, bool first, float* acc) {
   CompilerBarrier();
@@ -277,17 +335,46 @@ void TileRow(const uint16_t* a, const uint16_t* b0, const uint16_t* b1,
   }
   for (int64_t c = c0; c < c1; ++c) {
     const uint16_t* ac = a + c * kParts * kTileElems;
-    _tile_loadd(6, b0 + c * kTileElems, kRowBytes);
-    if constexpr (kTwo) _tile_loadd(7, b1 + c * kTileElems, kRowBytes);
+    const uint16_t* bc0 = b0 + c * kWP * kTileElems;
+    const uint16_t* bc1 = kTwo ? b1 + c * kWP * kTileElems : nullptr;
+    // x hi times W (hi): the hi tiles.
+    _tile_loadd(6, bc0, kRowBytes);
+    if constexpr (kTwo) _tile_loadd(7, bc1, kRowBytes);
     _tile_loadd(4, ac, kRowBytes);
     _tile_dpbf16ps(0, 4, 6);
     if constexpr (kTwo) _tile_dpbf16ps(2, 4, 7);
-    _tile_loadd(5, ac + kTileElems, kRowBytes);
-    _tile_dpbf16ps(1, 5, 6);
-    if constexpr (kTwo) _tile_dpbf16ps(3, 5, 7);
-    _tile_loadd(4, ac + 2 * kTileElems, kRowBytes);
-    _tile_dpbf16ps(1, 4, 6);
-    if constexpr (kTwo) _tile_dpbf16ps(3, 4, 7);
+    if constexpr (kWP == 1) {
+      // bf16 W: x mid, then x lo, times W.
+      _tile_loadd(5, ac + kTileElems, kRowBytes);
+      _tile_dpbf16ps(1, 5, 6);
+      if constexpr (kTwo) _tile_dpbf16ps(3, 5, 7);
+      _tile_loadd(4, ac + 2 * kTileElems, kRowBytes);
+      _tile_dpbf16ps(1, 4, 6);
+      if constexpr (kTwo) _tile_dpbf16ps(3, 4, 7);
+    } else {
+      // fp32 W: lo Wh, mid Wh, hi Wm, mid Wm, hi Wl (9 loads, 12 products
+      // for two tiles of W).
+      _tile_loadd(5, ac + 2 * kTileElems, kRowBytes);
+      _tile_dpbf16ps(1, 5, 6);
+      if constexpr (kTwo) _tile_dpbf16ps(3, 5, 7);
+      _tile_loadd(5, ac + kTileElems, kRowBytes);
+      _tile_dpbf16ps(1, 5, 6);
+      if constexpr (kTwo) _tile_dpbf16ps(3, 5, 7);
+      _tile_loadd(6, bc0 + kTileElems, kRowBytes);
+      _tile_dpbf16ps(1, 4, 6);
+      _tile_dpbf16ps(1, 5, 6);
+      if constexpr (kTwo) {
+        _tile_loadd(7, bc1 + kTileElems, kRowBytes);
+        _tile_dpbf16ps(3, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_loadd(6, bc0 + 2 * kTileElems, kRowBytes);
+      _tile_dpbf16ps(1, 4, 6);
+      if constexpr (kTwo) {
+        _tile_loadd(7, bc1 + 2 * kTileElems, kRowBytes);
+        _tile_dpbf16ps(3, 4, 7);
+      }
+    }
   }
   _tile_stored(0, acc, kRowBytes);
   _tile_stored(1, acc + 256, kRowBytes);
@@ -298,7 +385,7 @@ void TileRow(const uint16_t* a, const uint16_t* b0, const uint16_t* b1,
   CompilerBarrier();
 }
 
-// y[r, 0..cols) (=|+=) hi[r] + midlo[r] for r < rows; other columns of y
+// y[r, 0..cols) (=|+=) hi[r] + rest[r] for r < rows; other columns of y
 // are not touched (masked loads and stores).
 void WriteTile(const float* sums, float* y, int64_t ldy, int64_t rows,
                int64_t cols, bool accumulate) {
@@ -317,11 +404,13 @@ void* AllocateBytes(size_t bytes) {
   return std::aligned_alloc(64, bytes);
 }
 
-}  // namespace
-
-bool MatmulBf16Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
-                   const uint16_t* w_bf16, int64_t N, float* y, int64_t ldy,
-                   bool accumulate, int n_threads) {
+// The product for either weight type (see the top). The grid is the same for
+// both: panels of the same rows of W, fp32's three times the bytes.
+template <typename Elem>
+bool MatmulAmx(const float* x, int64_t M, int64_t K, int64_t ldx,
+               const Elem* w, int64_t N, float* y, int64_t ldy,
+               bool accumulate, int n_threads) {
+  constexpr int64_t kWP = kWParts<Elem>;
   const int64_t chunks = CeilDiv(K, kChunk);
   const int64_t m_tiles = CeilDiv(M, kTileRows);
 
@@ -347,7 +436,8 @@ bool MatmulBf16Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
 
   const int64_t x_elems = m_tiles * chunks * kParts * kTileElems;
   // Per thread: its panel of W, then the sums of one row of output tiles.
-  const int64_t panel_elems = CeilDiv(n_rows, kTileRows) * chunks * kTileElems;
+  const int64_t panel_elems =
+      CeilDiv(n_rows, kTileRows) * chunks * kWP * kTileElems;
   const int64_t acc_floats = CeilDiv(n_rows, 2 * kTileRows) * 4 * 256;
   const int64_t scratch_bytes = panel_elems * 2 + acc_floats * 4;
   auto* packed_x = static_cast<uint16_t*>(AllocateBytes(x_elems * 2));
@@ -382,7 +472,7 @@ bool MatmulBf16Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
       const int64_t n0 = p * n_rows, nr = Min(n_rows, N - n0);
       const int64_t m0 = b * m_rows, m_end = Min(M, m0 + m_rows);
       if (packed != p) {
-        PackW(w_bf16, N, K, n0, nr, chunks, panel);
+        PackW(w, N, K, n0, nr, chunks, panel);
         packed = p;
       }
       const int64_t n_tiles = CeilDiv(nr, kTileRows);
@@ -393,13 +483,13 @@ bool MatmulBf16Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
         for (int64_t c0 = 0; c0 < chunks; c0 += kBlockChunks) {
           const int64_t c1 = Min(chunks, c0 + kBlockChunks);
           for (int64_t j = 0; j < n_tiles; j += 2) {
-            const uint16_t* b0 = panel + j * chunks * kTileElems;
+            const uint16_t* b0 = panel + j * chunks * kWP * kTileElems;
             float* sums = acc + j / 2 * 4 * 256;
             if (j + 1 < n_tiles) {
-              TileRow<true>(a, b0, b0 + chunks * kTileElems, c0, c1, c0 == 0,
-                            sums);
+              TileRow<kWP, true>(a, b0, b0 + chunks * kWP * kTileElems, c0,
+                                 c1, c0 == 0, sums);
             } else {
-              TileRow<false>(a, b0, nullptr, c0, c1, c0 == 0, sums);
+              TileRow<kWP, false>(a, b0, nullptr, c0, c1, c0 == 0, sums);
             }
           }
         }
@@ -418,6 +508,20 @@ bool MatmulBf16Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
   std::free(packed_x);
   std::free(scratch);
   return true;
+}
+
+}  // namespace
+
+bool MatmulBf16Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
+                   const uint16_t* w_bf16, int64_t N, float* y, int64_t ldy,
+                   bool accumulate, int n_threads) {
+  return MatmulAmx(x, M, K, ldx, w_bf16, N, y, ldy, accumulate, n_threads);
+}
+
+bool MatmulF32Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
+                  const float* w, int64_t N, float* y, int64_t ldy,
+                  bool accumulate, int n_threads) {
+  return MatmulAmx(x, M, K, ldx, w, N, y, ldy, accumulate, n_threads);
 }
 
 }  // namespace memmamba::cpu

@@ -1,7 +1,7 @@
-// The AMX path of MatmulBf16 (matmul.h) for M > 16: fp32 activations split
-// exactly into three bf16 parts, multiplied with the bf16 weights by the
-// tile unit's TDPBF16PS into fp32 tiles. The math is at the top of
-// matmul_amx.cc; the contract is MatmulBf16's.
+// The AMX path of MatmulBf16 and MatmulF32 (matmul.h) for M > 16: fp32
+// activations (and fp32 weights) split exactly into three bf16 parts,
+// multiplied by the tile unit's TDPBF16PS into fp32 tiles. The math is at
+// the top of matmul_amx.cc; the contracts are MatmulBf16's and MatmulF32's.
 //
 // Internal to the CPU backend: matmul.cc chooses the path, tests compare it
 // with the sgemm path.
@@ -12,10 +12,10 @@
 
 namespace memmamba::cpu {
 
-// Whether MatmulBf16 takes the AMX path for M > 16 in this process: the path
-// is built, the CPU has AMX-TILE, AMX-BF16, AVX-512F and AVX-512BW, the OS
-// enables their state and granted this process the tile data
-// (arch_prctl(ARCH_REQ_XCOMP_PERM)), and the environment variable
+// Whether MatmulBf16 and MatmulF32 take the AMX path for M > 16 in this
+// process: the path is built, the CPU has AMX-TILE, AMX-BF16, AVX-512F and
+// AVX-512BW, the OS enables their state and granted this process the tile
+// data (arch_prctl(ARCH_REQ_XCOMP_PERM)), and the environment variable
 // MM_CPU_AMX is not "0". Decided on the first call (MM_CPU_AMX is read
 // then, once), unless SetAmxBf16ForTesting overrides it. Thread rule: any
 // thread.
@@ -37,6 +37,12 @@ void SetAmxBf16ForTesting(bool enabled);
 bool MatmulBf16Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
                    const uint16_t* w_bf16, int64_t N, float* y, int64_t ldy,
                    bool accumulate, int n_threads);
+
+// The same for MatmulF32: W split into three parts as well, six of the nine
+// part products kept (matmul_amx.cc), within MatmulF32's bound.
+bool MatmulF32Amx(const float* x, int64_t M, int64_t K, int64_t ldx,
+                  const float* w, int64_t N, float* y, int64_t ldy,
+                  bool accumulate, int n_threads);
 
 }  // namespace memmamba::cpu
 
