@@ -13,9 +13,12 @@
 // over N (or M) only, never over K, and each output element's reduction order
 // depends on (M, N, K) alone. Results may differ between the bf16 and fp32
 // entry points, between machines, and between the small-M and large-M paths
-// (the choice of path depends on the shape only). Against the exact result
-// the error stays within the worst-case fp32 bound the tests check:
-// (K + 3) * 2^-24 * (sum_k |x[m, k] * W[n, k]| + |y_before[m, n]|).
+// (the choice of path depends on the shape and the machine only). Against the
+// exact result the error stays within the worst-case fp32 bound the tests
+// check: (K + 3) * 2^-24 * (sum_k |x[m, k] * W[n, k]| + |y_before[m, n]|).
+// The AMX path (see below) keeps that bound down to parts of a value or
+// products below 2^-126, which the tile unit flushes to zero, and may give
+// NaN where fp32 gives +-Inf for an Inf input (matmul_amx.cc).
 //
 // Threads: n_threads >= 1 is this call's thread budget (values < 1 are
 // treated as 1). The call may fork an OpenMP team of up to n_threads; when
@@ -30,7 +33,7 @@
 // ldx >= K, ldy >= N; pointers may be NULL only where nothing is read or
 // written (M == 0 or N == 0; x and w when K == 0).
 // The functions never throw, abort or print; when a temporary buffer cannot be
-// allocated the bf16 product falls back to a slower path that needs none.
+// allocated a product falls back to a slower path that needs none.
 #ifndef MEMMAMBA_BACKEND_CPU_MATMUL_H_
 #define MEMMAMBA_BACKEND_CPU_MATMUL_H_
 
@@ -39,10 +42,14 @@
 
 namespace memmamba::cpu {
 
-// fp32 weights. M <= 16 (decode, except M == 1): the streaming AVX2 kernel,
-// parallel over N. M == 1 and M > 16: OpenBLAS (sgemv, sgemm) on a grid of
-// blocks fixed by the shape, one single-threaded call per block, blocks
-// shared out dynamically.
+// fp32 weights. M <= 16 (decode): the streaming AVX2 kernel, parallel over
+// N. M > 16 (prefill, training): OpenBLAS sgemm on a grid of blocks fixed by
+// the shape, one single-threaded call per block, blocks shared out
+// dynamically; on CPUs with AMX-BF16 (and the OS's permission; MM_CPU_AMX=0
+// turns it off) M > 16 runs on the tile unit instead: activations and
+// weights each split exactly into three bf16 parts, and the six part
+// products of order <= 2 accumulated (the three left out are at most
+// (1 + 2^-10) * 2^-24 of |x w| per term): the same bound, other bits.
 void MatmulF32(const float* x, int64_t M, int64_t K, int64_t ldx,
                const float* w, int64_t N, float* y, int64_t ldy,
                bool accumulate, int n_threads);

@@ -175,26 +175,23 @@ inline void Split(__m512 x, __m512i* hi, __m512i* mid, __m512i* lo) {
   const __m512i abs = _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff));
   const __mmask16 finite =
       _mm512_cmplt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
-  __m512i h = RoundToBf16(bits);
-  // Finite values that rounded up to Inf keep their truncation instead.
-  const __mmask16 overflow = _mm512_mask_cmpeq_epi32_mask(
-      finite, _mm512_and_si512(h, _mm512_set1_epi32(0x7fff)),
-      _mm512_set1_epi32(0x7f80));
-  // Non-finite values: hi = x (NaN quiet, as ConvertF32ToBf16 gives it).
-  const __m512i top = _mm512_srli_epi32(bits, 16);
-  h = _mm512_mask_mov_epi32(h, overflow, top);
-  h = _mm512_mask_mov_epi32(
-      h, static_cast<__mmask16>(~finite),
-      _mm512_or_si512(top, _mm512_maskz_set1_epi32(
-                               _mm512_cmpgt_epu32_mask(
-                                   abs, _mm512_set1_epi32(0x7f800000)),
-                               0x40)));
+  // From 0x7f7f8000 up rounding overflows (finite values) or must not be
+  // done (Inf, NaN): these keep their truncation, NaN made quiet as
+  // ConvertF32ToBf16 does.
+  const __mmask16 big =
+      _mm512_cmpge_epu32_mask(abs, _mm512_set1_epi32(0x7f7f8000));
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
+  __m512i h = _mm512_mask_srli_epi32(RoundToBf16(bits), big, bits, 16);
+  h = _mm512_mask_or_epi32(h, nan, h, _mm512_set1_epi32(0x40));
   const __m512 r1 = _mm512_maskz_sub_ps(finite, x, Widen(h));
   const __m512i m = RoundToBf16(_mm512_castps_si512(r1));
   const __m512 r2 = _mm512_sub_ps(r1, Widen(m));
   *hi = h;
   *mid = m;
-  *lo = RoundToBf16(_mm512_castps_si512(r2));
+  // r2 has at most 8 significant bits: its upper half holds all of it (a
+  // subnormal r2 loses bits, as the tile unit would).
+  *lo = _mm512_srli_epi32(_mm512_castps_si512(r2), 16);
 }
 
 // Two vectors of 16 bf16-in-32-bit lanes as one row of 32 bf16.
