@@ -4,8 +4,9 @@
 // D=768, L=24, f32 weights) with memory on (the default pools, every pool
 // full: each session starts from a snapshot of a 2048-token stream) and off
 // (pool_capacity 0); each step with its sessions' logits brought back to
-// the host (logits:1, as a sampling application needs them) or without
-// (logits:0, the model's own throughput); products in fp32 (tf32:0) or on
+// the host (logits:1), or without (logits:0, the model's own throughput),
+// or with each session's next token drawn on the device and only the ids
+// brought back (logits:2, mm_sessions_step_sample at temperature 1); products in fp32 (tf32:0) or on
 // TF32 tensor cores (tf32:1, MM_MATH_TF32). MM_CUDA_GRAPHS=0 in the
 // environment runs one-token steps op by op instead of as recorded graphs.
 //
@@ -84,8 +85,8 @@ int64_t Vocab(const mm_model* m) {
   return c.vocab_size;
 }
 
-// args: memory on/off, concurrent sessions, logits back to the host or not,
-// TF32 products or not.
+// args: memory on/off, concurrent sessions, logits back to the host (1),
+// none (0) or sampled ids (2), TF32 products or not.
 void BM_GpuDecode(benchmark::State& state) {
   const int pool = static_cast<int>(state.range(0));
   const int64_t B = state.range(1);
@@ -105,19 +106,27 @@ void BM_GpuDecode(benchmark::State& state) {
       return;
     }
   }
-  std::vector<float> logits(want_logits ? B * V : 0);
-  float* out = want_logits ? logits.data() : nullptr;
-  std::vector<int32_t> tokens = Tokens(B, V, 2);
+  const bool sample = state.range(2) == 2;
+  std::vector<float> logits(want_logits && !sample ? B * V : 0);
+  float* out = logits.empty() ? nullptr : logits.data();
+  std::vector<int32_t> tokens = Tokens(B, V, 2), next(B);
   std::mt19937 rng(3);
-  for (int i = 0; i < 3; ++i) {  // warm up (the first steps size the buffers)
-    mm_sessions_step(sessions.data(), B, tokens.data(), out, logits.size());
-  }
+  auto step = [&]() {
+    return sample ? mm_sessions_step_sample(sessions.data(), B, tokens.data(), nullptr,
+                                            next.data())
+                  : mm_sessions_step(sessions.data(), B, tokens.data(), out, logits.size());
+  };
+  for (int i = 0; i < 3; ++i) step();  // warm up (the first steps size the buffers)
   for (auto _ : state) {
-    if (mm_sessions_step(sessions.data(), B, tokens.data(), out, logits.size()) != MM_OK) {
+    if (step() != MM_OK) {
       state.SkipWithError(mm_last_error());
       break;
     }
-    for (auto& t : tokens) t = static_cast<int32_t>(rng() % V);
+    if (sample) {
+      tokens = next;
+    } else {
+      for (auto& t : tokens) t = static_cast<int32_t>(rng() % V);
+    }
   }
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(state.iterations() * B), benchmark::Counter::kIsRate);
@@ -159,7 +168,7 @@ void BM_GpuPrefill(benchmark::State& state) {
 
 BENCHMARK(BM_GpuDecode)
     ->ArgNames({"pool", "sessions", "logits", "tf32"})
-    ->ArgsProduct({{1, 0}, {1, 16, 64, 256}, {1, 0}, {0, 1}})
+    ->ArgsProduct({{1, 0}, {1, 16, 64, 256}, {1, 0, 2}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GpuPrefill)

@@ -62,7 +62,7 @@
 extern "C" {
 #endif
 
-#define MMC_API_VERSION 5
+#define MMC_API_VERSION 6
 
 typedef enum mmc_status {
   MMC_OK = 0,
@@ -800,6 +800,18 @@ MMC_API int mmc_comm_all_reduce(mmc_context* ctx, mmc_comm* comm, void* data, in
 MMC_API int mmc_comm_broadcast(mmc_context* ctx, mmc_comm* comm, void* data, int64_t bytes,
                                int32_t root);
 
+/* ------------------------------------------------------------------------ */
+/* Sampling (sample.cu) */
+
+/* out[r] (device, rows ints) = the next token of logits row r (device,
+ * row stride ld >= V): temperature 0, the highest logit; > 0, the
+ * Gumbel-max draw of mm_sessions_step_sample (memmamba.h) at positions[r]
+ * (device) with `seed`. NaN never chosen, ties to the lowest id, a row of
+ * NaN gives 0. rows <= 65535 (MMC_ERR_UNSUPPORTED beyond). */
+MMC_API int mmc_sample_rows(mmc_context* ctx, const float* logits, int64_t rows, int64_t V,
+                            int64_t ld, float temperature, uint64_t seed,
+                            const int64_t* positions, int32_t* out);
+
 typedef struct mmc_op_table {
   uint32_t struct_size;  /* filled: min(caller's size, the library's) */
   uint32_t version;      /* MMC_API_VERSION of the library */
@@ -888,6 +900,9 @@ typedef struct mmc_op_table {
   int (*decode_linear)(mmc_context*, const mmc_decode_linear_args*);
   int (*decode_read)(mmc_context*, const mmc_slot_pools*, const mmc_decode_read_args*);
   int (*decode_scan)(mmc_context*, const mmc_decode_scan_args*);
+  /* Since MMC_API_VERSION 6. */
+  int (*sample_rows)(mmc_context*, const float*, int64_t, int64_t, int64_t, float, uint64_t,
+                     const int64_t*, int32_t*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

@@ -336,6 +336,41 @@ func TestAPI_MismatchedModels(t *testing.T) {
 	}
 }
 
+func TestAPI_StepSamplePicksFromTheLogits(t *testing.T) {
+	m := smallModel(t, 16)
+	a, b := newSession(t, m), newSession(t, m)
+	p := tokens(7, 64, 40)
+	_, err := a.Feed(p, LogitsNone)
+	must(t, err)
+	_, err = b.Feed(p, LogitsNone)
+	must(t, err)
+	// Greedy: the highest of the twin's logits (the same bits on the CPU).
+	logits, err := Step([]*Session{a}, []int32{3})
+	must(t, err)
+	next, err := StepSample([]*Session{b}, []int32{3}, 0, 0)
+	must(t, err)
+	best := 0
+	for v, x := range logits {
+		if x > logits[best] {
+			best = v
+		}
+	}
+	if len(next) != 1 || next[0] != int32(best) {
+		t.Fatalf("greedy %v, highest logit at %d", next, best)
+	}
+	drawn, err := StepSample([]*Session{b}, next, 1, 9)
+	must(t, err)
+	if drawn[0] < 0 || drawn[0] >= 64 {
+		t.Fatalf("drew %d", drawn[0])
+	}
+	at := b.Position()
+	_, err = StepSample([]*Session{b}, drawn, -1, 9)
+	expectCode(t, err, CodeInvalidArgument)
+	if b.Position() != at {
+		t.Fatal("a failed step moved the session")
+	}
+}
+
 func TestAPI_StepManySessions(t *testing.T) {
 	m := smallModel(t, 13)
 	var batch, separate []*Session

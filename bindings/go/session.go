@@ -207,6 +207,53 @@ func StepInto(sessions []*Session, tokens []int32, out []float32) error {
 	return err
 }
 
+// StepSample steps each session by one token, as Step, and returns each
+// session's next token drawn from its logits where they are computed (on a
+// GPU model only the ids come back). temperature 0 is greedy; above 0 the
+// draw is from softmax(logits / temperature), fixed by seed and each
+// session's position (the C header documents it). The returned tokens are
+// not fed: pass them to the next call. On error no session changes.
+func StepSample(sessions []*Session, tokens []int32, temperature float32,
+	seed uint64) ([]int32, error) {
+	if len(sessions) != len(tokens) {
+		return nil, invalid("%d sessions but %d tokens", len(sessions), len(tokens))
+	}
+	if len(sessions) == 0 {
+		return nil, invalid("no sessions")
+	}
+	handles := make([]*C.mm_session, len(sessions))
+	seen := make(map[*Session]bool, len(sessions))
+	for i, s := range sessions {
+		if s == nil || s.p == nil {
+			return nil, invalid("session %d is nil or closed", i)
+		}
+		if seen[s] {
+			return nil, invalid("session %d appears twice", i)
+		}
+		seen[s] = true
+		handles[i] = s.p
+	}
+	var o C.mm_sample_options
+	if err := threadCall(func() C.mm_status {
+		return C.mm_sample_options_init(&o, C.sizeof_mm_sample_options)
+	}); err != nil {
+		return nil, err
+	}
+	o.temperature = C.float(temperature)
+	o.seed = C.uint64_t(seed)
+	next := make([]int32, len(sessions))
+	err := threadCall(func() C.mm_status {
+		return C.mm_sessions_step_sample(&handles[0], C.size_t(len(handles)), tokensPtr(tokens),
+			&o, (*C.int32_t)(unsafe.Pointer(&next[0])))
+	})
+	runtime.KeepAlive(sessions)
+	runtime.KeepAlive(tokens)
+	if err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
 // Reset returns the stream to position 0 with empty pools.
 func (s *Session) Reset() error {
 	if s.p == nil {

@@ -17,5 +17,6 @@ func structSizes() map[string]int {
 		"mm_train_result":    C.sizeof_mm_train_result,
 		"mm_eval_result":     C.sizeof_mm_eval_result,
 		"mm_fidelity":        C.sizeof_mm_fidelity,
+		"mm_sample_options":  C.sizeof_mm_sample_options,
 	}
 }

@@ -331,6 +331,41 @@ MM_API mm_status mm_sessions_step(mm_session *const *sessions,
                                   size_t n_sessions, const int32_t *tokens,
                                   float *logits, size_t logits_capacity);
 
+/* How mm_sessions_step_sample picks each next token. */
+typedef struct mm_sample_options {
+  uint32_t struct_size;
+  float temperature; /* 1.0. 0: greedy, the highest logit (ties: the lowest
+                        id); > 0: a draw from softmax(logits / temperature) */
+  uint64_t seed;     /* 0: with the session's position, picks the draw */
+} mm_sample_options;
+
+/* Fills *options with the defaults. Same codes as mm_model_config_init. */
+MM_API mm_status mm_sample_options_init(mm_sample_options *options, size_t size);
+
+/* mm_sessions_step, then each session's next token chosen from its logits
+ * where they are computed (on a GPU model, on the device: only n_sessions
+ * ids come back instead of n_sessions * vocab_size floats), written to
+ * next_tokens[i]. The tokens are not fed: pass them to the next call.
+ * With temperature T > 0 the choice is the Gumbel-max draw
+ *   next = argmax_v (logits[v] / T + g(v)),  g(v) = -log(-log(u(v))),
+ *   u(v) = ((h >> 40) + 0.5) / 2^24,  h = mix(seed ^ mix(p ^ mix(v))),
+ * with p the session's position after the step (the number of tokens it
+ * has taken), v the token id and mix the SplitMix64 finaliser (z ^= z >>
+ * 30; z *= 0xbf58476d1ce4e5b9; z ^= z >> 27; z *= 0x94d049bb133111eb;
+ * z ^= z >> 31, on z + 0x9e3779b97f4a7c15): a draw from softmax(logits /
+ * T) that depends only on the seed, the position and the logits, on every
+ * device (the logarithms in fp32; devices may differ where two candidates
+ * are within rounding of each other). NaN logits are never chosen (all
+ * NaN: id 0). `options` may be NULL (defaults). On any error no session
+ * changes, as for mm_sessions_step.
+ * Returns the codes of mm_sessions_step and MM_ERR_INVALID_ARGUMENT (NULL
+ * next_tokens, a temperature that is negative or not finite),
+ * MM_ERR_STRUCT_SIZE. One thread per session, as mm_sessions_step. */
+MM_API mm_status mm_sessions_step_sample(mm_session *const *sessions, size_t n_sessions,
+                                         const int32_t *tokens,
+                                         const mm_sample_options *options,
+                                         int32_t *next_tokens);
+
 /* Returns the stream to position 0 with empty pools. Returns
  * MM_ERR_INVALID_ARGUMENT (NULL) and, for a session of an MM_DEVICE_CUDA
  * model, the device's error. One thread per session. */

@@ -10,11 +10,13 @@
 #include <new>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "api/handles.h"
 #include "common/status.h"
 #include "memmamba/memmamba.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "runtime/sample.h"
 #include "runtime/session.h"
 #include "runtime/snapshot.h"
 #include "train/data_parallel.h"
@@ -80,6 +82,7 @@ mm_status Guard(mm_session* session, Body&& body) {
 constexpr size_t kConfigV1Size = sizeof(mm_model_config);
 constexpr size_t kModelOptionsV1Size = offsetof(mm_model_options, math);
 constexpr size_t kSessionOptionsV1Size = sizeof(mm_session_options);
+constexpr size_t kSampleOptionsV1Size = sizeof(mm_sample_options);
 // Sizes above this are garbage, not a newer header.
 constexpr size_t kMaxStructSize = 1u << 20;
 
@@ -474,8 +477,12 @@ mm_status mm_session_feed(mm_session* session, const int32_t* tokens, size_t n_t
   });
 }
 
-mm_status mm_sessions_step(mm_session* const* sessions, size_t n_sessions,
-                           const int32_t* tokens, float* logits, size_t logits_capacity) {
+namespace {
+
+// mm_sessions_step and mm_sessions_step_sample: checks the handles, runs
+// `step` on their sessions and reports any failure on every session passed.
+mm_status StepSessions(mm_session* const* sessions, size_t n_sessions, const int32_t* tokens,
+                       absl::FunctionRef<absl::Status(memmamba::Session* const*)> step) {
   return Guard(nullptr, [&]() -> mm_status {
     if (n_sessions == 0) return MM_OK;
     if (sessions == nullptr) return Fail(ErrorCode::kInvalidArgument, "sessions is NULL");
@@ -498,9 +505,42 @@ mm_status mm_sessions_step(mm_session* const* sessions, size_t n_sessions,
       }
       impls[i] = sessions[i]->impl.get();
     }
-    absl::Status s =
-        memmamba::Session::StepMany(impls.data(), n_sessions, tokens, logits, logits_capacity);
+    absl::Status s = step(impls.data());
     return s.ok() ? MM_OK : fail_all(s);
+  });
+}
+
+}  // namespace
+
+mm_status mm_sessions_step(mm_session* const* sessions, size_t n_sessions,
+                           const int32_t* tokens, float* logits, size_t logits_capacity) {
+  return StepSessions(sessions, n_sessions, tokens, [&](memmamba::Session* const* impls) {
+    return memmamba::Session::StepMany(impls, n_sessions, tokens, logits, logits_capacity);
+  });
+}
+
+mm_status mm_sample_options_init(mm_sample_options* options, size_t size) {
+  const memmamba::SampleOptions defaults;
+  mm_sample_options d{};
+  d.struct_size = sizeof d;
+  d.temperature = defaults.temperature;
+  d.seed = defaults.seed;
+  return memmamba::InitStruct(options, size, memmamba::kSampleOptionsV1Size, d);
+}
+
+mm_status mm_sessions_step_sample(mm_session* const* sessions, size_t n_sessions,
+                                  const int32_t* tokens, const mm_sample_options* options,
+                                  int32_t* next_tokens) {
+  return StepSessions(sessions, n_sessions, tokens, [&](memmamba::Session* const* impls) {
+    mm_sample_options o{};
+    o.struct_size = sizeof o;
+    o.temperature = memmamba::SampleOptions().temperature;
+    MM_RETURN_IF_ERROR(
+        memmamba::ReadStruct(options, &o, "mm_sample_options", memmamba::kSampleOptionsV1Size));
+    memmamba::SampleOptions s;
+    s.temperature = o.temperature;
+    s.seed = o.seed;
+    return memmamba::Session::StepManySample(impls, n_sessions, tokens, s, next_tokens);
   });
 }
 

@@ -83,6 +83,9 @@ struct DeviceSessions::Impl {
   // and each layer's pool versions (mmc_chunk_pool_versions).
   DA<float> new_notes;
   DA<int32_t> ver_ids, ver_count;
+  // mm_sessions_step_sample: the rows' positions and the chosen ids.
+  DA<int64_t> sample_positions;
+  DA<int32_t> sample_out;
 
   // Recorded calls (CUDA graphs) of up to kSlotKernelRows rows per stream
   // that read no pool versions (one-token steps of any number of streams;
@@ -173,8 +176,11 @@ struct DeviceSessions::Impl {
   }
   mmc_decode_linear_args Linear(int64_t rows, const float* x, int64_t ld_x, const DevMatrix& w,
                                 float* y, int64_t ld_y) const;
+  // sample != nullptr: the logits stay on the device and next [B] receives
+  // each row's chosen token instead.
   absl::Status Run(const int* slots, const int64_t* positions, int64_t B, int64_t T,
-                   const int32_t* tokens, LogitsMode mode, float* logits);
+                   const int32_t* tokens, LogitsMode mode, float* logits,
+                   const SampleOptions* sample = nullptr, int32_t* next = nullptr);
 };
 
 absl::Status DeviceSessions::Impl::UploadWeights() {
@@ -688,7 +694,8 @@ absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, boo
 
 absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* positions, int64_t B,
                                        int64_t T, const int32_t* tokens, LogitsMode mode,
-                                       float* logits) {
+                                       float* logits, const SampleOptions* sample,
+                                       int32_t* next) {
   const ModelConfig& c = model->config();
   const int64_t M = B * T, D = c.d_model, E = c.d_inner(), N = c.d_state, R = c.dt_rank,
                 V = c.vocab_size, S = c.summary_dim, L = c.n_layer, w = c.note_window;
@@ -795,6 +802,18 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
   }
   if (!done) MM_RETURN_IF_ERROR(Enqueue(B, T, mode, any_close, slots, chunk_ptr));
   if (mode == LogitsMode::kNone) return ctx->Synchronize();
+  if (sample != nullptr) {
+    // After the step (not recorded with it): each row's position, then the
+    // choice; B ids come back instead of B·V logits.
+    std::vector<int64_t> after(B);
+    for (int64_t b = 0; b < B; ++b) after[b] = positions[b] + T;
+    MM_RETURN_IF_ERROR(Fit(&sample_positions, B));
+    MM_RETURN_IF_ERROR(Fit(&sample_out, B));
+    MM_RETURN_IF_ERROR(ctx->Upload(sample_positions.get(), after.data(), B * sizeof(int64_t)));
+    MMC_CALL(sample_rows, logits_dev.get(), B, V, V, sample->temperature, sample->seed,
+             sample_positions.get(), sample_out.get());
+    return ctx->Download(next, sample_out.get(), static_cast<size_t>(B) * sizeof(int32_t));
+  }
   return ctx->Download(logits, logits_dev.get(), static_cast<size_t>(n_rows * V) * sizeof(float));
 }
 
@@ -972,6 +991,12 @@ absl::Status DeviceSessions::Forward(const int* slots, const int64_t* positions,
                   " tokens in one call (one stream, or one token each)");
   }
   return impl_->Run(slots, positions, B, T, tokens, mode, logits);
+}
+
+absl::Status DeviceSessions::StepSample(const int* slots, const int64_t* positions, int64_t B,
+                                        const int32_t* tokens, const SampleOptions& options,
+                                        int32_t* next) {
+  return impl_->Run(slots, positions, B, 1, tokens, LogitsMode::kLast, nullptr, &options, next);
 }
 
 }  // namespace memmamba

@@ -26,6 +26,7 @@
 #include "common/status.h"
 #include "model/config.h"
 #include "runtime/forward.h"
+#include "runtime/sample.h"
 #include "runtime/state.h"
 
 namespace memmamba {
@@ -63,6 +64,12 @@ class DeviceSessions {
   [[nodiscard]] absl::Status Forward(const int* slots, const int64_t* positions, int64_t B,
                                      int64_t T, const int32_t* tokens, LogitsMode mode,
                                      float* logits);
+  // One token for each of B streams, as Forward, then each stream's next
+  // token chosen from its logits on the device (runtime/sample.h, at the
+  // position after the step) into next [B] on the host.
+  [[nodiscard]] absl::Status StepSample(const int* slots, const int64_t* positions, int64_t B,
+                                        const int32_t* tokens, const SampleOptions& options,
+                                        int32_t* next);
 
   // The most streams one step takes (a block per row in the slot kernels).
   static constexpr int64_t kMaxStreams = 65535;

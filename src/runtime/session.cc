@@ -1,6 +1,8 @@
 #include "runtime/session.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <mutex>
 #include <unordered_set>
 #include <utility>
@@ -108,7 +110,8 @@ absl::Status Session::FeedDevice(const int32_t* tokens, size_t n, LogitsMode mod
 }
 
 absl::Status Session::StepManyDevice(Session* const* sessions, size_t n, const int32_t* tokens,
-                                     float* logits) {
+                                     float* logits, const SampleOptions* sample,
+                                     int32_t* next) {
   DeviceSessions& dev = *sessions[0]->model_->device_sessions();
   std::vector<int> slots(n);
   std::vector<int64_t> positions(n);
@@ -117,9 +120,14 @@ absl::Status Session::StepManyDevice(Session* const* sessions, size_t n, const i
     positions[i] = sessions[i]->state_.position;
   }
   std::lock_guard<std::mutex> lock(dev.mutex());
-  MM_RETURN_IF_ERROR(dev.Forward(slots.data(), positions.data(), static_cast<int64_t>(n), 1,
-                                 tokens, logits ? LogitsMode::kLast : LogitsMode::kNone,
-                                 logits));
+  if (sample != nullptr) {
+    MM_RETURN_IF_ERROR(dev.StepSample(slots.data(), positions.data(), static_cast<int64_t>(n),
+                                      tokens, *sample, next));
+  } else {
+    MM_RETURN_IF_ERROR(dev.Forward(slots.data(), positions.data(), static_cast<int64_t>(n), 1,
+                                   tokens, logits ? LogitsMode::kLast : LogitsMode::kNone,
+                                   logits));
+  }
   for (size_t i = 0; i < n; ++i) ++sessions[i]->state_.position;
   return absl::OkStatus();
 }
@@ -201,6 +209,24 @@ absl::Status Session::Restore(absl::FunctionRef<absl::Status(StreamState*)> fill
 
 absl::Status Session::StepMany(Session* const* sessions, size_t n, const int32_t* tokens,
                                float* logits, size_t capacity) {
+  return StepManyImpl(sessions, n, tokens, logits, capacity, nullptr, nullptr);
+}
+
+absl::Status Session::StepManySample(Session* const* sessions, size_t n, const int32_t* tokens,
+                                     const SampleOptions& options, int32_t* next) {
+  if (!(options.temperature >= 0.0f) || !std::isfinite(options.temperature)) {
+    return Errorf(ErrorCode::kInvalidArgument, "temperature ", options.temperature,
+                  " is not a finite number >= 0");
+  }
+  if (n > 0 && next == nullptr) {
+    return Error(ErrorCode::kInvalidArgument, "next_tokens is NULL");
+  }
+  return StepManyImpl(sessions, n, tokens, nullptr, 0, &options, next);
+}
+
+absl::Status Session::StepManyImpl(Session* const* sessions, size_t n, const int32_t* tokens,
+                                   float* logits, size_t capacity, const SampleOptions* sample,
+                                   int32_t* next) {
   if (n == 0) return absl::OkStatus();
   if (sessions == nullptr || tokens == nullptr) {
     return Error(ErrorCode::kInvalidArgument, "sessions or tokens is NULL");
@@ -231,9 +257,16 @@ absl::Status Session::StepMany(Session* const* sessions, size_t n, const int32_t
                     " sessions in one step; a GPU model steps at most ",
                     DeviceSessions::kMaxStreams, " at once");
     }
-    return StepManyDevice(sessions, n, tokens, logits);
+    return StepManyDevice(sessions, n, tokens, logits, sample, next);
   }
 
+  if (sample != nullptr) {
+    if (n > SIZE_MAX / V) {
+      return Errorf(ErrorCode::kInvalidArgument, n, " sessions of ", V, " logits overflow");
+    }
+    sessions[0]->sample_logits_.resize(n * V);
+    logits = sessions[0]->sample_logits_.data();
+  }
   std::vector<StreamState*> streams(n);
   for (size_t i = 0; i < n; ++i) {
     sessions[i]->scratch_ = sessions[i]->state_;
@@ -242,6 +275,12 @@ absl::Status Session::StepMany(Session* const* sessions, size_t n, const int32_t
   Forward(*model, streams.data(), static_cast<int64_t>(n), 1, tokens,
           logits ? LogitsMode::kLast : LogitsMode::kNone, logits, &sessions[0]->workspace_);
   for (size_t i = 0; i < n; ++i) std::swap(sessions[i]->state_, sessions[i]->scratch_);
+  if (sample != nullptr) {
+    for (size_t i = 0; i < n; ++i) {
+      next[i] = SampleRow(logits + i * V, static_cast<int64_t>(V), *sample,
+                          sessions[i]->state_.position);
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -11,11 +11,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "common/status.h"
 #include "model/model.h"
 #include "runtime/forward.h"
+#include "runtime/sample.h"
 #include "runtime/state.h"
 
 namespace memmamba {
@@ -41,6 +43,12 @@ class Session {
   [[nodiscard]] static absl::Status StepMany(Session* const* sessions, size_t n,
                                              const int32_t* tokens, float* logits,
                                              size_t capacity);
+  // StepMany, then each session's next token chosen from its logits
+  // (runtime/sample.h) into next[i]; on a GPU model the choice is made on
+  // the device and only the ids come back.
+  [[nodiscard]] static absl::Status StepManySample(Session* const* sessions, size_t n,
+                                                   const int32_t* tokens,
+                                                   const SampleOptions& options, int32_t* next);
 
   [[nodiscard]] absl::Status Reset();
 
@@ -67,14 +75,21 @@ class Session {
   [[nodiscard]] absl::Status CheckTokens(const int32_t* tokens, size_t n) const;
   [[nodiscard]] absl::Status FeedDevice(const int32_t* tokens, size_t n, LogitsMode mode,
                                         float* logits);
+  // StepMany and StepManySample (sample != nullptr: next receives the ids).
+  [[nodiscard]] static absl::Status StepManyImpl(Session* const* sessions, size_t n,
+                                                 const int32_t* tokens, float* logits,
+                                                 size_t capacity, const SampleOptions* sample,
+                                                 int32_t* next);
   [[nodiscard]] static absl::Status StepManyDevice(Session* const* sessions, size_t n,
-                                                   const int32_t* tokens, float* logits);
+                                                   const int32_t* tokens, float* logits,
+                                                   const SampleOptions* sample, int32_t* next);
 
   const Model* model_;
   int64_t max_chunk_;
   StreamState state_;
   StreamState scratch_;  // the feed works here and is swapped in on success
   Workspace workspace_;
+  std::vector<float> sample_logits_;  // StepManySample's logits on the CPU
   int slot_ = -1;  // the stream's slot on the device (device models)
 };
 

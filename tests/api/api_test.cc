@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -1197,6 +1198,115 @@ TEST(ApiFeed, LogitsModesAgree) {
 // ---------------------------------------------------------------------------
 // mm_sessions_step
 // ---------------------------------------------------------------------------
+
+// mm_sessions_step_sample: the header's draw, written out again here from
+// its text alone.
+uint64_t HeaderMix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+int32_t HeaderDraw(const float* logits, int64_t V, float temperature, uint64_t seed,
+                   uint64_t p) {
+  int32_t best_id = 0;
+  float best = -INFINITY;
+  bool any = false;
+  for (int64_t v = 0; v < V; ++v) {
+    float s = logits[v];
+    if (temperature > 0.0f) {
+      const uint64_t h = HeaderMix(seed ^ HeaderMix(p ^ HeaderMix(static_cast<uint64_t>(v))));
+      const float u = (static_cast<float>(h >> 40) + 0.5f) / 16777216.0f;
+      s = s / temperature + -std::log(-std::log(u));
+    }
+    if (std::isnan(s)) continue;
+    if (!any || s > best) {
+      best = s;
+      best_id = static_cast<int32_t>(v);
+      any = true;
+    }
+  }
+  return best_id;
+}
+
+// Twins: one set steps with logits, the other samples; the sampled ids are
+// the header's draw from the twins' logits (the same bits on the CPU), for
+// greedy and tempered choices, several seeds, three sessions at once.
+TEST(ApiSample, DrawsFollowTheHeader) {
+  ModelPtr model = MakeModel(11);
+  const int64_t V = kVocab;
+  std::vector<SessionPtr> with_logits, sampled;
+  for (int i = 0; i < 3; ++i) {
+    with_logits.push_back(MakeSession(model.get()));
+    sampled.push_back(MakeSession(model.get()));
+    const std::vector<int32_t> p = Tokens(4 + 3 * i, 20 + i);
+    FeedAll(with_logits[i].get(), p);
+    FeedAll(sampled[i].get(), p);
+  }
+  mm_session* a[3] = {with_logits[0].get(), with_logits[1].get(), with_logits[2].get()};
+  mm_session* b[3] = {sampled[0].get(), sampled[1].get(), sampled[2].get()};
+  std::vector<float> logits(3 * V);
+  int32_t tok[3] = {1, 2, 3};
+  std::set<int32_t> seen;
+  for (int step = 0; step < 12; ++step) {
+    mm_sample_options o;
+    ASSERT_EQ(mm_sample_options_init(&o, sizeof o), MM_OK);
+    EXPECT_EQ(o.temperature, 1.0f);
+    EXPECT_EQ(o.seed, 0u);
+    o.temperature = step % 3 == 0 ? 0.0f : step % 3 == 1 ? 0.7f : 2.5f;
+    o.seed = 1000 + step / 2;
+    int32_t next[3] = {-1, -1, -1};
+    ASSERT_EQ(mm_sessions_step(a, 3, tok, logits.data(), logits.size()), MM_OK);
+    ASSERT_EQ(mm_sessions_step_sample(b, 3, tok, step == 4 ? nullptr : &o, next), MM_OK)
+        << mm_last_error();
+    for (int i = 0; i < 3; ++i) {
+      const float t = step == 4 ? 1.0f : o.temperature;
+      const uint64_t seed = step == 4 ? 0 : o.seed;
+      EXPECT_EQ(next[i], HeaderDraw(&logits[i * V], V, t, seed, mm_session_position(b[i])))
+          << "step " << step << " session " << i;
+      EXPECT_EQ(mm_session_position(b[i]), mm_session_position(a[i]));
+      seen.insert(next[i]);
+      tok[i] = next[i];
+    }
+  }
+  EXPECT_GT(seen.size(), 3u) << "the draws never vary";
+}
+
+// Bad arguments change nothing: positions stay and the next step gives the
+// logits an untouched twin gives.
+TEST(ApiSample, FailuresChangeNothing) {
+  ModelPtr model = MakeModel(12);
+  SessionPtr s = MakeSession(model.get()), twin = MakeSession(model.get());
+  FeedAll(s.get(), Tokens(6, 3));
+  FeedAll(twin.get(), Tokens(6, 3));
+  mm_session* one[1] = {s.get()};
+  const int32_t tok[1] = {5};
+  int32_t next[1] = {-1};
+  mm_sample_options o;
+  ASSERT_EQ(mm_sample_options_init(&o, sizeof o), MM_OK);
+  EXPECT_TRUE(Fails(mm_sessions_step_sample(one, 1, tok, &o, nullptr), MM_ERR_INVALID_ARGUMENT,
+                    {"next_tokens"}));
+  for (float t : {-1.0f, NAN, INFINITY}) {
+    o.temperature = t;
+    EXPECT_TRUE(Fails(mm_sessions_step_sample(one, 1, tok, &o, next), MM_ERR_INVALID_ARGUMENT,
+                      {"temperature"}));
+  }
+  o.temperature = 1.0f;
+  o.struct_size = 4;
+  EXPECT_TRUE(Fails(mm_sessions_step_sample(one, 1, tok, &o, next), MM_ERR_STRUCT_SIZE,
+                    {"struct_size"}));
+  const int32_t bad[1] = {kVocab};
+  EXPECT_TRUE(Fails(mm_sessions_step_sample(one, 1, bad, nullptr, next),
+                    MM_ERR_TOKEN_OUT_OF_RANGE, {"token"}));
+  EXPECT_EQ(next[0], -1);
+  EXPECT_EQ(mm_session_position(s.get()), 6u);
+  EXPECT_EQ(mm_sessions_step_sample(one, 0, tok, nullptr, nullptr), MM_OK);
+  std::vector<float> x(kVocab), y(kVocab);
+  ASSERT_EQ(mm_session_feed(s.get(), tok, 1, MM_LOGITS_LAST, x.data(), x.size()), MM_OK);
+  ASSERT_EQ(mm_session_feed(twin.get(), tok, 1, MM_LOGITS_LAST, y.data(), y.size()), MM_OK);
+  EXPECT_EQ(x, y);
+}
 
 TEST(ApiStep, EveryFailureLeavesEverySessionUntouched) {
   // Two models with the same configuration and seed: equal weights, but

@@ -127,6 +127,14 @@ pub struct mm_session_options {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct mm_sample_options {
+    pub struct_size: u32,
+    pub temperature: f32,
+    pub seed: u64,
+}
+
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct mm_snapshot_info {
     pub struct_size: u32,
@@ -279,6 +287,14 @@ extern "C" {
         logits: *mut f32,
         logits_capacity: usize,
     ) -> mm_status;
+    pub fn mm_sample_options_init(options: *mut mm_sample_options, size: usize) -> mm_status;
+    pub fn mm_sessions_step_sample(
+        sessions: *const *mut mm_session,
+        n_sessions: usize,
+        tokens: *const i32,
+        options: *const mm_sample_options,
+        next_tokens: *mut i32,
+    ) -> mm_status;
     pub fn mm_session_reset(session: *mut mm_session) -> mm_status;
     pub fn mm_session_position(session: *const mm_session) -> u64;
     pub fn mm_session_state_bytes(session: *const mm_session) -> u64;
@@ -403,6 +419,8 @@ mod tests {
         assert_eq!(size_of::<mm_model_config>(), 80);
         assert_eq!(size_of::<mm_model_options>(), 20);
         assert_eq!(size_of::<mm_session_options>(), 8);
+        assert_eq!(size_of::<mm_sample_options>(), 16);
+        assert_eq!(align_of::<mm_sample_options>(), 8);
         assert_eq!(size_of::<mm_snapshot_info>(), 72);
         assert_eq!(align_of::<mm_snapshot_info>(), 8);
         assert_eq!(size_of::<mm_trainer_options>(), 48);
@@ -441,6 +459,12 @@ mod tests {
                 mm_snapshot_info_init(&mut i, size_of::<mm_snapshot_info>()),
                 MM_OK
             );
+            let mut so = mm_sample_options::default();
+            assert_eq!(
+                mm_sample_options_init(&mut so, size_of::<mm_sample_options>()),
+                MM_OK
+            );
+            assert_eq!(so.temperature, 1.0);
             assert_eq!(mm_model_config_init(&mut c, 3), MM_ERR_STRUCT_SIZE);
         }
     }

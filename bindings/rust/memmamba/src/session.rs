@@ -177,15 +177,7 @@ impl Session {
         tokens: &[i32],
         logits: Option<&mut [f32]>,
     ) -> Result<()> {
-        if sessions.len() != tokens.len() {
-            return Err(invalid(format!(
-                "{} sessions but {} tokens",
-                sessions.len(),
-                tokens.len()
-            )));
-        }
-        // Distinct by construction: each is a unique &mut borrow.
-        let handles: Vec<*mut sys::mm_session> = sessions.iter().map(|s| s.ptr.as_ptr()).collect();
+        let handles = Session::handles(sessions, tokens)?;
         let (out, capacity) = match logits {
             Some(buf) => (buf.as_mut_ptr(), buf.len()),
             None => (ptr::null_mut(), 0),
@@ -200,6 +192,54 @@ impl Session {
             )
         };
         check_thread(status)
+    }
+
+    /// Steps many sessions by one token each, as `step`, and returns each
+    /// session's next token drawn from its logits (where they are computed:
+    /// on a GPU model only the ids come back). `temperature` 0 is greedy;
+    /// above 0 the draw is from softmax(logits / temperature), fixed by
+    /// `seed` and each session's position (the header documents it). The
+    /// returned tokens are not fed: pass them to the next call. On error no
+    /// session changes.
+    pub fn step_sample(
+        sessions: &mut [&mut Session],
+        tokens: &[i32],
+        temperature: f32,
+        seed: u64,
+    ) -> Result<Vec<i32>> {
+        let handles = Session::handles(sessions, tokens)?;
+        let mut options = sys::mm_sample_options::default();
+        let status = unsafe {
+            sys::mm_sample_options_init(&mut options, size_of::<sys::mm_sample_options>())
+        };
+        check_thread(status)?;
+        options.temperature = temperature;
+        options.seed = seed;
+        let mut next = vec![0i32; sessions.len()];
+        let status = unsafe {
+            sys::mm_sessions_step_sample(
+                handles.as_ptr(),
+                handles.len(),
+                tokens.as_ptr(),
+                &options,
+                next.as_mut_ptr(),
+            )
+        };
+        check_thread(status)?;
+        Ok(next)
+    }
+
+    // The handles of a batched step, one token each.
+    fn handles(sessions: &[&mut Session], tokens: &[i32]) -> Result<Vec<*mut sys::mm_session>> {
+        if sessions.len() != tokens.len() {
+            return Err(invalid(format!(
+                "{} sessions but {} tokens",
+                sessions.len(),
+                tokens.len()
+            )));
+        }
+        // Distinct by construction: each is a unique &mut borrow.
+        Ok(sessions.iter().map(|s| s.ptr.as_ptr()).collect())
     }
 
     /// Back to position 0 with empty pools.

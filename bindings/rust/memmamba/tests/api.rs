@@ -412,6 +412,36 @@ fn stepping_many_sessions_equals_separate_feeds() {
 }
 
 #[test]
+fn sampled_steps_pick_from_the_logits() {
+    let model = small_model(16);
+    let mut a = Session::new(&model).unwrap();
+    let mut b = Session::new(&model).unwrap();
+    let prefix = tokens(7, 64, 40);
+    a.feed(&prefix, Logits::None).unwrap();
+    b.feed(&prefix, Logits::None).unwrap();
+    // Greedy: the highest of the twin's logits (the same bits on the CPU).
+    let logits = Session::step(&mut [&mut a], &[3]).unwrap();
+    let next = Session::step_sample(&mut [&mut b], &[3], 0.0, 0).unwrap();
+    let mut best = 0;
+    for (v, x) in logits.iter().enumerate() {
+        if *x > logits[best] {
+            best = v;
+        }
+    }
+    assert_eq!(next, vec![best as i32]);
+    assert_eq!(b.position(), a.position());
+    // Tempered draws: valid ids, and a bad temperature changes nothing.
+    let drawn = Session::step_sample(&mut [&mut b], &next, 1.0, 9).unwrap();
+    assert!(drawn[0] >= 0 && drawn[0] < 64);
+    let at = b.position();
+    expect_code(
+        Session::step_sample(&mut [&mut b], &drawn, -1.0, 9),
+        Code::InvalidArgument,
+    );
+    assert_eq!(b.position(), at);
+}
+
+#[test]
 fn stepping_errors_change_no_session() {
     let a = small_model(14);
     let b = small_model(15);

@@ -1,0 +1,33 @@
+// The next-token choice of mm_sessions_step_sample (include/memmamba/
+// memmamba.h documents the draw; kernels/sample.cu is the device twin, with
+// the same integer arithmetic):
+//
+//   temperature == 0:  argmax_v logits[v]
+//   temperature  > 0:  argmax_v (logits[v] / temperature + g(v)),
+//                      g(v) = -log(-log(u)), u = ((h >> 40) + 0.5) / 2^24,
+//                      h = SampleMix(seed ^ SampleMix(p ^ SampleMix(v)))
+//
+// with p the stream's position after its step: the Gumbel-max draw from
+// softmax(logits / temperature). NaN is never chosen, ties go to the
+// lowest id, a row of NaN gives 0.
+#ifndef MEMMAMBA_RUNTIME_SAMPLE_H_
+#define MEMMAMBA_RUNTIME_SAMPLE_H_
+
+#include <cstdint>
+
+namespace memmamba {
+
+struct SampleOptions {
+  float temperature = 1.0f;  // 0: greedy
+  uint64_t seed = 0;
+};
+
+// The SplitMix64 step: z + 0x9e3779b97f4a7c15, then its finaliser.
+uint64_t SampleMix(uint64_t z);
+
+// The id chosen from one stream's V logits at position p.
+int32_t SampleRow(const float* logits, int64_t V, const SampleOptions& options, int64_t p);
+
+}  // namespace memmamba
+
+#endif  // MEMMAMBA_RUNTIME_SAMPLE_H_
