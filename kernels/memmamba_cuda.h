@@ -806,10 +806,11 @@ MMC_API int mmc_comm_broadcast(mmc_context* ctx, mmc_comm* comm, void* data, int
 /* out[r] (device, rows ints) = the next token of logits row r (device,
  * row stride ld >= V): temperature 0, the highest logit; > 0, the
  * Gumbel-max draw of mm_sessions_step_sample (memmamba.h) at positions[r]
- * (device) with `seed`. NaN never chosen, ties to the lowest id, a row of
- * NaN gives 0. rows <= 65535 (MMC_ERR_UNSUPPORTED beyond). */
+ * (device) with seeds[r] (device), or `seed` for every row where seeds is
+ * NULL. NaN never chosen, ties to the lowest id, a row of NaN gives 0.
+ * rows <= 65535 (MMC_ERR_UNSUPPORTED beyond). */
 MMC_API int mmc_sample_rows(mmc_context* ctx, const float* logits, int64_t rows, int64_t V,
-                            int64_t ld, float temperature, uint64_t seed,
+                            int64_t ld, float temperature, uint64_t seed, const uint64_t* seeds,
                             const int64_t* positions, int32_t* out);
 
 typedef struct mmc_op_table {
@@ -902,7 +903,7 @@ typedef struct mmc_op_table {
   int (*decode_scan)(mmc_context*, const mmc_decode_scan_args*);
   /* Since MMC_API_VERSION 6. */
   int (*sample_rows)(mmc_context*, const float*, int64_t, int64_t, int64_t, float, uint64_t,
-                     const int64_t*, int32_t*);
+                     const uint64_t*, const int64_t*, int32_t*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

@@ -5,7 +5,8 @@
 //     temperature == 0:  out[r] = argmax_v logits[r, v]
 //     temperature  > 0:  out[r] = argmax_v (logits[r, v] / temperature + g(v)),
 //                        g(v) = -log(-log(u)), u = ((h >> 40) + 0.5) / 2^24,
-//                        h = Mix(seed ^ Mix(positions[r] ^ Mix(v)))
+//                        h = Mix(s ^ Mix(positions[r] ^ Mix(v))),
+//                        s = seeds ? seeds[r] : seed
 //   with Mix the SplitMix64 step. NaN scores are never chosen; ties go to the
 //   lowest id; a row of NaN gives 0. out is overwritten.
 //
@@ -38,19 +39,20 @@ __device__ __forceinline__ bool Beats(float s, int64_t i, float best, int64_t at
 
 __global__ void __launch_bounds__(kThreads)
     SampleRowsKernel(const float* __restrict__ logits, int64_t V, int64_t ld,
-                     float temperature, uint64_t seed, const int64_t* __restrict__ positions,
-                     int32_t* __restrict__ out) {
+                     float temperature, uint64_t seed, const uint64_t* __restrict__ seeds,
+                     const int64_t* __restrict__ positions, int32_t* __restrict__ out) {
   __shared__ float best_s[kThreads];
   __shared__ int64_t best_i[kThreads];
   const int64_t r = blockIdx.x;
   const float* row = logits + r * ld;
   const uint64_t p = static_cast<uint64_t>(positions[r]);
+  const uint64_t s_r = seeds != nullptr ? seeds[r] : seed;
   float best = 0.0f;
   int64_t at = -1;
   for (int64_t v = threadIdx.x; v < V; v += kThreads) {
     float s = row[v];
     if (temperature > 0.0f) {
-      const uint64_t h = Mix(seed ^ Mix(p ^ Mix(static_cast<uint64_t>(v))));
+      const uint64_t h = Mix(s_r ^ Mix(p ^ Mix(static_cast<uint64_t>(v))));
       const float u = (static_cast<float>(h >> 40) + 0.5f) / 16777216.0f;
       s = s / temperature + -logf(-logf(u));
     }
@@ -85,7 +87,7 @@ extern "C" {
 
 MMC_API int mmc_sample_rows(mmc_context* ctx, const float* logits, int64_t rows, int64_t V,
                             int64_t ld, float temperature, uint64_t seed,
-                            const int64_t* positions, int32_t* out) {
+                            const uint64_t* seeds, const int64_t* positions, int32_t* out) {
   MMC_ENTER(ctx);
   if (rows < 0 || V < 1 || V > INT32_MAX || ld < V || !(temperature >= 0.0f) ||
       !std::isfinite(temperature)) {
@@ -98,7 +100,7 @@ MMC_API int mmc_sample_rows(mmc_context* ctx, const float* logits, int64_t rows,
   if (rows > 65535) return FailWith(ctx, MMC_ERR_UNSUPPORTED, "sample_rows: rows > 65535");
   return Guarded(ctx, [&]() -> int {
     SampleRowsKernel<<<static_cast<unsigned>(rows), kThreads, 0, ctx->stream>>>(
-        logits, V, ld, temperature, seed, positions, out);
+        logits, V, ld, temperature, seed, seeds, positions, out);
     MMC_LAUNCH_CHECK(ctx, "sample_rows");
     return MMC_OK;
   });

@@ -337,6 +337,10 @@ typedef struct mm_sample_options {
   float temperature; /* 1.0. 0: greedy, the highest logit (ties: the lowest
                         id); > 0: a draw from softmax(logits / temperature) */
   uint64_t seed;     /* 0: with the session's position, picks the draw */
+  const uint64_t *seeds; /* NULL, or n_sessions seeds: seeds[i] instead of
+                            `seed` for sessions[i], so that sessions at the
+                            same position draw independently. Read during
+                            the call only */
 } mm_sample_options;
 
 /* Fills *options with the defaults. Same codes as mm_model_config_init. */
@@ -350,7 +354,8 @@ MM_API mm_status mm_sample_options_init(mm_sample_options *options, size_t size)
  *   next = argmax_v (logits[v] / T + g(v)),  g(v) = -log(-log(u(v))),
  *   u(v) = ((h >> 40) + 0.5) / 2^24,  h = mix(seed ^ mix(p ^ mix(v))),
  * with p the session's position after the step (the number of tokens it
- * has taken), v the token id and mix the SplitMix64 finaliser (z ^= z >>
+ * has taken), seed the session's (options->seeds[i], else options->seed),
+ * v the token id and mix the SplitMix64 finaliser (z ^= z >>
  * 30; z *= 0xbf58476d1ce4e5b9; z ^= z >> 27; z *= 0x94d049bb133111eb;
  * z ^= z >> 31, on z + 0x9e3779b97f4a7c15): a draw from softmax(logits /
  * T) that depends only on the seed, the position and the logits, on every

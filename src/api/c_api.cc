@@ -540,6 +540,7 @@ mm_status mm_sessions_step_sample(mm_session* const* sessions, size_t n_sessions
     memmamba::SampleOptions s;
     s.temperature = o.temperature;
     s.seed = o.seed;
+    s.seeds = o.seeds;
     return memmamba::Session::StepManySample(impls, n_sessions, tokens, s, next_tokens);
   });
 }

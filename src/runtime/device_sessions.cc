@@ -803,15 +803,21 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
   if (!done) MM_RETURN_IF_ERROR(Enqueue(B, T, mode, any_close, slots, chunk_ptr));
   if (mode == LogitsMode::kNone) return ctx->Synchronize();
   if (sample != nullptr) {
-    // After the step (not recorded with it): each row's position, then the
-    // choice; B ids come back instead of B·V logits.
-    std::vector<int64_t> after(B);
+    // After the step (not recorded with it): the choice; B ids come back
+    // instead of B·V logits.
+    // After the step: each row's position and, where given, its seed.
+    const bool per_row = sample->seeds != nullptr;
+    std::vector<int64_t> after(per_row ? 2 * B : B);
     for (int64_t b = 0; b < B; ++b) after[b] = positions[b] + T;
-    MM_RETURN_IF_ERROR(Fit(&sample_positions, B));
+    if (per_row) std::memcpy(after.data() + B, sample->seeds, B * sizeof(uint64_t));
+    MM_RETURN_IF_ERROR(Fit(&sample_positions, static_cast<int64_t>(after.size())));
     MM_RETURN_IF_ERROR(Fit(&sample_out, B));
-    MM_RETURN_IF_ERROR(ctx->Upload(sample_positions.get(), after.data(), B * sizeof(int64_t)));
+    MM_RETURN_IF_ERROR(
+        ctx->Upload(sample_positions.get(), after.data(), after.size() * sizeof(int64_t)));
+    const uint64_t* seeds_dev =
+        per_row ? reinterpret_cast<const uint64_t*>(sample_positions.get() + B) : nullptr;
     MMC_CALL(sample_rows, logits_dev.get(), B, V, V, sample->temperature, sample->seed,
-             sample_positions.get(), sample_out.get());
+             seeds_dev, sample_positions.get(), sample_out.get());
     return ctx->Download(next, sample_out.get(), static_cast<size_t>(B) * sizeof(int32_t));
   }
   return ctx->Download(logits, logits_dev.get(), static_cast<size_t>(n_rows * V) * sizeof(float));

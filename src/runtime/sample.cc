@@ -12,8 +12,8 @@ uint64_t SampleMix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-int32_t SampleRow(const float* logits, int64_t V, const SampleOptions& options, int64_t p) {
-  const float t = options.temperature;
+int32_t SampleRow(const float* logits, int64_t V, float temperature, uint64_t seed, int64_t p) {
+  const float t = temperature;
   const uint64_t pos = static_cast<uint64_t>(p);
   float best = 0.0f;
   int64_t at = -1;
@@ -21,7 +21,7 @@ int32_t SampleRow(const float* logits, int64_t V, const SampleOptions& options, 
     float s = logits[v];
     if (t > 0.0f) {
       const uint64_t h =
-          SampleMix(options.seed ^ SampleMix(pos ^ SampleMix(static_cast<uint64_t>(v))));
+          SampleMix(seed ^ SampleMix(pos ^ SampleMix(static_cast<uint64_t>(v))));
       const float u = (static_cast<float>(h >> 40) + 0.5f) / 16777216.0f;
       s = s / t + -std::log(-std::log(u));
     }

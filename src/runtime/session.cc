@@ -277,8 +277,8 @@ absl::Status Session::StepManyImpl(Session* const* sessions, size_t n, const int
   for (size_t i = 0; i < n; ++i) std::swap(sessions[i]->state_, sessions[i]->scratch_);
   if (sample != nullptr) {
     for (size_t i = 0; i < n; ++i) {
-      next[i] = SampleRow(logits + i * V, static_cast<int64_t>(V), *sample,
-                          sessions[i]->state_.position);
+      next[i] = SampleRow(logits + i * V, static_cast<int64_t>(V), sample->temperature,
+                          SeedOf(*sample, i), sessions[i]->state_.position);
     }
   }
   return absl::OkStatus();

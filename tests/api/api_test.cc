@@ -1256,13 +1256,15 @@ TEST(ApiSample, DrawsFollowTheHeader) {
     EXPECT_EQ(o.seed, 0u);
     o.temperature = step % 3 == 0 ? 0.0f : step % 3 == 1 ? 0.7f : 2.5f;
     o.seed = 1000 + step / 2;
+    const uint64_t seeds[3] = {5u + step, 77u, 1234567u * step};
+    if (step % 4 == 1) o.seeds = seeds;  // a seed per session
     int32_t next[3] = {-1, -1, -1};
     ASSERT_EQ(mm_sessions_step(a, 3, tok, logits.data(), logits.size()), MM_OK);
     ASSERT_EQ(mm_sessions_step_sample(b, 3, tok, step == 4 ? nullptr : &o, next), MM_OK)
         << mm_last_error();
     for (int i = 0; i < 3; ++i) {
       const float t = step == 4 ? 1.0f : o.temperature;
-      const uint64_t seed = step == 4 ? 0 : o.seed;
+      const uint64_t seed = step == 4 ? 0 : o.seeds ? o.seeds[i] : o.seed;
       EXPECT_EQ(next[i], HeaderDraw(&logits[i * V], V, t, seed, mm_session_position(b[i])))
           << "step " << step << " session " << i;
       EXPECT_EQ(mm_session_position(b[i]), mm_session_position(a[i]));
@@ -1271,6 +1273,26 @@ TEST(ApiSample, DrawsFollowTheHeader) {
     }
   }
   EXPECT_GT(seen.size(), 3u) << "the draws never vary";
+
+  // Identical sessions draw identically with one seed, independently with
+  // a seed each.
+  SessionPtr x = MakeSession(model.get()), y = MakeSession(model.get());
+  mm_session* xy[2] = {x.get(), y.get()};
+  int32_t same[2] = {4, 4};
+  bool differed = false;
+  for (int step = 0; step < 8; ++step) {
+    mm_sample_options o;
+    ASSERT_EQ(mm_sample_options_init(&o, sizeof o), MM_OK);
+    o.temperature = 3.0f;
+    const uint64_t seeds[2] = {1, 2};
+    o.seeds = step % 2 == 0 ? nullptr : seeds;
+    int32_t next[2];
+    ASSERT_EQ(mm_sessions_step_sample(xy, 2, same, &o, next), MM_OK) << mm_last_error();
+    if (o.seeds == nullptr) EXPECT_EQ(next[0], next[1]) << "step " << step;
+    differed = differed || next[0] != next[1];
+    same[0] = same[1] = next[0];  // the same tokens keep the twins equal
+  }
+  EXPECT_TRUE(differed) << "a seed per session never changed a draw";
 }
 
 // Bad arguments change nothing: positions stay and the next step gives the

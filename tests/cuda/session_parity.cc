@@ -408,8 +408,8 @@ TEST_P(SessionParity, StepsManyStreamsAtOnce) {
 // Next tokens chosen on the device (Session::StepManySample) equal the
 // host's choice (runtime/sample.h) from the logits of twins stepped with
 // logits on the same device (the same kernels: the same bits), greedy and
-// tempered, for 12 streams (the decode reads beside the general products)
-// and 100 (the general ops). A row whose best two scores are within 1e-4
+// tempered, one seed for all or one per stream, for 12 streams (the decode
+// reads beside the general products) and 100 (the general ops). A row whose best two scores are within 1e-4
 // is not compared: the device's logarithm may round the other way there.
 TEST(SessionSample, DeviceDrawsMatchTheHost) {
   Pair p = MakePair(Case{"sample"}, 31);
@@ -436,19 +436,23 @@ TEST(SessionSample, DeviceDrawsMatchTheHost) {
       SampleOptions o;
       o.temperature = step % 2 == 0 ? 0.0f : 0.9f;
       o.seed = 77 + step;
+      std::vector<uint64_t> seeds(n);
+      for (int i = 0; i < n; ++i) seeds[i] = 1000 * step + i;
+      if (step % 4 == 3) o.seeds = seeds.data();  // a seed per stream
       ASSERT_TRUE(Session::StepMany(pa.data(), n, tok.data(), logits.data(), logits.size()).ok());
       ASSERT_TRUE(Session::StepManySample(pb.data(), n, tok.data(), o, next.data()).ok());
       for (int i = 0; i < n; ++i) {
         const float* row = &logits[i * V];
         const int64_t pos = b[i]->state().position;
-        const int32_t want = SampleRow(row, V, o, pos);
+        const uint64_t seed = SeedOf(o, i);
+        const int32_t want = SampleRow(row, V, o.temperature, seed, pos);
         // The runner-up's score: the choice with the winner masked out.
         std::vector<float> masked(row, row + V);
         masked[want] = NAN;
-        const int32_t second = SampleRow(masked.data(), V, o, pos);
+        const int32_t second = SampleRow(masked.data(), V, o.temperature, seed, pos);
         auto score = [&](int32_t v) {
           if (o.temperature == 0.0f) return row[v];
-          const uint64_t h = SampleMix(o.seed ^ SampleMix(static_cast<uint64_t>(pos) ^
+          const uint64_t h = SampleMix(seed ^ SampleMix(static_cast<uint64_t>(pos) ^
                                                          SampleMix(static_cast<uint64_t>(v))));
           const float u = (static_cast<float>(h >> 40) + 0.5f) / 16777216.0f;
           return row[v] / o.temperature + -std::log(-std::log(u));

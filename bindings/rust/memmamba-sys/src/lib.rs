@@ -127,11 +127,23 @@ pub struct mm_session_options {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct mm_sample_options {
     pub struct_size: u32,
     pub temperature: f32,
     pub seed: u64,
+    pub seeds: *const u64,
+}
+
+impl Default for mm_sample_options {
+    fn default() -> Self {
+        mm_sample_options {
+            struct_size: 0,
+            temperature: 0.0,
+            seed: 0,
+            seeds: std::ptr::null(),
+        }
+    }
 }
 
 #[repr(C)]
@@ -419,7 +431,7 @@ mod tests {
         assert_eq!(size_of::<mm_model_config>(), 80);
         assert_eq!(size_of::<mm_model_options>(), 20);
         assert_eq!(size_of::<mm_session_options>(), 8);
-        assert_eq!(size_of::<mm_sample_options>(), 16);
+        assert_eq!(size_of::<mm_sample_options>(), 24);
         assert_eq!(align_of::<mm_sample_options>(), 8);
         assert_eq!(size_of::<mm_snapshot_info>(), 72);
         assert_eq!(align_of::<mm_snapshot_info>(), 8);
