@@ -185,6 +185,7 @@ extern const Command kSnapshotInspectCommand;
 extern const Command kSnapshotContinueCommand;
 extern const Command kTrainCommand;
 extern const Command kEvalCommand;
+extern const Command kGenerateCommand;
 
 }  // namespace memmamba_cli
 

@@ -21,6 +21,7 @@ const std::vector<Entry>& Commands() {
       {"info", &kInfoCommand},
       {"import-mamba", &kImportMambaCommand},
       {"stream", &kStreamCommand},
+      {"generate", &kGenerateCommand},
       {"snapshot inspect", &kSnapshotInspectCommand},
       {"snapshot continue", &kSnapshotContinueCommand},
       {"train", &kTrainCommand},

@@ -97,6 +97,7 @@ help)
   check_help info
   check_help import-mamba --window --capacity --policy --fusion --config --seed --dtype --threads
   check_help stream --top --by --chunk --limit --snapshot --resume --device --threads
+  check_help generate --prompt --prompt-file --tokens --temperature --seed --device --threads
   check_help "snapshot inspect"
   check_help "snapshot continue" --top --by --chunk --limit --snapshot --device --threads
   check_help train --out --init --config --steps --minutes --batch --seq --lr --warmup --seed \
@@ -155,6 +156,30 @@ stream)
   "$M" stream m.safetensors flat.txt --top 2 > flat_out.txt
   expect_contains flat_out.txt "80-byte windows"
   cat out.txt
+  ;;
+
+generate)
+  tiny_model m.safetensors
+  # The prompt, then exactly --tokens bytes; the same seed gives the same
+  # bytes, greedy runs repeat, another seed changes the draw.
+  "$M" generate m.safetensors --prompt 'GET /index' --tokens 64 --seed 3 > a.txt 2> err.txt
+  [ "$(wc -c < a.txt | tr -d ' ')" = 74 ] || fail "expected 10 + 64 bytes"
+  head -c 10 a.txt | grep -q '^GET /index$' || fail "the prompt is not echoed first"
+  expect_contains err.txt "64 bytes generated at" "temperature 0.8, seed 3"
+  "$M" generate m.safetensors --prompt 'GET /index' --tokens 64 --seed 3 > b.txt 2> /dev/null
+  cmp -s a.txt b.txt || fail "the same seed drew other bytes"
+  "$M" generate m.safetensors --prompt 'GET /index' --tokens 64 --seed 4 > c.txt 2> /dev/null
+  cmp -s a.txt c.txt && fail "another seed drew the same 64 bytes"
+  "$M" generate m.safetensors --prompt-file a.txt --tokens 16 --temperature 0 > g1.txt 2> /dev/null
+  "$M" generate m.safetensors --prompt-file a.txt --tokens 16 --temperature 0 > g2.txt 2> /dev/null
+  cmp -s g1.txt g2.txt || fail "greedy runs differ"
+  if "$M" generate m.safetensors --prompt x --prompt-file a.txt > /dev/null 2> err2.txt; then
+    fail "--prompt with --prompt-file was accepted"
+  fi
+  if "$M" generate m.safetensors --temperature -1 > /dev/null 2> err3.txt; then
+    fail "a negative temperature was accepted"
+  fi
+  cat a.txt; echo
   ;;
 
 top_lines)
@@ -366,7 +391,7 @@ readme)
        on && /^```sh$/ { code = 1; n++; next } on && /^```$/ { code = 0; next }
        on && code { print > ("block" n ".sh"); print > "examples.sh" }' "$README"
   [ "$(grep -c 'build/memmamba' examples.sh)" -ge 8 ] || { cat examples.sh >&2; fail "README examples not found"; }
-  for cmd in info import-mamba stream "snapshot inspect" "snapshot continue" train eval; do
+  for cmd in info import-mamba stream generate "snapshot inspect" "snapshot continue" train eval; do
     grep -q "build/memmamba $cmd " examples.sh || fail "no README example of '$cmd'"
   done
   for block in $(ls block*.sh | sort -t k -k 2 -n); do
