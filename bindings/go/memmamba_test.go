@@ -369,6 +369,27 @@ func TestAPI_StepSamplePicksFromTheLogits(t *testing.T) {
 	if b.Position() != at {
 		t.Fatal("a failed step moved the session")
 	}
+	// A seed per session: twins at the same position draw independently.
+	c, d := newSession(t, m), newSession(t, m)
+	tok := []int32{4, 4}
+	differed := false
+	for i := 0; i < 8; i++ {
+		same, err := StepSample([]*Session{c, d}, tok, 3, 5)
+		must(t, err)
+		if same[0] != same[1] {
+			t.Fatalf("one seed drew %v for twins", same)
+		}
+		own, err := StepSampleSeeds([]*Session{c, d}, []int32{same[0], same[0]}, 3,
+			[]uint64{1, 2})
+		must(t, err)
+		differed = differed || own[0] != own[1]
+		tok = []int32{own[0], own[0]}
+	}
+	if !differed {
+		t.Fatal("a seed per session never changed a draw")
+	}
+	_, err = StepSampleSeeds([]*Session{c, d}, tok, 1, []uint64{1})
+	expectCode(t, err, CodeInvalidArgument)
 }
 
 func TestAPI_StepManySessions(t *testing.T) {

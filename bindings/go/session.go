@@ -215,6 +215,21 @@ func StepInto(sessions []*Session, tokens []int32, out []float32) error {
 // not fed: pass them to the next call. On error no session changes.
 func StepSample(sessions []*Session, tokens []int32, temperature float32,
 	seed uint64) ([]int32, error) {
+	return stepSample(sessions, tokens, temperature, seed, nil)
+}
+
+// StepSampleSeeds is StepSample with a seed per session (seeds[i] for
+// sessions[i]), so that sessions at the same position draw independently.
+func StepSampleSeeds(sessions []*Session, tokens []int32, temperature float32,
+	seeds []uint64) ([]int32, error) {
+	if len(seeds) != len(sessions) {
+		return nil, invalid("%d sessions but %d seeds", len(sessions), len(seeds))
+	}
+	return stepSample(sessions, tokens, temperature, 0, seeds)
+}
+
+func stepSample(sessions []*Session, tokens []int32, temperature float32, seed uint64,
+	seeds []uint64) ([]int32, error) {
 	if len(sessions) != len(tokens) {
 		return nil, invalid("%d sessions but %d tokens", len(sessions), len(tokens))
 	}
@@ -241,6 +256,18 @@ func StepSample(sessions []*Session, tokens []int32, temperature float32,
 	}
 	o.temperature = C.float(temperature)
 	o.seed = C.uint64_t(seed)
+	if len(seeds) > 0 {
+		// The options struct is passed by pointer, so what it points to
+		// must be C memory (cgo forbids a Go pointer inside Go memory
+		// handed to C).
+		cs := (*C.uint64_t)(C.malloc(C.size_t(len(seeds)) * C.sizeof_uint64_t))
+		if cs == nil {
+			return nil, &Error{Code: CodeOutOfMemory, Msg: "seeds: out of memory"}
+		}
+		defer C.free(unsafe.Pointer(cs))
+		copy(unsafe.Slice((*uint64)(unsafe.Pointer(cs)), len(seeds)), seeds)
+		o.seeds = cs
+	}
 	next := make([]int32, len(sessions))
 	err := threadCall(func() C.mm_status {
 		return C.mm_sessions_step_sample(&handles[0], C.size_t(len(handles)), tokensPtr(tokens),

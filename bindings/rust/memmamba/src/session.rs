@@ -207,6 +207,34 @@ impl Session {
         temperature: f32,
         seed: u64,
     ) -> Result<Vec<i32>> {
+        Session::sample_impl(sessions, tokens, temperature, seed, None)
+    }
+
+    /// `step_sample` with a seed per session (`seeds[i]` for `sessions[i]`),
+    /// so that sessions at the same position draw independently.
+    pub fn step_sample_seeded(
+        sessions: &mut [&mut Session],
+        tokens: &[i32],
+        temperature: f32,
+        seeds: &[u64],
+    ) -> Result<Vec<i32>> {
+        if seeds.len() != sessions.len() {
+            return Err(invalid(format!(
+                "{} sessions but {} seeds",
+                sessions.len(),
+                seeds.len()
+            )));
+        }
+        Session::sample_impl(sessions, tokens, temperature, 0, Some(seeds))
+    }
+
+    fn sample_impl(
+        sessions: &mut [&mut Session],
+        tokens: &[i32],
+        temperature: f32,
+        seed: u64,
+        seeds: Option<&[u64]>,
+    ) -> Result<Vec<i32>> {
         let handles = Session::handles(sessions, tokens)?;
         let mut options = sys::mm_sample_options::default();
         let status = unsafe {
@@ -215,6 +243,7 @@ impl Session {
         check_thread(status)?;
         options.temperature = temperature;
         options.seed = seed;
+        options.seeds = seeds.map_or(ptr::null(), |s| s.as_ptr());
         let mut next = vec![0i32; sessions.len()];
         let status = unsafe {
             sys::mm_sessions_step_sample(

@@ -439,6 +439,24 @@ fn sampled_steps_pick_from_the_logits() {
         Code::InvalidArgument,
     );
     assert_eq!(b.position(), at);
+    // A seed per session: twins at the same position draw independently.
+    let mut c = Session::new(&model).unwrap();
+    let mut d = Session::new(&model).unwrap();
+    let mut differed = false;
+    let mut tok = [4, 4];
+    for _ in 0..8 {
+        let same = Session::step_sample(&mut [&mut c, &mut d], &tok, 3.0, 5).unwrap();
+        assert_eq!(same[0], same[1]);
+        let own = Session::step_sample_seeded(&mut [&mut c, &mut d], &[same[0], same[0]], 3.0,
+                                              &[1, 2]).unwrap();
+        differed |= own[0] != own[1];
+        tok = [own[0], own[0]];
+    }
+    assert!(differed, "a seed per session never changed a draw");
+    expect_code(
+        Session::step_sample_seeded(&mut [&mut c, &mut d], &tok, 1.0, &[1]),
+        Code::InvalidArgument,
+    );
 }
 
 #[test]
