@@ -447,8 +447,9 @@ fn sampled_steps_pick_from_the_logits() {
     for _ in 0..8 {
         let same = Session::step_sample(&mut [&mut c, &mut d], &tok, 3.0, 5).unwrap();
         assert_eq!(same[0], same[1]);
-        let own = Session::step_sample_seeded(&mut [&mut c, &mut d], &[same[0], same[0]], 3.0,
-                                              &[1, 2]).unwrap();
+        let own =
+            Session::step_sample_seeded(&mut [&mut c, &mut d], &[same[0], same[0]], 3.0, &[1, 2])
+                .unwrap();
         differed |= own[0] != own[1];
         tok = [own[0], own[0]];
     }
