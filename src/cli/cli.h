@@ -126,6 +126,14 @@ struct ModelHandle {
   mm_model* model = nullptr;
   mm_model_config config{};
 };
+// A session the tool owns, freed with it.
+struct SessionHandle {
+  SessionHandle() = default;
+  SessionHandle(const SessionHandle&) = delete;
+  SessionHandle& operator=(const SessionHandle&) = delete;
+  ~SessionHandle() { mm_session_free(session); }
+  mm_session* session = nullptr;
+};
 // Loads a model (onto `device`, an mm_device) and reads its configuration;
 // checks that byte tokens fit.
 void LoadModel(const std::string& path, int32_t threads, ModelHandle* out,

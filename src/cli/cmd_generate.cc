@@ -12,11 +12,6 @@
 namespace memmamba_cli {
 namespace {
 
-struct SessionHandle {
-  ~SessionHandle() { mm_session_free(session); }
-  mm_session* session = nullptr;
-};
-
 int RunGenerate(const Args& args) {
   const std::string model_path = args.positional[0];
   if (args.Has("--prompt") && args.Has("--prompt-file")) {

@@ -140,11 +140,6 @@ bool ReadLogitsSidecar(const std::string& path, uint64_t position, uint64_t fing
   return true;
 }
 
-struct SessionHandle {
-  ~SessionHandle() { mm_session_free(session); }
-  mm_session* session = nullptr;
-};
-
 struct FileHandle {
   ~FileHandle() {
     if (f != nullptr) std::fclose(f);

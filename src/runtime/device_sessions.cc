@@ -810,8 +810,10 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
     std::vector<int64_t> after(per_row ? 2 * B : B);
     for (int64_t b = 0; b < B; ++b) after[b] = positions[b] + T;
     if (per_row) std::memcpy(after.data() + B, sample->seeds, B * sizeof(uint64_t));
-    MM_RETURN_IF_ERROR(Fit(&sample_positions, static_cast<int64_t>(after.size())));
-    MM_RETURN_IF_ERROR(Fit(&sample_out, B));
+    // Reserve, not Fit: no graph holds these buffers, so moving them must
+    // not drop the recorded steps.
+    MM_RETURN_IF_ERROR(sample_positions.Reserve(ctx, static_cast<int64_t>(after.size())));
+    MM_RETURN_IF_ERROR(sample_out.Reserve(ctx, B));
     MM_RETURN_IF_ERROR(
         ctx->Upload(sample_positions.get(), after.data(), after.size() * sizeof(int64_t)));
     const uint64_t* seeds_dev =

@@ -193,17 +193,23 @@ Problem MakeProblem(int64_t M, int64_t N, int64_t K, int64_t x_pad,
   return p;
 }
 
-std::vector<float> RunMatmul(const Problem& p, WeightType type, bool accumulate,
-                             int n_threads) {
+// y before a product: y0, with NaN in the region an overwriting product
+// writes (it must not leak into the result).
+std::vector<float> StartingY(const Problem& p, bool accumulate) {
   std::vector<float> y = p.y0;
   if (!accumulate) {
-    // NaN in the overwritten region must not leak into the result.
     for (int64_t m = 0; m < p.M; ++m) {
       for (int64_t n = 0; n < p.N; ++n) {
         y[m * p.ldy + n] = std::numeric_limits<float>::quiet_NaN();
       }
     }
   }
+  return y;
+}
+
+std::vector<float> RunMatmul(const Problem& p, WeightType type, bool accumulate,
+                             int n_threads) {
+  std::vector<float> y = StartingY(p, accumulate);
   if (type == WeightType::kF32) {
     MatmulF32(p.x.data(), p.M, p.K, p.ldx, p.w_f32.data(), p.N, y.data(), p.ldy,
               accumulate, n_threads);
@@ -368,17 +374,10 @@ class AmxOff {
     }                                                                   \
   } while (false)
 
-// The AMX product itself, whatever MM_CPU_AMX says; y starts as in RunMatmul.
+// The AMX product itself, whatever MM_CPU_AMX says.
 std::vector<float> RunAmx(const Problem& p, WeightType type, bool accumulate,
                           int n_threads) {
-  std::vector<float> y = p.y0;
-  if (!accumulate) {
-    for (int64_t m = 0; m < p.M; ++m) {
-      for (int64_t n = 0; n < p.N; ++n) {
-        y[m * p.ldy + n] = std::numeric_limits<float>::quiet_NaN();
-      }
-    }
-  }
+  std::vector<float> y = StartingY(p, accumulate);
   if (type == WeightType::kF32) {
     EXPECT_TRUE(MatmulF32Amx(p.x.data(), p.M, p.K, p.ldx, p.w_f32.data(), p.N,
                              y.data(), p.ldy, accumulate, n_threads));
