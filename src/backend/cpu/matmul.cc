@@ -92,6 +92,10 @@ constexpr int kPrefetchBytesBlock = 3072;
 // than the extra bandwidth of a second core brings.
 constexpr int64_t kMinStreamBytesPerThread = 64 * 1024;
 
+// The smallest slice of W a thread claims at a time in the streaming kernel
+// (ForEachClaimedSlice): a claim is one atomic exchange between the cores.
+constexpr int64_t kMinClaimBytes = 32 * 1024;
+
 // Below this many flops per thread an sgemm block is not worth a thread.
 constexpr double kMinBlasFlopsPerThread = 4.0e6;
 
@@ -117,20 +121,29 @@ bool FitsBlasInt(int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldy) {
          ldy <= INT_MAX;
 }
 
-// Runs body(begin, end) on contiguous slices of [0, n) whose boundaries are
-// multiples of `align`, one slice per member of an OpenMP team of at most
-// `team` threads (fewer when nested inside an active region).
+// Runs body(begin, end) on slices of [0, n) that the members of a team of at
+// most `team` threads claim as they go: each claim takes about 1/(2·team) of
+// what is left, at least `min_units`, in multiples of `align`. A member that
+// streams faster (or woke first) takes more, so the team ends together;
+// every slice boundary stays a multiple of `align`.
 template <typename Body>
-void ForEachSlice(int64_t n, int64_t align, int team, const Body& body) {
+void ForEachClaimedSlice(int64_t n, int64_t align, int64_t min_units, int team,
+                         const Body& body) {
   const int64_t units = CeilDiv(n, align);
   team = static_cast<int>(std::clamp<int64_t>(team, 1, units));
+  std::atomic<int64_t> next{0};  // the first unit nobody has claimed
 #pragma omp parallel num_threads(team)
   {
     const int64_t size = omp_get_num_threads();
-    const int64_t rank = omp_get_thread_num();
-    const int64_t begin = std::min(n, units * rank / size * align);
-    const int64_t end = std::min(n, units * (rank + 1) / size * align);
-    if (begin < end) body(begin, end);
+    int64_t begin = next.load(std::memory_order_relaxed);
+    for (;;) {
+      if (begin >= units) break;
+      const int64_t take = std::max(min_units, (units - begin) / (2 * size));
+      const int64_t end = std::min(units, begin + take);
+      if (!next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) continue;
+      body(begin * align, std::min(n, end * align));
+      begin = next.load(std::memory_order_relaxed);
+    }
   }
 }
 
@@ -340,7 +353,12 @@ void StreamParallel(const float* x, int64_t M, int64_t K, int64_t ldx,
     StreamRows<Source>(x, M, K, ldx, w, 0, N, y, ldy, accumulate);
     return;
   }
-  ForEachSlice(N, /*align=*/16, team, [&](int64_t begin, int64_t end) {
+  // Each row's sums do not depend on where a slice starts (Tile), so slices
+  // are claimed as the threads go: in a one-token step the two cores do not
+  // stream W equally fast, and equal halves left the faster one waiting.
+  const int64_t min_units = std::max<int64_t>(
+      1, kMinClaimBytes / (16 * K * static_cast<int64_t>(sizeof(typename Source::Elem))));
+  ForEachClaimedSlice(N, /*align=*/16, min_units, team, [&](int64_t begin, int64_t end) {
     StreamRows<Source>(x, M, K, ldx, w, begin, end, y, ldy, accumulate);
   });
 }
