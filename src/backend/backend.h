@@ -134,10 +134,13 @@ class Backend {
   // For M rows at once: row r's query is q + r·S, it attends over the m[r]
   // summaries notes[r][0..m[r]) (S floats each) and overwrites o + r·S; rows
   // with m[r] = 0 are left untouched. Rows are independent (and may run in
-  // parallel); each row's result does not depend on M.
+  // parallel); each row's result does not depend on M. `scratch` holds
+  // PoolAttendFoldedScratch(max m[r], S, H) floats: the op allocates nothing
+  // (the forward pass sizes everything before it writes a stream).
   virtual void PoolAttendFolded(int64_t M, const float* q, const float* const* const* notes,
                                 const int64_t* m, const float* k, const float* v, int64_t S,
-                                int64_t H, float* o) = 0;
+                                int64_t H, float* o, float* scratch) = 0;
+  virtual int64_t PoolAttendFoldedScratch(int64_t max_m, int64_t S, int64_t H) const = 0;
 
   // --- Training (DESIGN 2.4, 6). Backward ops take the forward's inputs again
   // and the gradient of its output; "accumulates" means +=.

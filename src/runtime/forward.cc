@@ -38,23 +38,27 @@ float* Buffer(std::vector<float>* v, int64_t n) {
   return v->data();
 }
 
-// versions[k]: the pool that tokens of the stream's k-th window in this call
-// read, i.e. after every window before it (DESIGN 2.3 step 1).
-using Versions = std::vector<Pool>;
+// Windows the T tokens from position p0 close.
+int64_t ClosedWindows(int64_t p0, int64_t T, int64_t w) { return (p0 + T) / w - p0 / w; }
 
 // Note taking of layer `l` for one stream over its T rows of `a`: updates the
-// window accumulator and pool in `state` and returns the pool versions.
-Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, int64_t T,
-                   LayerState* state) {
+// window accumulator and pool in `state` and writes the pool versions into
+// `out`. Allocates nothing: ReserveForward sized every container and set
+// aside a note block for each window the call closes.
+void TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, int64_t T,
+               LayerState* state, Workspace* ws, Versions* out) {
   const ModelConfig& c = model.config();
   const LayerWeights& LW = model.weights().layers[l];
   const int64_t D = c.d_model, S = c.summary_dim, w = c.note_window;
   Backend& be = model.backend();
 
   // Pass 1: window maxima and scores of the windows this call closes.
-  std::vector<float> closed_max;  // [n_closed, D]
-  std::vector<int64_t> closed_window;
-  std::vector<float> closed_score;
+  std::vector<float>& closed_max = ws->closed_max;  // [n_closed, D]
+  std::vector<int64_t>& closed_window = ws->closed_window;
+  std::vector<float>& closed_score = ws->closed_score;
+  closed_max.clear();
+  closed_window.clear();
+  closed_score.clear();
   float* acc = state->win_max.data();
   for (int64_t t = 0; t < T; ++t) {
     const int64_t p = p0 + t;
@@ -72,13 +76,14 @@ Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, in
   // Pass 2: insert the kept notes in window order, recording the version
   // after each window. Each note's summary is computed one note at a time
   // (M = 1), so it is bit-identical however the stream was chunked.
-  Versions versions;
-  versions.reserve(n_closed + 1);
-  versions.push_back(state->pool);
-  Pool pool = state->pool;
+  Pool& pool = ws->pool;
+  pool = state->pool;
+  out->n = 0;
+  out->pools[out->n++] = pool;
   for (int64_t i = 0; i < n_closed; ++i) {
     if (closed_score[i] > c.note_threshold) {
-      std::shared_ptr<NoteBlock> block = MakeNoteBlock(1, S);
+      std::shared_ptr<NoteBlock> block = std::move(ws->spare_notes.back());
+      ws->spare_notes.pop_back();
       PoolEntry& entry = block->entries[0];
       entry.window = closed_window[i];
       entry.score = closed_score[i];
@@ -87,10 +92,17 @@ Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, in
       for (int64_t s = 0; s < S; ++s) summary[s] *= entry.score;
       InsertNote(c.pool_policy, c.pool_capacity, ShareNote(block, 0), &pool);
     }
-    versions.push_back(pool);
+    out->pools[out->n++] = pool;
   }
-  state->pool = std::move(pool);
-  return versions;
+  // Both vectors hold the capacity of a full pool: swapping keeps it so.
+  std::swap(state->pool, pool);
+  pool.clear();
+}
+
+// Lets go of the notes a call's versions hold, keeping their capacity.
+void ReleaseVersions(Versions* v) {
+  for (int64_t k = 0; k < v->n; ++k) v->pools[k].clear();
+  v->n = 0;
 }
 
 // One pool read (DESIGN 2.3 steps 1-2) of layer `l` for all rows: writes
@@ -98,23 +110,24 @@ Versions TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, in
 // The attention reads the notes' summaries with the key and value
 // projections folded in (Backend::PoolAttendFolded).
 void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* streams,
-                 int64_t B, int64_t T, const std::vector<std::vector<Versions>>& versions,
-                 const float* a, float* x, Workspace* ws) {
+                 int64_t B, int64_t T, const float* a, float* x, Workspace* ws) {
   const ModelConfig& c = model.config();
   const ReadWeights& rw = cross ? model.weights().layers[l].lay : model.weights().layers[l].tok;
   const int64_t M = B * T, D = c.d_model, S = c.summary_dim, H = c.attn_heads,
                 w = c.note_window;
   Backend& be = model.backend();
-  float* q = Buffer(&ws->q, M * S);
-  float* o = Buffer(&ws->o, M * S);
-  float* cbuf = Buffer(&ws->c_tok, M * D);
-  float* gate = Buffer(&ws->gate, M);
+  float* q = ws->q.data();
+  float* o = ws->o.data();
+  float* cbuf = ws->c_tok.data();
+  float* gate = ws->gate.data();
   be.Matmul(a, M, D, Ref(rw.q), q, S, false);
   std::fill(o, o + M * S, 0.0f);
   const int64_t src_begin = cross ? c.CrossLayerBegin(l) : l;
   const int64_t src_end = cross ? l : l + 1;
   // The summaries each pool version offers, gathered once per version; then
-  // per row the list it reads, or none where the read is skipped.
+  // per row the list it reads, or none where the read is skipped. Every
+  // container was sized by ReserveForward.
+  const std::vector<std::vector<Versions>>& versions = ws->versions;
   std::vector<std::vector<const float*>>& lists = ws->note_lists;
   std::vector<const float* const*>& row_notes = ws->row_notes;
   std::vector<int64_t>& row_m = ws->row_m;
@@ -129,11 +142,12 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
       const int64_t row = b * T + t;
       const int64_t version = (p0 + t) / w - p0 / w;
       if (version != built) {
-        if (lists.size() <= n_lists) lists.resize(n_lists + 1);
         std::vector<const float*>& list = lists[n_lists++];
         list.clear();
         for (int64_t src = src_begin; src < src_end; ++src) {
-          for (const PoolEntryPtr& e : versions[b][src][version]) list.push_back(e->summary);
+          for (const PoolEntryPtr& e : versions[b][src].pools[version]) {
+            list.push_back(e->summary);
+          }
         }
         built = version;
       }
@@ -151,7 +165,8 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
     }
   }
   if (!any_active) return;  // c = 0 everywhere: x̄ = u
-  be.PoolAttendFolded(M, q, row_notes.data(), row_m.data(), rw.k_f32(), rw.v_f32(), S, H, o);
+  be.PoolAttendFolded(M, q, row_notes.data(), row_m.data(), rw.k_f32(), rw.v_f32(), S, H, o,
+                      ws->fold.data());
   be.Matmul(o, M, S, Ref(rw.o), cbuf, D, false);
   for (int64_t row = 0; row < M; ++row) {
     const float g = gate[row];
@@ -214,6 +229,69 @@ ScanArgs MixerScanArgs(const ModelConfig& c, const LayerWeights& lw, int64_t T, 
   return sa;
 }
 
+void ReserveForward(const Model& model, StreamState* const* streams, int64_t B, int64_t T,
+                    Workspace* ws) {
+  const ModelConfig& c = model.config();
+  const int64_t M = B * T, D = c.d_model, E = c.d_inner(), N = c.d_state, R = c.dt_rank,
+                S = c.summary_dim, L = c.n_layer;
+  Buffer(&ws->x, M * D);
+  Buffer(&ws->a, M * D);
+  Buffer(&ws->h, M * D);
+  Buffer(&ws->xz, M * 2 * E);
+  Buffer(&ws->xc, M * E);
+  Buffer(&ws->dbc, M * (R + 2 * N));
+  Buffer(&ws->dt, M * E);
+  Buffer(&ws->y, M * E);
+  Buffer(&ws->rows, B * D);
+  if (ws->conv_args.size() < static_cast<size_t>(B)) ws->conv_args.resize(B);
+  if (ws->scan_args.size() < static_cast<size_t>(B)) ws->scan_args.resize(B);
+  if (!c.memory_enabled()) return;
+
+  const int64_t P = c.pool_capacity, w = c.note_window;
+  // The most notes one read lists: a pool per source layer it reads.
+  int64_t max_sources = 1;
+  for (int64_t l = 0; l < L; ++l) {
+    if (model.weights().layers[l].has_lay) {
+      max_sources = std::max(max_sources, l - c.CrossLayerBegin(l));
+    }
+  }
+  int64_t versions = 0, max_closed = 0, notes = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t closed = ClosedWindows(streams[b]->position, T, w);
+    versions += closed + 1;
+    max_closed = std::max(max_closed, closed);
+    notes += closed * L;
+  }
+  Buffer(&ws->q, M * S);
+  Buffer(&ws->o, M * S);
+  Buffer(&ws->c_tok, M * D);
+  Buffer(&ws->gate, M);
+  Buffer(&ws->fold, model.backend().PoolAttendFoldedScratch(P * max_sources, S, c.attn_heads));
+  if (ws->versions.size() < static_cast<size_t>(B)) ws->versions.resize(B);
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<Versions>& per_layer = ws->versions[b];
+    if (per_layer.size() < static_cast<size_t>(L)) per_layer.resize(L);
+    const size_t n = static_cast<size_t>(max_closed + 1);
+    for (Versions& v : per_layer) {
+      if (v.pools.size() < n) v.pools.resize(n);
+      for (Pool& pool : v.pools) pool.reserve(P);
+    }
+    for (LayerState& layer : streams[b]->layers) layer.pool.reserve(P);
+  }
+  if (ws->note_lists.size() < static_cast<size_t>(versions)) ws->note_lists.resize(versions);
+  for (std::vector<const float*>& list : ws->note_lists) list.reserve(P * max_sources);
+  ws->row_notes.reserve(M);
+  ws->row_m.reserve(M);
+  ws->closed_max.reserve(max_closed * D);
+  ws->closed_score.reserve(max_closed);
+  ws->closed_window.reserve(max_closed);
+  ws->pool.reserve(P);
+  ws->spare_notes.reserve(notes);
+  while (ws->spare_notes.size() < static_cast<size_t>(notes)) {
+    ws->spare_notes.push_back(MakeNoteBlock(1, S));
+  }
+}
+
 void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t T,
              const int32_t* tokens, LogitsMode mode, float* logits, Workspace* ws,
              float* hidden) {
@@ -225,14 +303,16 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
   const int64_t ld_dbc = R + 2 * N;
   if (M == 0) return;
 
-  float* x = Buffer(&ws->x, M * D);
-  float* a = Buffer(&ws->a, M * D);
-  float* h = Buffer(&ws->h, M * D);
-  float* xz = Buffer(&ws->xz, M * 2 * E);
-  float* xc = Buffer(&ws->xc, M * E);
-  float* dbc = Buffer(&ws->dbc, M * ld_dbc);
-  float* dt = Buffer(&ws->dt, M * E);
-  float* y = Buffer(&ws->y, M * E);
+  // Everything that can fail happens here, before any stream is written.
+  ReserveForward(model, streams, B, T, ws);
+  float* x = ws->x.data();
+  float* a = ws->a.data();
+  float* h = ws->h.data();
+  float* xz = ws->xz.data();
+  float* xc = ws->xc.data();
+  float* dbc = ws->dbc.data();
+  float* dt = ws->dt.data();
+  float* y = ws->y.data();
 
   // Embedding rows.
   for (int64_t m = 0; m < M; ++m) {
@@ -245,9 +325,9 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
   }
 
   // Pool versions per stream and layer, kept for the cross-layer readers.
-  std::vector<std::vector<Versions>> versions(B, std::vector<Versions>(c.n_layer));
-  std::vector<ConvArgs> conv_args(B);
-  std::vector<ScanArgs> scan_args(B);
+  std::vector<std::vector<Versions>>& versions = ws->versions;
+  ConvArgs* conv_args = ws->conv_args.data();
+  ScanArgs* scan_args = ws->scan_args.data();
 
   if (hidden) std::memcpy(hidden, x, M * D * sizeof(float));
   for (int64_t l = 0; l < c.n_layer; ++l) {
@@ -255,15 +335,15 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
     if (c.memory_enabled()) {
       be.RmsNorm(x, M, D, LW.note_norm.data(), c.norm_eps, a);
       for (int64_t b = 0; b < B; ++b) {
-        versions[b][l] = TakeNotes(model, l, streams[b]->position, a + b * T * D, T,
-                                   &streams[b]->layers[l]);
+        TakeNotes(model, l, streams[b]->position, a + b * T * D, T, &streams[b]->layers[l], ws,
+                  &versions[b][l]);
       }
       // Both reads see u (through a) and add into x: x̄ = u + α_tok c_tok + α_lay c_lay.
-      ReadAndFuse(model, l, /*cross=*/false, streams, B, T, versions, a, x, ws);
-      if (LW.has_lay) ReadAndFuse(model, l, /*cross=*/true, streams, B, T, versions, a, x, ws);
-      // Sources no later reader needs can be dropped now.
+      ReadAndFuse(model, l, /*cross=*/false, streams, B, T, a, x, ws);
+      if (LW.has_lay) ReadAndFuse(model, l, /*cross=*/true, streams, B, T, a, x, ws);
+      // Sources no later reader needs can be let go now.
       for (int64_t b = 0; b < B; ++b) {
-        if (model.readers(l).size() == 1) Versions().swap(versions[b][l]);
+        if (model.readers(l).size() == 1) ReleaseVersions(&versions[b][l]);
       }
     }
 
@@ -273,19 +353,24 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
     for (int64_t b = 0; b < B; ++b) {
       conv_args[b] = MixerConvArgs(c, LW, T, b, xz, xc, streams[b]->layers[l].conv.data());
     }
-    be.ConvSilu(conv_args.data(), B);
+    be.ConvSilu(conv_args, B);
     be.Matmul(xc, M, E, Ref(LW.x_proj), dbc, ld_dbc, false);
     be.Matmul(dbc, M, ld_dbc, Ref(LW.dt_proj), dt, E, false);
     for (int64_t b = 0; b < B; ++b) {
       scan_args[b] = MixerScanArgs(c, LW, T, b, xz, xc, dbc, dt,
                                    streams[b]->layers[l].ssm.data(), y);
     }
-    be.SelectiveScan(scan_args.data(), B);
+    be.SelectiveScan(scan_args, B);
     be.Matmul(y, M, E, Ref(LW.out_proj), x, D, true);
     if (hidden) std::memcpy(hidden + (l + 1) * M * D, x, M * D * sizeof(float));
   }
 
-  for (int64_t b = 0; b < B; ++b) streams[b]->position += T;
+  for (int64_t b = 0; b < B; ++b) {
+    streams[b]->position += T;
+    if (c.memory_enabled()) {
+      for (Versions& v : versions[b]) ReleaseVersions(&v);
+    }
+  }
 
   // Logits: lm_head · RMSNorm(x_L; norm_f) for the rows asked for.
   if (mode == LogitsMode::kNone) return;
@@ -294,7 +379,7 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
     be.Matmul(h, M, D, Ref(W.head()), logits, V, false);
     return;
   }
-  float* rows = Buffer(&ws->rows, B * D);
+  float* rows = ws->rows.data();
   for (int64_t b = 0; b < B; ++b) {
     std::memcpy(rows + b * D, x + (b * T + T - 1) * D, D * sizeof(float));
   }

@@ -167,8 +167,13 @@ absl::Status Session::Feed(const int32_t* tokens, size_t n, LogitsMode mode, flo
   if (n == 0) return absl::OkStatus();
   if (model_->device_sessions() != nullptr) return FeedDevice(tokens, n, mode, logits);
 
-  scratch_ = state_;  // reuses scratch_'s allocations
-  StreamState* stream = &scratch_;
+  // One block runs on the live state: Forward allocates all it needs before
+  // it writes the stream, so if it throws the stream is as it was. A longer
+  // feed is several Forward calls, so it works on a copy, swapped in at the
+  // end (a copy a block of tokens, against one a token for short feeds).
+  const bool in_place = n <= static_cast<size_t>(max_chunk_);
+  if (!in_place) scratch_ = state_;  // reuses scratch_'s allocations
+  StreamState* stream = in_place ? &state_ : &scratch_;
   for (size_t done = 0; done < n;) {
     const size_t len = std::min<size_t>(n - done, static_cast<size_t>(max_chunk_));
     const bool last_chunk = done + len == n;
@@ -185,7 +190,7 @@ absl::Status Session::Feed(const int32_t* tokens, size_t n, LogitsMode mode, flo
             &workspace_);
     done += len;
   }
-  std::swap(state_, scratch_);
+  if (!in_place) std::swap(state_, scratch_);
   return absl::OkStatus();
 }
 
@@ -267,14 +272,11 @@ absl::Status Session::StepManyImpl(Session* const* sessions, size_t n, const int
     sessions[0]->sample_logits_.resize(n * V);
     logits = sessions[0]->sample_logits_.data();
   }
+  // On the live states: Forward allocates all it needs before it writes one.
   std::vector<StreamState*> streams(n);
-  for (size_t i = 0; i < n; ++i) {
-    sessions[i]->scratch_ = sessions[i]->state_;
-    streams[i] = &sessions[i]->scratch_;
-  }
+  for (size_t i = 0; i < n; ++i) streams[i] = &sessions[i]->state_;
   Forward(*model, streams.data(), static_cast<int64_t>(n), 1, tokens,
           logits ? LogitsMode::kLast : LogitsMode::kNone, logits, &sessions[0]->workspace_);
-  for (size_t i = 0; i < n; ++i) std::swap(sessions[i]->state_, sessions[i]->scratch_);
   if (sample != nullptr) {
     for (size_t i = 0; i < n; ++i) {
       next[i] = SampleRow(logits + i * V, static_cast<int64_t>(V), sample->temperature,

@@ -87,7 +87,7 @@ class Session {
   const Model* model_;
   int64_t max_chunk_;
   StreamState state_;
-  StreamState scratch_;  // the feed works here and is swapped in on success
+  StreamState scratch_;  // long feeds and restores work here; swapped in on success
   Workspace workspace_;
   std::vector<float> sample_logits_;  // StepManySample's logits on the CPU
   int slot_ = -1;  // the stream's slot on the device (device models)

@@ -52,7 +52,9 @@ TEST(CpuPoolAttendFolded, EqualsAttentionOverProjectedNotes) {
     std::vector<float> want(S), got(S);
     be->PoolAttend(q.data(), m, kp.data(), vp.data(), S, H, want.data());
     const float* const* rows[1] = {sp.data()};
-    be->PoolAttendFolded(1, q.data(), rows, &m, K.data(), V.data(), S, H, got.data());
+    std::vector<float> scratch(be->PoolAttendFoldedScratch(m, S, H));
+    be->PoolAttendFolded(1, q.data(), rows, &m, K.data(), V.data(), S, H, got.data(),
+                         scratch.data());
     double num = 0.0, den = 0.0;
     for (int64_t i = 0; i < S; ++i) {
       num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
@@ -83,9 +85,12 @@ TEST(CpuPoolAttendFolded, RowsEqualOneCallPerRow) {
     rows[r] = all.data() + (r * 11) % (120 - m[r] + 1);
   }
   std::vector<float> got(M * S, 42.0f), want(M * S, 42.0f);
-  be->PoolAttendFolded(M, q.data(), rows.data(), m.data(), K.data(), V.data(), S, H, got.data());
+  std::vector<float> scratch(be->PoolAttendFoldedScratch(120, S, H));
+  be->PoolAttendFolded(M, q.data(), rows.data(), m.data(), K.data(), V.data(), S, H, got.data(),
+                       scratch.data());
   for (int64_t r = 0; r < M; ++r) {
-    be->PoolAttendFolded(1, &q[r * S], &rows[r], &m[r], K.data(), V.data(), S, H, &want[r * S]);
+    be->PoolAttendFolded(1, &q[r * S], &rows[r], &m[r], K.data(), V.data(), S, H, &want[r * S],
+                         scratch.data());
   }
   EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
   EXPECT_EQ(got[3 * S], 42.0f);  // row 3 has no notes

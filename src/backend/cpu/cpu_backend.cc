@@ -349,7 +349,10 @@ void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
   }
 }
 
-// One row of Backend::PoolAttendFolded; `scratch` holds 2·H·S + H·m floats.
+// Floats of scratch FoldedRead needs for m notes.
+int64_t FoldedReadScratch(int64_t m, int64_t S, int64_t H) { return 2 * H * S + H * m; }
+
+// One row of Backend::PoolAttendFolded; `scratch` holds FoldedReadScratch floats.
 void FoldedRead(const float* q, int64_t m, const float* const* summaries, const float* k,
                 const float* v, int64_t S, int64_t H, float* o, float* scratch) {
   const int64_t dh = S / H;
@@ -493,25 +496,25 @@ class CpuBackend final : public Backend {
 
   void PoolAttendFolded(int64_t M, const float* q, const float* const* const* notes,
                         const int64_t* m, const float* k, const float* v, int64_t S, int64_t H,
-                        float* o) override {
+                        float* o, float* scratch) override {
     int64_t work = 0, max_m = 0;  // multiply-adds, the most notes of a row
     for (int64_t r = 0; r < M; ++r) {
       work += m[r] > 0 ? 2 * S * (S + H * m[r]) : 0;
       max_m = std::max(max_m, m[r]);
     }
     const int threads = M > 1 && work >= (1 << 17) ? n_threads_ : 1;
-    // Scratch per team thread, sized here: nothing may throw inside the
-    // region. thread_local: the model (and its backend) is shared by threads.
-    const int64_t per_thread = 2 * H * S + H * max_m;
-    thread_local std::vector<float> scratch;
-    scratch.resize(threads * per_thread);
-    float* base = scratch.data();
+    const int64_t per_thread = FoldedReadScratch(max_m, S, H);
+    float* base = scratch;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
     for (int64_t r = 0; r < M; ++r) {
       if (m[r] == 0) continue;
       float* mine = base + omp_get_thread_num() * per_thread;
       FoldedRead(q + r * S, m[r], notes[r], k, v, S, H, o + r * S, mine);
     }
+  }
+
+  int64_t PoolAttendFoldedScratch(int64_t max_m, int64_t S, int64_t H) const override {
+    return n_threads_ * FoldedReadScratch(max_m, S, H);
   }
 
   void MatmulBackwardInput(const float* dy, int64_t M, int64_t ldy, const float* w, int64_t N,
