@@ -76,10 +76,11 @@ void TakeNotes(const Model& model, int64_t l, int64_t p0, const float* a, int64_
   // Pass 2: insert the kept notes in window order, recording the version
   // after each window. Each note's summary is computed one note at a time
   // (M = 1), so it is bit-identical however the stream was chunked.
+  out->n = 0;
+  out->pools[out->n++] = state->pool;
+  if (n_closed == 0) return;  // most one-token steps: the pool stays as it is
   Pool& pool = ws->pool;
   pool = state->pool;
-  out->n = 0;
-  out->pools[out->n++] = pool;
   for (int64_t i = 0; i < n_closed; ++i) {
     if (closed_score[i] > c.note_threshold) {
       std::shared_ptr<NoteBlock> block = std::move(ws->spare_notes.back());
