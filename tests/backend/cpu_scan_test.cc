@@ -1,5 +1,6 @@
 // The two builds of the scan kernel (src/backend/cpu/scan_kernel.h) give the
-// same bits: sixteen channels per vector or eight (and the scalar tail).
+// same bits: sixteen channels per vector or eight (and the scalar tail), and
+// a one-position step gives the bits of a longer call.
 #include "backend/cpu/scan_kernel.h"
 
 #include <gtest/gtest.h>
@@ -86,6 +87,61 @@ TEST_P(ScanKernelTest, Avx512BuildGivesTheBaselineBits) {
 INSTANTIATE_TEST_SUITE_P(Shapes, ScanKernelTest,
                          ::testing::Values(ScanCase{1, 1536, 16}, ScanCase{37, 72, 16},
                                            ScanCase{130, 77, 8}, ScanCase{5, 200, 4}));
+
+// A one-position call (a decode step: n outermost, ScanStepFrom) gives the
+// bits of the position-major loop that a call over several positions runs.
+TEST(ScanKernelTest, OnePositionStepsGiveThePositionMajorBits) {
+  const int64_t T = 3, E = 1043, N = 16;  // runs over kStepChannels, a scalar tail
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  auto random = [&](size_t n, float scale, float shift) {
+    std::vector<float> v(n);
+    for (float& x : v) x = shift + scale * g(rng);
+    return v;
+  };
+  const int64_t ld_bc = 2 * N + 1, ld_z = 2 * E;
+  std::vector<float> xc = random(T * E, 1.0f, 0.0f), dt = random(T * E, 4.0f, -2.0f),
+                     bias = random(E, 0.5f, -3.0f), A = random(N * E, 1.0f, 0.0f),
+                     bc = random(T * ld_bc, 1.0f, 0.0f), D = random(E, 1.0f, 1.0f),
+                     z = random(T * ld_z, 2.0f, 0.0f), state = random(N * E, 1.0f, 0.0f);
+  for (int64_t i = 0; i < T * E; i += 13) dt[i] = 30.0f;
+  for (float& a : A) a = -std::exp(a);
+  auto args = [&](int64_t t0, int64_t len, float* s, float* y) {
+    ScanArgs a;
+    a.T = len;
+    a.E = E;
+    a.N = N;
+    a.xc = xc.data() + t0 * E;
+    a.dt = dt.data() + t0 * E;
+    a.dt_bias = bias.data();
+    a.A = A.data();
+    a.B = bc.data() + t0 * ld_bc;
+    a.C = bc.data() + t0 * ld_bc + N;
+    a.ld_bc = ld_bc;
+    a.D = D.data();
+    a.z = z.data() + t0 * ld_z;
+    a.ld_z = ld_z;
+    a.state = s;
+    a.y = y + t0 * E;
+    return a;
+  };
+  using Kernel = void (*)(const ScanArgs&, int64_t, int64_t);
+  std::vector<Kernel> kernels = {ScanChannelsBaseline};
+  if (HaveAvx512Scan()) kernels.push_back(ScanChannelsAvx512);
+  for (Kernel kernel : kernels) {
+    std::vector<float> s_all = state, s_step = state, y_all(T * E), y_step(T * E);
+    kernel(args(0, T, s_all.data(), y_all.data()), 0, E);
+    for (int64_t t = 0; t < T; ++t) {
+      // Ranges as the backend splits channels: multiples of 16 but the last
+      // (a vector's lanes and the scalar tail compute exp differently).
+      kernel(args(t, 1, s_step.data(), y_step.data()), 0, 528);
+      kernel(args(t, 1, s_step.data(), y_step.data()), 528, 1040);
+      kernel(args(t, 1, s_step.data(), y_step.data()), 1040, E);
+    }
+    EXPECT_EQ(0, std::memcmp(y_all.data(), y_step.data(), y_all.size() * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(s_all.data(), s_step.data(), s_all.size() * sizeof(float)));
+  }
+}
 
 TEST(ScanKernelTest, DispatchRunsTheChosenBuild) {
   const int64_t T = 3, E = 24, N = 2;

@@ -451,14 +451,19 @@ class CpuBackend final : public Backend {
   void SelectiveScan(const ScanArgs* streams, int64_t n) override {
     if (n == 0) return;
     const int64_t E = streams[0].E;
-    const int64_t blocks = (E + kScanBlock - 1) / kScanBlock;
-    const int64_t tasks = n * blocks;
     const int threads = streams[0].T * E * streams[0].N * n >= 8192 ? n_threads_ : 1;
+    // A one-position step takes one run of channels per thread and stream,
+    // so that each reads its state rows in long runs (cpu::ScanStepFrom).
+    const int64_t block = streams[0].T == 1
+                              ? std::max<int64_t>(kScanBlock, (E / threads + 15) / 16 * 16)
+                              : kScanBlock;
+    const int64_t blocks = (E + block - 1) / block;
+    const int64_t tasks = n * blocks;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
       const ScanArgs& a = streams[task / blocks];
-      const int64_t e0 = (task % blocks) * kScanBlock;
-      cpu::ScanChannels(a, e0, std::min(E, e0 + kScanBlock));
+      const int64_t e0 = (task % blocks) * block;
+      cpu::ScanChannels(a, e0, std::min(E, e0 + block));
     }
   }
 

@@ -5,6 +5,7 @@
 namespace memmamba::cpu {
 
 void ScanChannelsBaseline(const ScanArgs& a, int64_t e0, int64_t e1) {
+  if (a.T == 1 && a.checkpoints == nullptr) return ScanStepFrom(a, e0, e1);
   ScanRange(a, e0, e1, [&](int64_t t) { ScanPositionFrom(a, t, e0, e1); });
 }
 

@@ -3,6 +3,7 @@
 #ifndef MEMMAMBA_BACKEND_CPU_SCAN_KERNEL_INL_H_
 #define MEMMAMBA_BACKEND_CPU_SCAN_KERNEL_INL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -51,6 +52,54 @@ inline void ScanPositionFrom(const ScanArgs& a, int64_t t, int64_t e, int64_t e1
     }
     y[e] = acc * Silu(z[e]);
   }
+}
+
+// Channels per pass of a one-position step: its Δ, Δ·ξc and sums stay in
+// L1 while the state and A rows stream past.
+constexpr int64_t kStepChannels = 512;
+
+// One position (T = 1, a decode step) of channels [e0, e1), n outermost: the
+// rows state[n, e0:e1) and A[n, e0:e1) are each read in one sequential run.
+// A step's state is cold (the weights streamed since it was last touched
+// evict it), and the position-major loop touches 2N rows a vector at a time,
+// more streams than the hardware prefetcher follows, so it waits on every
+// line. Per channel the operations and their order are those of
+// ScanPositionFrom, so the bits are the same.
+inline void ScanStepFrom(const ScanArgs& a, int64_t e0, int64_t e1) {
+  int64_t e = e0;
+#if MM_CPU_AVX2
+  const int64_t N = a.N, E = a.E;
+  alignas(32) float delta[kStepChannels], du[kStepChannels], acc[kStepChannels];
+  while (e1 - e >= 8) {
+    const int64_t len = std::min(kStepChannels, (e1 - e) / 8 * 8);
+    for (int64_t i = 0; i < len; i += 8) {
+      const __m256 d = Softplus8(_mm256_add_ps(_mm256_loadu_ps(a.dt + e + i),
+                                               _mm256_loadu_ps(a.dt_bias + e + i)));
+      const __m256 u = _mm256_loadu_ps(a.xc + e + i);
+      _mm256_store_ps(delta + i, d);
+      _mm256_store_ps(du + i, _mm256_mul_ps(d, u));
+      _mm256_store_ps(acc + i, _mm256_mul_ps(_mm256_loadu_ps(a.D + e + i), u));
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const float* A = a.A + n * E + e;
+      float* s = a.state + n * E + e;
+      const __m256 b = _mm256_set1_ps(a.B[n]), c = _mm256_set1_ps(a.C[n]);
+      for (int64_t i = 0; i < len; i += 8) {
+        const __m256 dA = Exp8(_mm256_mul_ps(_mm256_load_ps(delta + i), _mm256_loadu_ps(A + i)));
+        const __m256 vs = _mm256_fmadd_ps(dA, _mm256_loadu_ps(s + i),
+                                          _mm256_mul_ps(_mm256_load_ps(du + i), b));
+        _mm256_storeu_ps(s + i, vs);
+        _mm256_store_ps(acc + i, _mm256_fmadd_ps(vs, c, _mm256_load_ps(acc + i)));
+      }
+    }
+    for (int64_t i = 0; i < len; i += 8) {
+      _mm256_storeu_ps(a.y + e + i, _mm256_mul_ps(_mm256_load_ps(acc + i),
+                                                  Silu8(_mm256_loadu_ps(a.z + e + i))));
+    }
+    e += len;
+  }
+#endif
+  ScanPositionFrom(a, 0, e, e1);
 }
 
 // Every position of channels [e0, e1); `position(t)` runs one.
