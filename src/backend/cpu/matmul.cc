@@ -89,11 +89,13 @@ constexpr int kPrefetchBytesRow = 2048;
 constexpr int kPrefetchBytesBlock = 3072;
 
 // Below this many weight bytes per thread the fork/join (~1-2 us) costs more
-// than the extra bandwidth of a second core brings. A one-token product of
-// 98 KB (the reads' q and o at the Mamba-130m shape, bf16) took 8.9 us on
-// one core and 6.7-7.3 us on two (Sapphire Rapids VM, 2026-12): at this
-// size a core's stream is still ramping up, and two ramp in parallel.
-constexpr int64_t kMinStreamBytesPerThread = 32 * 1024;
+// than a second core brings. A one-token product of 98 KB (the reads' q and
+// o at the Mamba-130m shape, bf16, cold in memory) took 8.9 us on one core
+// and 6.7-7.3 us on two: each core's stream is still ramping up at this
+// size. 32 KiB also split the default configuration's 64 KB products, which
+// sit in L3 there, and made its one-session steps ~6 % slower (Sapphire
+// Rapids VM, 2026-12).
+constexpr int64_t kMinStreamBytesPerThread = 48 * 1024;
 
 // The smallest slice of W a thread claims at a time in the streaming kernel
 // (ForEachClaimedSlice): a claim is one atomic exchange between the cores.
