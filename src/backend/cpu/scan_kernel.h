@@ -10,6 +10,9 @@
 // same operations in the same order in both (the vectors only run across
 // channels, and the exponential is the same polynomial per lane), so the
 // choice never changes a bit: tests/backend/cpu_scan_test.cc checks it.
+// A one-position call without checkpoints (a decode step) walks n outermost
+// instead (ScanStepFrom in scan_kernel_inl.h): the same bits, with the cold
+// state and A rows read in long runs.
 #ifndef MEMMAMBA_BACKEND_CPU_SCAN_KERNEL_H_
 #define MEMMAMBA_BACKEND_CPU_SCAN_KERNEL_H_
 
