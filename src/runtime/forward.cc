@@ -275,12 +275,15 @@ void ReserveForward(const Model& model, StreamState* const* streams, int64_t B, 
     const size_t n = static_cast<size_t>(max_closed + 1);
     for (Versions& v : per_layer) {
       if (v.pools.size() < n) v.pools.resize(n);
-      for (Pool& pool : v.pools) pool.reserve(P);
+      // Only the first n are used; later ones kept their capacity already.
+      for (size_t k = 0; k < n; ++k) v.pools[k].reserve(P);
     }
     for (LayerState& layer : streams[b]->layers) layer.pool.reserve(P);
   }
+  // A read builds at most one list per stream and version: the first
+  // `versions` (the workspace may hold more from a longer call).
   if (ws->note_lists.size() < static_cast<size_t>(versions)) ws->note_lists.resize(versions);
-  for (std::vector<const float*>& list : ws->note_lists) list.reserve(P * max_sources);
+  for (int64_t k = 0; k < versions; ++k) ws->note_lists[k].reserve(P * max_sources);
   ws->row_notes.reserve(M);
   ws->row_m.reserve(M);
   ws->closed_max.reserve(max_closed * D);
