@@ -142,6 +142,17 @@ class Backend {
                                 int64_t H, float* o, float* scratch) = 0;
   virtual int64_t PoolAttendFoldedScratch(int64_t max_m, int64_t S, int64_t H) const = 0;
 
+  // One row's whole read: q [S] = Wq·a (a [D], Wq [S, D]), o [S] = the folded
+  // attention of q over notes[0..m) (m >= 1, as PoolAttendFolded), c [D] =
+  // Wo·o (Wo [D, S]); the same bits as Matmul, PoolAttendFolded and Matmul
+  // in turn, in one pass over the threads where those take two parallel
+  // regions around a serial attention. Writes q, o and c; `scratch` holds
+  // PoolAttendFoldedScratch(m, S, H) floats.
+  virtual void PoolReadRow(const float* a, int64_t D, const WeightRef& wq,
+                           const float* const* notes, int64_t m, const float* k,
+                           const float* v, int64_t S, int64_t H, const WeightRef& wo, float* q,
+                           float* o, float* c, float* scratch) = 0;
+
   // --- Training (DESIGN 2.4, 6). Backward ops take the forward's inputs again
   // and the gradient of its output; "accumulates" means +=.
 

@@ -121,8 +121,10 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
   float* o = ws->o.data();
   float* cbuf = ws->c_tok.data();
   float* gate = ws->gate.data();
-  be.Matmul(a, M, D, Ref(rw.q), q, S, false);
-  std::fill(o, o + M * S, 0.0f);
+  // A single row takes PoolReadRow once its gate is known (no product for a
+  // closed gate); several rows take the three ops in turn.
+  const bool one_row = M == 1;
+  if (!one_row) be.Matmul(a, M, D, Ref(rw.q), q, S, false);
   const int64_t src_begin = cross ? c.CrossLayerBegin(l) : l;
   const int64_t src_end = cross ? l : l + 1;
   // The summaries each pool version offers, gathered once per version; then
@@ -166,9 +168,15 @@ void ReadAndFuse(const Model& model, int64_t l, bool cross, StreamState* const* 
     }
   }
   if (!any_active) return;  // c = 0 everywhere: x̄ = u
-  be.PoolAttendFolded(M, q, row_notes.data(), row_m.data(), rw.k_f32(), rw.v_f32(), S, H, o,
-                      ws->fold.data());
-  be.Matmul(o, M, S, Ref(rw.o), cbuf, D, false);
+  if (one_row) {
+    be.PoolReadRow(a, D, Ref(rw.q), row_notes[0], row_m[0], rw.k_f32(), rw.v_f32(), S, H,
+                   Ref(rw.o), q, o, cbuf, ws->fold.data());
+  } else {
+    std::fill(o, o + M * S, 0.0f);
+    be.PoolAttendFolded(M, q, row_notes.data(), row_m.data(), rw.k_f32(), rw.v_f32(), S, H, o,
+                        ws->fold.data());
+    be.Matmul(o, M, S, Ref(rw.o), cbuf, D, false);
+  }
   for (int64_t row = 0; row < M; ++row) {
     const float g = gate[row];
     if (g == 0.0f) continue;

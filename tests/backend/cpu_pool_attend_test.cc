@@ -1,16 +1,19 @@
 // PoolAttendFolded (the pool reads of streaming and prefill) against
 // PoolAttend over explicitly projected keys k_j = K·ŝ_j and values
 // v_j = V·ŝ_j (the training pass's form): the same function, DESIGN 2.3
-// step 1, up to float rounding.
+// step 1, up to float rounding. PoolReadRow (a one-row read in one pass)
+// against the ops it fuses.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/bf16.h"
 
 namespace memmamba {
 namespace {
@@ -94,6 +97,50 @@ TEST(CpuPoolAttendFolded, RowsEqualOneCallPerRow) {
   }
   EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
   EXPECT_EQ(got[3 * S], 42.0f);  // row 3 has no notes
+}
+
+// PoolReadRow gives the bits of Matmul (q), PoolAttendFolded and Matmul (c)
+// in turn, for every thread count, with f32 and bf16 weights, on shapes
+// whose products are split over the threads and shapes that are not.
+TEST(CpuPoolReadRow, EqualsTheOpsItFuses) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  struct Shape { int64_t D, S, H, m; };
+  for (const Shape& sh : {Shape{768, 64, 4, 50}, Shape{768, 64, 4, 200}, Shape{256, 64, 4, 7},
+                          Shape{1000, 48, 3, 1}, Shape{2048, 32, 1, 9}}) {
+    const int64_t D = sh.D, S = sh.S, H = sh.H, m = sh.m;
+    std::vector<float> a(D), wq(S * D), wo(D * S), K(S * S), V(S * S), notes(m * S);
+    for (auto* v : {&a, &wq, &wo, &K, &V, &notes}) {
+      for (float& f : *v) f = 0.5f * nd(rng);
+    }
+    std::vector<uint16_t> wq16(wq.size()), wo16(wo.size());
+    cpu::ConvertF32ToBf16(wq.data(), wq16.data(), wq.size());
+    cpu::ConvertF32ToBf16(wo.data(), wo16.data(), wo.size());
+    std::vector<const float*> sp;
+    for (int64_t j = 0; j < m; ++j) sp.push_back(&notes[j * S]);
+    const float* const* rows[1] = {sp.data()};
+    for (bool bf16 : {false, true}) {
+      WeightRef q_ref{bf16 ? nullptr : wq.data(), bf16 ? wq16.data() : nullptr, S, D};
+      WeightRef o_ref{bf16 ? nullptr : wo.data(), bf16 ? wo16.data() : nullptr, D, S};
+      for (int threads : {1, 2, 3, 4}) {
+        std::unique_ptr<Backend> be = CreateCpuBackend(threads);
+        std::vector<float> scratch(be->PoolAttendFoldedScratch(m, S, H));
+        std::vector<float> q(S), o(S), c(D), q2(S, 7.0f), o2(S, 7.0f), c2(D, 7.0f);
+        be->Matmul(a.data(), 1, D, q_ref, q.data(), S, false);
+        be->PoolAttendFolded(1, q.data(), rows, &m, K.data(), V.data(), S, H, o.data(),
+                             scratch.data());
+        be->Matmul(o.data(), 1, S, o_ref, c.data(), D, false);
+        be->PoolReadRow(a.data(), D, q_ref, sp.data(), m, K.data(), V.data(), S, H, o_ref,
+                        q2.data(), o2.data(), c2.data(), scratch.data());
+        const std::string what = "D " + std::to_string(D) + " m " + std::to_string(m) +
+                                 (bf16 ? " bf16" : " f32") + " threads " +
+                                 std::to_string(threads);
+        EXPECT_EQ(0, std::memcmp(q.data(), q2.data(), S * sizeof(float))) << what;
+        EXPECT_EQ(0, std::memcmp(o.data(), o2.data(), S * sizeof(float))) << what;
+        EXPECT_EQ(0, std::memcmp(c.data(), c2.data(), D * sizeof(float))) << what;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -29,6 +29,9 @@ using cpu::Softplus;
 // Channels per scan task: a multiple of 8 that keeps a task's A, D and state
 // rows in L1/L2 while giving both cores work at E = 512.
 constexpr int64_t kScanBlock = 64;
+// Bytes of Wq and Wo (together) a thread of a one-row read must have to be
+// worth waking (PoolReadRow).
+constexpr int64_t kMinReadBytesPerThread = 96 * 1024;
 
 // Softmax of each of `rows` rows of m scores, in place.
 void SoftmaxRows(float* scores, int64_t rows, int64_t m) {
@@ -352,16 +355,20 @@ void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
 // Floats of scratch FoldedRead needs for m notes.
 int64_t FoldedReadScratch(int64_t m, int64_t S, int64_t H) { return 2 * H * S + H * m; }
 
-// One row of Backend::PoolAttendFolded; `scratch` holds FoldedReadScratch floats.
-void FoldedRead(const float* q, int64_t m, const float* const* summaries, const float* k,
-                const float* v, int64_t S, int64_t H, float* o, float* scratch) {
+// Heads [h0, h1) of one row of Backend::PoolAttendFolded: writes o[h·dh ..
+// (h+1)·dh) for those heads. Each head's operations do not depend on which
+// other heads the call takes. `scratch` holds FoldedReadScratch floats.
+void FoldedReadHeads(const float* q, int64_t m, const float* const* summaries, const float* k,
+                     const float* v, int64_t S, int64_t H, int64_t h0, int64_t h1, float* o,
+                     float* scratch) {
   const int64_t dh = S / H;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   float* qk = scratch;         // [H, S]: scale · K_hᵀ q_h
   float* u = qk + H * S;       // [H, S]: Σ_j p_jh ŝ_j
   float* scores = u + H * S;   // [H, m]
-  std::fill(qk, qk + 2 * H * S, 0.0f);
-  for (int64_t h = 0; h < H; ++h) {
+  std::fill(qk + h0 * S, qk + h1 * S, 0.0f);
+  std::fill(u + h0 * S, u + h1 * S, 0.0f);
+  for (int64_t h = h0; h < h1; ++h) {
     float* r = qk + h * S;
     for (int64_t i = 0; i < dh; ++i) {
       const float qi = scale * q[h * dh + i];
@@ -370,10 +377,10 @@ void FoldedRead(const float* q, int64_t m, const float* const* summaries, const 
       for (int64_t s = 0; s < S; ++s) r[s] += qi * kr[s];
     }
   }
-  // Scores: each summary is read once for all heads.
+  // Scores: each summary is read once for all the call's heads.
   for (int64_t j = 0; j < m; ++j) {
     const float* sj = summaries[j];
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = h0; h < h1; ++h) {
       const float* r = qk + h * S;
       float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
@@ -381,10 +388,10 @@ void FoldedRead(const float* q, int64_t m, const float* const* summaries, const 
       scores[h * m + j] = dot;
     }
   }
-  SoftmaxRows(scores, H, m);
+  SoftmaxRows(scores + h0 * m, h1 - h0, m);
   for (int64_t j = 0; j < m; ++j) {
     const float* sj = summaries[j];
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = h0; h < h1; ++h) {
       const float p = scores[h * m + j];
       float* r = u + h * S;
 #pragma omp simd
@@ -392,7 +399,7 @@ void FoldedRead(const float* q, int64_t m, const float* const* summaries, const 
     }
   }
   // o_h = V_h u_h.
-  for (int64_t h = 0; h < H; ++h) {
+  for (int64_t h = h0; h < h1; ++h) {
     const float* r = u + h * S;
     for (int64_t i = 0; i < dh; ++i) {
       const float* vr = v + (h * dh + i) * S;
@@ -401,6 +408,19 @@ void FoldedRead(const float* q, int64_t m, const float* const* summaries, const 
       for (int64_t s = 0; s < S; ++s) dot += vr[s] * r[s];
       o[h * dh + i] = dot;
     }
+  }
+}
+
+// Rows [n0, n1) of y = W·x for one row x, on the calling thread: the same
+// bits as those rows of a whole product (a row's sum does not depend on
+// which rows a call takes).
+void MatvecRows(const float* x, int64_t K, const WeightRef& w, int64_t n0, int64_t n1,
+                float* y) {
+  if (n1 <= n0) return;
+  if (w.bf16) {
+    cpu::MatmulBf16(x, 1, K, K, w.bf16 + n0 * K, n1 - n0, y + n0, n1 - n0, false, 1);
+  } else {
+    cpu::MatmulF32(x, 1, K, K, w.f32 + n0 * K, n1 - n0, y + n0, n1 - n0, false, 1);
   }
 }
 
@@ -514,7 +534,31 @@ class CpuBackend final : public Backend {
     for (int64_t r = 0; r < M; ++r) {
       if (m[r] == 0) continue;
       float* mine = base + omp_get_thread_num() * per_thread;
-      FoldedRead(q + r * S, m[r], notes[r], k, v, S, H, o + r * S, mine);
+      FoldedReadHeads(q + r * S, m[r], notes[r], k, v, S, H, 0, H, o + r * S, mine);
+    }
+  }
+
+  void PoolReadRow(const float* a, int64_t D, const WeightRef& wq, const float* const* notes,
+                   int64_t m, const float* k, const float* v, int64_t S, int64_t H,
+                   const WeightRef& wo, float* q, float* o, float* c, float* scratch) override {
+    // Each thread takes a run of heads (their rows of Wq, then their
+    // attention), and after one barrier a run of 16-row groups of Wo.
+    const int64_t elem = wq.bf16 ? 2 : 4;
+    const int64_t bytes = 2 * S * D * elem;  // Wq and Wo
+    const int team = static_cast<int>(std::clamp<int64_t>(
+        std::min<int64_t>(bytes / kMinReadBytesPerThread, H), 1, n_threads_));
+    const int64_t dh = S / H, groups = (D + 15) / 16;
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      const int64_t h0 = H * t / n, h1 = H * (t + 1) / n;
+      MatvecRows(a, D, wq, h0 * dh, h1 * dh, q);
+      // The heads' rows of the scratch are disjoint: one scratch serves all.
+      if (h1 > h0) FoldedReadHeads(q, m, notes, k, v, S, H, h0, h1, o, scratch);
+#pragma omp barrier
+      const int64_t d0 = std::min(D, groups * t / n * 16);
+      const int64_t d1 = std::min(D, groups * (t + 1) / n * 16);
+      MatvecRows(o, S, wo, d0, d1, c);
     }
   }
 
