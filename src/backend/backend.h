@@ -118,6 +118,16 @@ class Backend {
   // of `n` streams (ScanArgs).
   virtual void SelectiveScan(const ScanArgs* streams, int64_t n) = 0;
 
+  // The middle of one stream's one-position mixer step (DESIGN 2.3 step 4):
+  // ConvSilu(conv), dbc = x_proj·ξc (rows of ld_dbc), dt = dt_proj·dbc[0,
+  // R) and SelectiveScan(scan), in one pass over the threads (each takes a
+  // run of channels for the conv, the dt rows and the scan, with barriers
+  // around the x projection) where the four ops take four parallel regions.
+  // Same bits as those ops in turn. conv.T == scan.T == 1, and scan reads
+  // conv.out, dbc and dt as that sequence of ops would.
+  virtual void MixerStep(const ConvArgs& conv, const WeightRef& x_proj, float* dbc,
+                         const WeightRef& dt_proj, float* dt, const ScanArgs& scan) = 0;
+
   // Multi-head attention of one query over m entries (DESIGN 2.3 step 1):
   // head h uses dims [h·S/H, (h+1)·S/H); o_h = Σ_j softmax_j(q_h·k_jh/√(S/H)) v_jh.
   // keys[j] / values[j] point at S floats. Overwrites o[S]. m >= 1.

@@ -365,14 +365,18 @@ void Forward(const Model& model, StreamState* const* streams, int64_t B, int64_t
     for (int64_t b = 0; b < B; ++b) {
       conv_args[b] = MixerConvArgs(c, LW, T, b, xz, xc, streams[b]->layers[l].conv.data());
     }
-    be.ConvSilu(conv_args, B);
-    be.Matmul(xc, M, E, Ref(LW.x_proj), dbc, ld_dbc, false);
-    be.Matmul(dbc, M, ld_dbc, Ref(LW.dt_proj), dt, E, false);
     for (int64_t b = 0; b < B; ++b) {
       scan_args[b] = MixerScanArgs(c, LW, T, b, xz, xc, dbc, dt,
                                    streams[b]->layers[l].ssm.data(), y);
     }
-    be.SelectiveScan(scan_args, B);
+    if (M == 1) {  // one pass for a one-token step
+      be.MixerStep(conv_args[0], Ref(LW.x_proj), dbc, Ref(LW.dt_proj), dt, scan_args[0]);
+    } else {
+      be.ConvSilu(conv_args, B);
+      be.Matmul(xc, M, E, Ref(LW.x_proj), dbc, ld_dbc, false);
+      be.Matmul(dbc, M, ld_dbc, Ref(LW.dt_proj), dt, E, false);
+      be.SelectiveScan(scan_args, B);
+    }
     be.Matmul(y, M, E, Ref(LW.out_proj), x, D, true);
     if (hidden) std::memcpy(hidden + (l + 1) * M * D, x, M * D * sizeof(float));
   }

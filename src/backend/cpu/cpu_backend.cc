@@ -487,6 +487,26 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void MixerStep(const ConvArgs& conv, const WeightRef& x_proj, float* dbc,
+                 const WeightRef& dt_proj, float* dt, const ScanArgs& scan) override {
+    const int64_t E = conv.E, groups = (E + 15) / 16;
+    // As SelectiveScan decides for one position.
+    const int team = E * scan.N >= 8192 ? n_threads_ : 1;
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      const int64_t e0 = std::min(E, groups * t / n * 16);
+      const int64_t e1 = std::min(E, groups * (t + 1) / n * 16);
+      ConvChannels(conv, e0, e1);
+#pragma omp barrier
+      const int64_t rows = x_proj.rows;
+      MatvecRows(conv.out, E, x_proj, rows * t / n, rows * (t + 1) / n, dbc);
+#pragma omp barrier
+      MatvecRows(dbc, dt_proj.cols, dt_proj, e0, e1, dt);
+      cpu::ScanChannels(scan, e0, e1);
+    }
+  }
+
   void PoolAttend(const float* q, int64_t m, const float* const* keys,
                   const float* const* values, int64_t S, int64_t H, float* o) override {
     const int64_t dh = S / H;
