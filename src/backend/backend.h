@@ -119,8 +119,8 @@ class Backend {
   virtual void SelectiveScan(const ScanArgs* streams, int64_t n) = 0;
 
   // The middle of one stream's one-position mixer step (DESIGN 2.3 step 4):
-  // ConvSilu(conv), dbc = x_proj·ξc (rows of ld_dbc), dt = dt_proj·dbc[0,
-  // R) and SelectiveScan(scan), in one pass over the threads (each takes a
+  // ConvSilu(conv), dbc [x_proj.rows] = x_proj·ξc, dt = dt_proj·dbc[0, R)
+  // and SelectiveScan(scan), in one pass over the threads (each takes a
   // run of channels for the conv, the dt rows and the scan, with barriers
   // around the x projection) where the four ops take four parallel regions.
   // Same bits as those ops in turn. conv.T == scan.T == 1, and scan reads

@@ -29,6 +29,8 @@ using cpu::Softplus;
 // Channels per scan task: a multiple of 8 that keeps a task's A, D and state
 // rows in L1/L2 while giving both cores work at E = 512.
 constexpr int64_t kScanBlock = 64;
+// Multiply-adds (T·E·N over the streams) from which a scan takes every thread.
+constexpr int64_t kMinParallelScanWork = 8192;
 // Bytes of Wq and Wo (together) a thread of a one-row read must have to be
 // worth waking (PoolReadRow).
 constexpr int64_t kMinReadBytesPerThread = 96 * 1024;
@@ -352,7 +354,7 @@ void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
   }
 }
 
-// Floats of scratch FoldedRead needs for m notes.
+// Floats of scratch FoldedReadHeads needs for m notes.
 int64_t FoldedReadScratch(int64_t m, int64_t S, int64_t H) { return 2 * H * S + H * m; }
 
 // Heads [h0, h1) of one row of Backend::PoolAttendFolded: writes o[h·dh ..
@@ -471,7 +473,8 @@ class CpuBackend final : public Backend {
   void SelectiveScan(const ScanArgs* streams, int64_t n) override {
     if (n == 0) return;
     const int64_t E = streams[0].E;
-    const int threads = streams[0].T * E * streams[0].N * n >= 8192 ? n_threads_ : 1;
+    const int threads =
+        streams[0].T * E * streams[0].N * n >= kMinParallelScanWork ? n_threads_ : 1;
     // A one-position step takes one run of channels per thread and stream,
     // so that each reads its state rows in long runs (cpu::ScanStepFrom).
     const int64_t block = streams[0].T == 1
@@ -490,8 +493,7 @@ class CpuBackend final : public Backend {
   void MixerStep(const ConvArgs& conv, const WeightRef& x_proj, float* dbc,
                  const WeightRef& dt_proj, float* dt, const ScanArgs& scan) override {
     const int64_t E = conv.E, groups = (E + 15) / 16;
-    // As SelectiveScan decides for one position.
-    const int team = E * scan.N >= 8192 ? n_threads_ : 1;
+    const int team = E * scan.N >= kMinParallelScanWork ? n_threads_ : 1;
 #pragma omp parallel num_threads(team) if (team > 1)
     {
       const int t = omp_get_thread_num(), n = omp_get_num_threads();
