@@ -193,13 +193,61 @@ __global__ void __launch_bounds__(kMixerThreads)
   }
 }
 
+// SlotConvKernel for K = 4 with four channels a thread in float4s (E % 4 ==
+// 0, 16-byte aligned arrays): per channel the same operations in the same
+// order, so the same bits, in a quarter of the threads and memory accesses.
+__device__ inline float Conv4(float b, float w0, float w1, float w2, float w3, float x0,
+                              float x1, float x2, float x3) {
+  float acc = b;
+  acc += w0 * x0;
+  acc += w1 * x1;
+  acc += w2 * x2;
+  acc += w3 * x3;
+  return Silu(acc);
+}
+
+__global__ void __launch_bounds__(kMixerThreads)
+    SlotConv4Kernel(int64_t B, int64_t T, int64_t E, const float* __restrict__ xi,
+                    int64_t ld_xi, const float* __restrict__ w, const float* __restrict__ bias,
+                    float* __restrict__ state, int64_t n_layer, int64_t layer,
+                    const int32_t* __restrict__ slots, float* __restrict__ out) {
+  const int64_t E4 = E / 4;
+  const int64_t idx = blockIdx.x * int64_t{kMixerThreads} + threadIdx.x;
+  if (idx >= B * E4) return;
+  const int64_t b = idx / E4, e = (idx - b * E4) * 4;
+  float4* st = reinterpret_cast<float4*>(
+      state + (static_cast<int64_t>(slots[b]) * n_layer + layer) * 3 * E + e);
+  float4 p0 = st[0], p1 = st[E4], p2 = st[2 * E4];  // inputs t − 3, t − 2, t − 1
+  const float4 bb = *reinterpret_cast<const float4*>(bias + e);
+  const float4* wp = reinterpret_cast<const float4*>(w + e * 4);  // a channel's 4 taps each
+  const float4 wa = wp[0], wb = wp[1], wc = wp[2], wd = wp[3];
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t r = b * T + t;
+    const float4 x = *reinterpret_cast<const float4*>(xi + r * ld_xi + e);
+    float4 y;
+    y.x = Conv4(bb.x, wa.x, wa.y, wa.z, wa.w, p0.x, p1.x, p2.x, x.x);
+    y.y = Conv4(bb.y, wb.x, wb.y, wb.z, wb.w, p0.y, p1.y, p2.y, x.y);
+    y.z = Conv4(bb.z, wc.x, wc.y, wc.z, wc.w, p0.z, p1.z, p2.z, x.z);
+    y.w = Conv4(bb.w, wd.x, wd.y, wd.z, wd.w, p0.w, p1.w, p2.w, x.w);
+    *reinterpret_cast<float4*>(out + r * E + e) = y;
+    p0 = p1;
+    p1 = p2;
+    p2 = x;
+  }
+  st[0] = p0;
+  st[E4] = p1;
+  st[2 * E4] = p2;
+}
+
 // The selective scan (the formula of scan.cu's forward; exp(Δ·A) in __expf
 // as there). A channel's N states are spread over G lanes (G a power of two,
 // at most 32; lane g holds states g, g + G, ...: kSPL of them), so a row's
 // dependency chain is one state update and a G-lane sum, not N updates; or,
 // G = 1, a lane holds a whole channel (many streams, see the launch).
+// The lane-per-channel build (kSPL 16) is held to six blocks a multiprocessor
+// (80 registers, no spills; 94 and five blocks unbounded).
 template <int kSPL>
-__global__ void __launch_bounds__(kMixerThreads)
+__global__ void __launch_bounds__(kMixerThreads, kSPL == 16 ? 6 : 1)
     SlotScanKernel(mmc_slot_scan_args a, int g_shift) {
   const int64_t E = a.E, N = a.N;
   const int G = 1 << g_shift;
@@ -482,6 +530,16 @@ MMC_API int mmc_slots_conv_silu(mmc_context* ctx, int64_t B, int64_t T, int64_t 
     return MMC_ERR_INVALID_ARGUMENT;
   }
   return Guarded(ctx, [&]() -> int {
+    const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    if (K == 4 && E % 4 == 0 && ld_xi % 4 == 0 && aligned(xi) && aligned(w) && aligned(b) &&
+        aligned(state) && aligned(out)) {
+      const int64_t blocks = CeilDiv(B * (E / 4), kMixerThreads);
+      if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
+      SlotConv4Kernel<<<static_cast<unsigned>(blocks), kMixerThreads, 0, ctx->stream>>>(
+          B, T, E, xi, ld_xi, w, b, state, n_layer, layer, slots, out);
+      MMC_LAUNCH_CHECK(ctx, "slots_conv_silu");
+      return MMC_OK;
+    }
     const int64_t blocks = CeilDiv(B * E, kMixerThreads);
     if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
     SlotConvKernel<<<static_cast<unsigned>(blocks), kMixerThreads, 0, ctx->stream>>>(
