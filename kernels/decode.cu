@@ -355,8 +355,6 @@ cudaError_t LaunchLinear(mmc_context* ctx, const mmc_decode_linear_args& p, unsi
   }
 }
 
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 }  // namespace memmamba::cuda
 

@@ -156,6 +156,9 @@ struct Batch {
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Whether p may be read as float4s.
+inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 // Programmatic dependent launch (sm_90 and later): a kernel queued with
 // LaunchDependent may start while the kernel before it on the stream still
 // runs. Until it calls WaitForPrevious it may only read what no earlier

@@ -9,7 +9,6 @@
 // kRowsPerPartial rows into partials, then the partials in block order
 // (deterministic, no atomics).
 #include <algorithm>
-#include <cstdint>
 
 #include "internal.cuh"
 
@@ -141,8 +140,7 @@ MMC_API int mmc_rms_norm(mmc_context* ctx, const float* x, int64_t M, int64_t D,
   if (x == nullptr || w == nullptr || out == nullptr) return MMC_ERR_INVALID_ARGUMENT;
   const int64_t blocks = CeilDiv(M, kWarpsPerBlock);
   if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (D % 4 == 0 && D <= kVecRowFloats && aligned(x) && aligned(w) && aligned(out)) {
+  if (D % 4 == 0 && D <= kVecRowFloats && Aligned16(x) && Aligned16(w) && Aligned16(out)) {
     RmsNormVecKernel<<<static_cast<unsigned>(blocks), 32 * kWarpsPerBlock, 0, ctx->stream>>>(
         x, M, D, w, eps, out);
   } else {

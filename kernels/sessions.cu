@@ -530,9 +530,8 @@ MMC_API int mmc_slots_conv_silu(mmc_context* ctx, int64_t B, int64_t T, int64_t 
     return MMC_ERR_INVALID_ARGUMENT;
   }
   return Guarded(ctx, [&]() -> int {
-    const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-    if (K == 4 && E % 4 == 0 && ld_xi % 4 == 0 && aligned(xi) && aligned(w) && aligned(b) &&
-        aligned(state) && aligned(out)) {
+    if (K == 4 && E % 4 == 0 && ld_xi % 4 == 0 && Aligned16(xi) && Aligned16(w) &&
+        Aligned16(b) && Aligned16(state) && Aligned16(out)) {
       const int64_t blocks = CeilDiv(B * (E / 4), kMixerThreads);
       if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
       SlotConv4Kernel<<<static_cast<unsigned>(blocks), kMixerThreads, 0, ctx->stream>>>(
