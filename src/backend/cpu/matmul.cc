@@ -84,7 +84,7 @@ constexpr int64_t kStreamMaxMBf16 = 16;
 // for one row of W at a time (M == 1) and for blocks of rows (M >= 2).
 // Prefetches never fault, so running past the end of W is harmless.
 // M == 1: 2 KiB measured 2-8 % faster than 1 KiB (and 4 KiB slower) once
-// weights sit on huge pages (130m decode, Sapphire Rapids VM, 2026-12).
+// weights sit on huge pages (130m decode, Xeon VM with AMX, 2026-12).
 constexpr int kPrefetchBytesRow = 2048;
 constexpr int kPrefetchBytesBlock = 3072;
 
@@ -93,8 +93,8 @@ constexpr int kPrefetchBytesBlock = 3072;
 // o at the Mamba-130m shape, bf16, cold in memory) took 8.9 us on one core
 // and 6.7-7.3 us on two: each core's stream is still ramping up at this
 // size. 32 KiB also split the default configuration's 64 KB products, which
-// sit in L3 there, and made its one-session steps ~6 % slower (Sapphire
-// Rapids VM, 2026-12).
+// sit in L3 there, and made its one-session steps ~6 % slower (the same
+// VM, 2026-12).
 constexpr int64_t kMinStreamBytesPerThread = 48 * 1024;
 
 // The smallest slice of W a thread claims at a time in the streaming kernel
