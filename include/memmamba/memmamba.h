@@ -608,6 +608,26 @@ MM_API mm_status mm_train_step(mm_trainer *trainer, const int32_t *tokens, size_
                                size_t seq_len, const uint8_t *loss_mask,
                                mm_train_result *result);
 
+/* mm_train_step where sequence b continues the stream of sessions[b] instead
+ * of starting from empty state: its forward starts from that session's conv
+ * and SSM state, and its reads see the session's pools, whose notes count as
+ * older than the sequence's windows: the function mm_session_feed would
+ * compute on that session. Training a long stream a piece at a time
+ * (truncated backpropagation through time), or training the reads against
+ * full pools, goes through here. The sessions' state is a constant of the
+ * gradient; it is read, never changed (feed a session the sequence to
+ * advance it). `sessions` may be NULL (every sequence from empty state, as
+ * mm_train_step) or hold `batch` entries, each NULL (empty state) or a
+ * session of a model whose configuration equals the trainer's, at a position
+ * that is a multiple of note_window (no pending window). Returns
+ * mm_train_step's codes, MM_ERR_INVALID_ARGUMENT also for a session of
+ * another configuration or inside a note window, and MM_ERR_UNSUPPORTED on a
+ * trainer on a GPU (MM_DEVICE_CUDA). One thread per trainer; no other thread
+ * may use the sessions during the call. */
+MM_API mm_status mm_train_step_from(mm_trainer *trainer, const mm_session *const *sessions,
+                                    const int32_t *tokens, size_t batch, size_t seq_len,
+                                    const uint8_t *loss_mask, mm_train_result *result);
+
 /* Sets the learning rate used by the following updates (warm-up and decay
  * schedules are the caller's). Returns MM_ERR_INVALID_ARGUMENT for NULL or a
  * rate <= 0 or not finite. One thread per trainer. */

@@ -851,33 +851,53 @@ mm_status mm_trainer_create(mm_trainer** out, const mm_model* model,
 
 void mm_trainer_free(mm_trainer* trainer) { delete trainer; }
 
-mm_status mm_train_step(mm_trainer* trainer, const int32_t* tokens, size_t batch,
-                        size_t seq_len, const uint8_t* loss_mask, mm_train_result* result) {
+namespace memmamba {
+namespace {
+
+// mm_train_step and mm_train_step_from: `sessions` NULL or `batch` entries.
+mm_status TrainStep(mm_trainer* trainer, const mm_session* const* sessions, const int32_t* tokens,
+                    size_t batch, size_t seq_len, const uint8_t* loss_mask,
+                    mm_train_result* result) {
   if (trainer == nullptr) return Fail(ErrorCode::kInvalidArgument, "trainer is NULL");
   return Guard(nullptr, [&]() -> mm_status {
     if (tokens == nullptr) {
-      return memmamba::FailTrainer(
-          memmamba::Error(ErrorCode::kInvalidArgument, "tokens is NULL"), trainer);
+      return FailTrainer(Error(ErrorCode::kInvalidArgument, "tokens is NULL"), trainer);
     }
     if (batch < 1 || seq_len < 1 || batch > (size_t{1} << 30) || seq_len > (size_t{1} << 30)) {
-      return memmamba::FailTrainer(
-          memmamba::Errorf(ErrorCode::kInvalidArgument, "batch ", batch, " x seq_len ", seq_len,
-                           " is not a valid batch shape"),
-          trainer);
+      return FailTrainer(Errorf(ErrorCode::kInvalidArgument, "batch ", batch, " x seq_len ",
+                                seq_len, " is not a valid batch shape"),
+                         trainer);
     }
     if (result != nullptr) {
-      absl::Status size = memmamba::CheckOutSize(
-          result->struct_size, memmamba::kTrainResultV1Size, "mm_train_result");
-      if (!size.ok()) return memmamba::FailTrainer(size, trainer);
+      absl::Status size = CheckOutSize(result->struct_size, kTrainResultV1Size, "mm_train_result");
+      if (!size.ok()) return FailTrainer(size, trainer);
     }
-    memmamba::Batch b;
+    std::vector<const StreamState*> initial;
+    if (sessions != nullptr) {
+      initial.assign(batch, nullptr);
+      for (size_t b = 0; b < batch; ++b) {
+        if (sessions[b] == nullptr) continue;
+        // Brings a GPU session's state to the host: its mirror, not its stream.
+        Session& s = *const_cast<mm_session*>(sessions[b])->impl;
+        if (!(s.model().config() == trainer->impl->config())) {
+          return FailTrainer(Errorf(ErrorCode::kInvalidArgument, "sessions[", b,
+                                    "] belongs to a model of another configuration"),
+                             trainer);
+        }
+        absl::Status synced = s.SyncState();
+        if (!synced.ok()) return FailTrainer(synced, trainer);
+        initial[b] = &s.state();
+      }
+    }
+    Batch b;
     b.tokens = tokens;
     b.B = static_cast<int64_t>(batch);
     b.T = static_cast<int64_t>(seq_len);
     b.mask = loss_mask;
-    memmamba::StepResult r;
+    b.initial = sessions != nullptr ? initial.data() : nullptr;
+    StepResult r;
     absl::Status s = trainer->impl->Step(b, &r);
-    if (!s.ok()) return memmamba::FailTrainer(s, trainer);
+    if (!s.ok()) return FailTrainer(s, trainer);
     if (result != nullptr) {
       mm_train_result o{};
       o.struct_size = sizeof o;
@@ -886,10 +906,24 @@ mm_status mm_train_step(mm_trainer* trainer, const int32_t* tokens, size_t batch
       o.tokens = static_cast<uint64_t>(r.tokens);
       o.updated = r.updated;
       o.step = static_cast<uint64_t>(r.step);
-      return memmamba::WriteOut(o, result, memmamba::kTrainResultV1Size, "mm_train_result");
+      return WriteOut(o, result, kTrainResultV1Size, "mm_train_result");
     }
     return MM_OK;
   });
+}
+
+}  // namespace
+}  // namespace memmamba
+
+mm_status mm_train_step(mm_trainer* trainer, const int32_t* tokens, size_t batch,
+                        size_t seq_len, const uint8_t* loss_mask, mm_train_result* result) {
+  return memmamba::TrainStep(trainer, nullptr, tokens, batch, seq_len, loss_mask, result);
+}
+
+mm_status mm_train_step_from(mm_trainer* trainer, const mm_session* const* sessions,
+                             const int32_t* tokens, size_t batch, size_t seq_len,
+                             const uint8_t* loss_mask, mm_train_result* result) {
+  return memmamba::TrainStep(trainer, sessions, tokens, batch, seq_len, loss_mask, result);
 }
 
 mm_status mm_trainer_set_learning_rate(mm_trainer* trainer, float learning_rate) {

@@ -80,13 +80,15 @@ struct ConvArgs {
   float* out = nullptr;       // [T, E]
 };
 
-// The backward of ConvSilu for one stream that started from a zero state
-// (training). Recomputes the pre-activation from xi; overwrites dxi (row t at
-// dxi + t·ld_dxi, E values); accumulates into dw [E, K] and db [E].
+// The backward of ConvSilu for one stream (training) that started from the
+// inputs `prev` ([K-1, E], oldest first; NULL: zeros), which are constants:
+// they get no gradient. Recomputes the pre-activation from xi; overwrites dxi
+// (row t at dxi + t·ld_dxi, E values); accumulates into dw [E, K] and db [E].
 struct ConvBackwardArgs {
   int64_t T = 0, E = 0, K = 0;
   const float* xi = nullptr;
   int64_t ld_xi = 0;
+  const float* prev = nullptr;
   const float* w = nullptr;
   const float* b = nullptr;
   const float* dout = nullptr;  // [T, E]

@@ -22,10 +22,20 @@ std::shared_ptr<NoteBlock> MakeNoteBlock(int64_t n, int64_t S) {
 }
 
 PoolVersions ComputePoolVersions(const ModelConfig& config, const float* scores, int64_t B,
-                                 int64_t nw, int64_t n_versions, int64_t* kept) {
+                                 int64_t nw, int64_t n_versions, const Pool* const* initial,
+                                 int64_t* kept) {
   PoolVersions versions(B);
   for (int64_t b = 0; b < B; ++b) {
+    // Entries carry their id in `window`; InsertNote reads only scores and order.
     Pool pool;
+    if (initial != nullptr && initial[b] != nullptr) {
+      for (size_t i = 0; i < initial[b]->size(); ++i) {
+        auto entry = std::make_shared<PoolEntry>();
+        entry->window = -1 - static_cast<int64_t>(i);
+        entry->score = (*initial[b])[i]->score;
+        pool.push_back(std::move(entry));
+      }
+    }
     auto& vs = versions[b];
     vs.reserve(n_versions);
     for (int64_t k = 0; k < n_versions; ++k) {

@@ -55,12 +55,15 @@ bool InsertNote(PoolPolicy policy, int64_t capacity, PoolEntryPtr note, Pool* po
 
 // Pool membership over whole sequences (training, DESIGN 2.4): for each of B
 // sequences whose nw complete windows have `scores` ([B·nw]), starting from
-// an empty pool, versions[b][k] lists the windows (ascending) in the pool
-// that tokens of window k read, k < n_versions, as InsertNote decides it.
-// Adds the number of notes over the threshold to *kept.
+// the pool initial[b] (empty where `initial` or initial[b] is NULL; its notes
+// are older than the sequence's windows), versions[b][k] lists the notes in
+// the pool that tokens of window k read, k < n_versions, in pool order, as
+// InsertNote decides it: the sequence's window j as j, note i of initial[b]
+// as −1 − i. Adds the number of windows over the threshold to *kept.
 using PoolVersions = std::vector<std::vector<std::vector<int32_t>>>;
 PoolVersions ComputePoolVersions(const ModelConfig& config, const float* scores, int64_t B,
-                                 int64_t nw, int64_t n_versions, int64_t* kept);
+                                 int64_t nw, int64_t n_versions, const Pool* const* initial,
+                                 int64_t* kept);
 
 }  // namespace memmamba
 

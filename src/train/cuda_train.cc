@@ -200,7 +200,8 @@ absl::Status CudaTrainState::Impl::TakeNotes(int64_t l) {
   }
   // Pool membership, as gradients.cc: InsertNote on window and score.
   nt.kept = 0;
-  nt.versions = ComputePoolVersions(c, nt.host_score.data(), B, nt.nw, (T - 1) / w + 1, &nt.kept);
+  nt.versions =
+      ComputePoolVersions(c, nt.host_score.data(), B, nt.nw, (T - 1) / w + 1, nullptr, &nt.kept);
   nt.done = true;
   return absl::OkStatus();
 }

@@ -2,7 +2,9 @@
 // backend ops and their backward twins (src/backend/backend.h).
 //
 // Forward, per layer, for all B·T rows at once (every sequence from empty
-// state):
+// state, or from the state Batch::initial gives: its conv and SSM state
+// start the mixer, its pools' notes are older than the sequence's windows;
+// all of it constant):
 //   a  = RMSNorm(u; note.norm)
 //   notes: per complete window k of each sequence, m_k = max of a over the
 //          window (argmax kept: its gradient goes to the first position
@@ -59,6 +61,9 @@ struct Notes {
   std::vector<float> s;       // [B·nw, S] ŝ = score·raw
   std::vector<float> ds;      // [B·nw, S] gradient of ŝ, added by every reader
   std::vector<float> dscore_st;  // [B·nw] straight-through gradient of the score
+  // The initial pools' notes ŝ (Batch::initial): [B·P, S], row b·P + i note i
+  // of sequence b's initial pool (zeros past its end); empty without.
+  std::vector<float> s0;
   // versions[b][k]: the windows (ascending) in the pool read by tokens of
   // window k of sequence b.
   PoolVersions versions;
@@ -76,6 +81,9 @@ struct ReadCache {
   // projections: kv[src - src_begin] is [B·nw, 2S] (key then value).
   std::vector<std::vector<float>> kv;
   std::vector<std::vector<float>> dkv;
+  // The same for the initial pools' notes (Notes::s0): [B·P, 2S] a source.
+  std::vector<std::vector<float>> kv0;
+  std::vector<std::vector<float>> dkv0;
   int64_t src_begin = 0, src_end = 0;
 };
 
@@ -105,6 +113,7 @@ class GradientPass {
         R_(c_.dt_rank),
         S_(c_.summary_dim),
         ld_dbc_(c_.dt_rank + 2 * c_.d_state),
+        P_(batch.initial != nullptr ? c_.pool_capacity : 0),
         grads_out_(grads) {}
 
   absl::Status Run(BatchStats* stats);
@@ -134,6 +143,7 @@ class GradientPass {
   Backend& be_;
   const Batch& batch_;
   const int64_t B_, T_, M_, D_, E_, N_, R_, S_, ld_dbc_;
+  const int64_t P_;  // rows per sequence of Notes::s0: P with Batch::initial, else 0
   Gradients* grads_out_;
 
   ModelWeights G_;                     // gradients, shaped like the weights
@@ -187,10 +197,24 @@ void GradientPass::TakeNotes(int64_t l) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < S_; ++j) nt.s[r * S_ + j] = nt.score[r] * nt.raw[r * S_ + j];
   }
-  // Pool membership: the runtime's InsertNote on entries carrying only the
-  // window and score.
+  // The initial pools' notes, then pool membership: the runtime's InsertNote
+  // on entries carrying only an id and the score.
+  std::vector<const Pool*> initial;
+  if (P_ > 0) {
+    nt.s0.assign(B_ * P_ * S_, 0.0f);
+    initial.assign(B_, nullptr);
+    for (int64_t b = 0; b < B_; ++b) {
+      if (batch_.initial[b] == nullptr) continue;
+      const Pool& pool = batch_.initial[b]->layers[l].pool;
+      initial[b] = &pool;
+      for (size_t i = 0; i < pool.size(); ++i) {
+        std::memcpy(&nt.s0[(b * P_ + i) * S_], pool[i]->summary, S_ * sizeof(float));
+      }
+    }
+  }
   nt.kept = 0;
-  nt.versions = ComputePoolVersions(c_, nt.score.data(), B_, nt.nw, (T_ - 1) / w + 1, &nt.kept);
+  nt.versions = ComputePoolVersions(c_, nt.score.data(), B_, nt.nw, (T_ - 1) / w + 1,
+                                    P_ > 0 ? initial.data() : nullptr, &nt.kept);
   nt.done = true;
 }
 
@@ -207,13 +231,17 @@ void GradientPass::Gather(const ReadCache& rc, int64_t l, int64_t b, int64_t t, 
   for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {
     const Notes& nt = notes_[src];
     const int64_t i = src - rc.src_begin;
-    for (int32_t win : nt.versions[b][k]) {
-      const int64_t r = (b * nt.nw + win) * 2 * S_;
-      keys->push_back(&rc.kv[i][r]);
-      values->push_back(&rc.kv[i][r + S_]);
+    for (int32_t id : nt.versions[b][k]) {
+      // id >= 0: the sequence's window id; else note −1 − id of its initial pool.
+      const bool initial = id < 0;
+      const int64_t r = (initial ? b * P_ - 1 - id : b * nt.nw + id) * 2 * S_;
+      const std::vector<float>& kv = initial ? rc.kv0[i] : rc.kv[i];
+      keys->push_back(&kv[r]);
+      values->push_back(&kv[r + S_]);
       if (grad) {
-        dkeys->push_back(const_cast<float*>(&rc.dkv[i][r]));
-        dvalues->push_back(const_cast<float*>(&rc.dkv[i][r + S_]));
+        float* dkv = const_cast<float*>((initial ? rc.dkv0[i] : rc.dkv[i]).data());
+        dkeys->push_back(dkv + r);
+        dvalues->push_back(dkv + r + S_);
       }
     }
   }
@@ -228,14 +256,21 @@ void GradientPass::ReadForward(int64_t l, bool cross, float* xbar) {
   const int64_t n_src = rc.src_end - rc.src_begin;
   rc.kv.resize(n_src);
   rc.dkv.resize(n_src);
+  rc.kv0.resize(n_src);
+  rc.dkv0.resize(n_src);
+  // Keys and values [rows, 2S] of the notes s [rows, S].
+  auto project = [&](const std::vector<float>& s, int64_t rows, std::vector<float>* kv,
+                     std::vector<float>* dkv) {
+    kv->assign(rows * 2 * S_, 0.0f);
+    dkv->assign(rows * 2 * S_, 0.0f);
+    if (rows == 0) return;
+    be_.Matmul(s.data(), rows, S_, Ref(rw.k), kv->data(), 2 * S_, false);
+    be_.Matmul(s.data(), rows, S_, Ref(rw.v), kv->data() + S_, 2 * S_, false);
+  };
   for (int64_t i = 0; i < n_src; ++i) {
     const Notes& nt = notes_[rc.src_begin + i];
-    const int64_t rows = B_ * nt.nw;
-    rc.kv[i].assign(rows * 2 * S_, 0.0f);
-    rc.dkv[i].assign(rows * 2 * S_, 0.0f);
-    if (rows == 0) continue;
-    be_.Matmul(nt.s.data(), rows, S_, Ref(rw.k), rc.kv[i].data(), 2 * S_, false);
-    be_.Matmul(nt.s.data(), rows, S_, Ref(rw.v), rc.kv[i].data() + S_, 2 * S_, false);
+    project(nt.s, B_ * nt.nw, &rc.kv[i], &rc.dkv[i]);
+    project(nt.s0, B_ * P_, &rc.kv0[i], &rc.dkv0[i]);
   }
   float* q = Fit(&rc.q, M_ * S_);
   float* o = Fit(&rc.o, M_ * S_);
@@ -305,6 +340,13 @@ void GradientPass::LayerForward(int64_t l, const float* u, float* out) {
   float* cps = Fit(&lc.checkpoints, B_ * n_chunks * N_ * E_);
   float* state = Fit(&lc.state, B_ * (N_ + K) * E_);
   std::fill(state, state + B_ * (N_ + K) * E_, 0.0f);
+  for (int64_t b = 0; b < B_; ++b) {  // [N·E ssm][(K-1)·E conv] a sequence
+    const StreamState* s0 = batch_.initial != nullptr ? batch_.initial[b] : nullptr;
+    if (s0 == nullptr) continue;
+    const LayerState& ls = s0->layers[l];
+    std::copy(ls.ssm.begin(), ls.ssm.end(), state + b * (N_ + K) * E_);
+    std::copy(ls.conv.begin(), ls.conv.end(), state + b * (N_ + K) * E_ + N_ * E_);
+  }
 
   be_.RmsNorm(xbar, M_, D_, LW.norm.data(), c_.norm_eps, h);
   be_.Matmul(h, M_, D_, Ref(LW.in_proj), xz, 2 * E_, false);
@@ -386,6 +428,7 @@ void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float
     std::vector<const float*> ckeys, cvalues;
     std::vector<float*> targets;  // where each candidate's dκ goes
     std::vector<float> dkappa;
+    float constant_sink = 0.0f;    // the dκ of an initial pool's note (a constant)
     for (int64_t t = 0; t < T_; ++t) {
       const int64_t row = b * T_ + t;
       if (rc.gate[row] == 0.0f) continue;
@@ -402,7 +445,9 @@ void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float
       cvalues.clear();
       for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {  // pool entries first
         Notes& nt = notes_[src];
-        for (int32_t win : nt.versions[b][k]) targets.push_back(&nt.dscore_st[b * nt.nw + win]);
+        for (int32_t id : nt.versions[b][k]) {
+          targets.push_back(id < 0 ? &constant_sink : &nt.dscore_st[b * nt.nw + id]);
+        }
       }
       for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {
         Notes& nt = notes_[src];
@@ -427,17 +472,27 @@ void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float
   // q = read.q · a.
   be_.MatmulBackwardWeight(dq.data(), M_, S_, a, D_, S_, D_, gw.q.f32.data());
   be_.MatmulBackwardInput(dq.data(), M_, S_, rw.q.f32.data(), S_, D_, da, D_, true);
-  // k = read.k · ŝ, v = read.v · ŝ for every note of every source.
+  // k = read.k · ŝ, v = read.v · ŝ for every note of every source; the
+  // initial pools' notes are constants (no gradient to ŝ).
   for (int64_t i = 0; i < rc.src_end - rc.src_begin; ++i) {
     Notes& nt = notes_[rc.src_begin + i];
     const int64_t rows = B_ * nt.nw;
-    if (rows == 0) continue;
-    const float* dk = rc.dkv[i].data();
-    const float* dv = dk + S_;
-    be_.MatmulBackwardWeight(dk, rows, 2 * S_, nt.s.data(), S_, S_, S_, gw.k.f32.data());
-    be_.MatmulBackwardWeight(dv, rows, 2 * S_, nt.s.data(), S_, S_, S_, gw.v.f32.data());
-    be_.MatmulBackwardInput(dk, rows, 2 * S_, rw.k.f32.data(), S_, S_, nt.ds.data(), S_, true);
-    be_.MatmulBackwardInput(dv, rows, 2 * S_, rw.v.f32.data(), S_, S_, nt.ds.data(), S_, true);
+    if (rows > 0) {
+      const float* dk = rc.dkv[i].data();
+      const float* dv = dk + S_;
+      be_.MatmulBackwardWeight(dk, rows, 2 * S_, nt.s.data(), S_, S_, S_, gw.k.f32.data());
+      be_.MatmulBackwardWeight(dv, rows, 2 * S_, nt.s.data(), S_, S_, S_, gw.v.f32.data());
+      be_.MatmulBackwardInput(dk, rows, 2 * S_, rw.k.f32.data(), S_, S_, nt.ds.data(), S_,
+                              true);
+      be_.MatmulBackwardInput(dv, rows, 2 * S_, rw.v.f32.data(), S_, S_, nt.ds.data(), S_,
+                              true);
+    }
+    if (P_ > 0) {
+      const float* dk = rc.dkv0[i].data();
+      be_.MatmulBackwardWeight(dk, B_ * P_, 2 * S_, nt.s0.data(), S_, S_, S_, gw.k.f32.data());
+      be_.MatmulBackwardWeight(dk + S_, B_ * P_, 2 * S_, nt.s0.data(), S_, S_, S_,
+                               gw.v.f32.data());
+    }
   }
 }
 
@@ -554,6 +609,9 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
     g.ld_xi = 2 * E_;
     g.w = LW.conv_w.data();
     g.b = LW.conv_b.data();
+    g.prev = batch_.initial != nullptr && batch_.initial[b] != nullptr
+                 ? batch_.initial[b]->layers[l].conv.data()
+                 : nullptr;
     g.dout = dxc.data() + b * T_ * E_;
     g.dxi = dxz.data() + b * T_ * 2 * E_;
     g.ld_dxi = 2 * E_;
@@ -645,7 +703,7 @@ absl::Status GradientPass::Run(BatchStats* stats) {
     const double per_layer =
         4.0 * M_ * (4 * D_ + 6 * E_ + ld_dbc_ + 4 * S_) +
         4.0 * B_ * ((T_ + kScanChunk - 1) / kScanChunk + 1) * N_ * E_ +
-        4.0 * 4 * B_ * (T_ / c_.note_window + 1) * 2 * S_ * (1 + c_.cross_layer_span);
+        4.0 * 4 * B_ * (T_ / c_.note_window + 1 + P_) * 2 * S_ * (1 + c_.cross_layer_span);
     keep_all_ = per_layer * c_.n_layer <= keep_bytes_;
     caches_.assign(keep_all_ ? c_.n_layer : 1, LayerCache());
   }
@@ -696,11 +754,39 @@ absl::Status GradientPass::Run(BatchStats* stats) {
 
 }  // namespace
 
+absl::Status CheckInitialState(const ModelConfig& c, const StreamState& state) {
+  const int64_t E = c.d_inner();
+  bool shaped = static_cast<int64_t>(state.layers.size()) == c.n_layer &&
+                (!c.memory_enabled() || state.summary_dim == c.summary_dim);
+  for (size_t l = 0; shaped && l < state.layers.size(); ++l) {
+    const LayerState& L = state.layers[l];
+    shaped = static_cast<int64_t>(L.conv.size()) == (c.d_conv - 1) * E &&
+             static_cast<int64_t>(L.ssm.size()) == c.d_state * E &&
+             static_cast<int64_t>(L.pool.size()) <= c.pool_capacity;
+  }
+  if (!shaped) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "an initial state does not have the shapes of the model's configuration");
+  }
+  if (c.memory_enabled() && state.position % c.note_window != 0) {
+    return Errorf(ErrorCode::kInvalidArgument, "an initial state is at position ", state.position,
+                  ", inside a note window: training continues a stream only at a multiple of "
+                  "note_window (",
+                  c.note_window, ")");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ComputeGradients(const Model& model, const Batch& batch,
                               const GradientOptions& options, BatchStats* stats,
                               Gradients* grads) {
   if (batch.B < 1 || batch.T < 1) {
     return Error(ErrorCode::kInvalidArgument, "a batch needs B >= 1 and T >= 1");
+  }
+  for (int64_t b = 0; batch.initial != nullptr && b < batch.B; ++b) {
+    if (batch.initial[b] != nullptr) {
+      MM_RETURN_IF_ERROR(CheckInitialState(model.config(), *batch.initial[b]));
+    }
   }
   GradientPass pass(model, batch, options, grads);
   return pass.Run(stats);

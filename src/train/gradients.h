@@ -10,17 +10,27 @@
 
 #include "common/status.h"
 #include "model/model.h"
+#include "runtime/state.h"
 
 namespace memmamba {
 
 // B sequences of T tokens, row-major; mask (optional, B·T bytes aligned with
 // tokens): a non-zero byte makes that token a target; t = 0 never is.
+// initial (optional, B pointers): sequence b continues the stream initial[b]
+// (its conv and SSM state and its pools; NULL: empty state) whose position
+// must be a multiple of note_window (no pending window). That state is a
+// constant of the gradient, as in truncated backpropagation through time.
 struct Batch {
   const int32_t* tokens = nullptr;
   int64_t B = 0;
   int64_t T = 0;
   const uint8_t* mask = nullptr;
+  const StreamState* const* initial = nullptr;
 };
+
+// Whether `state` can start a sequence of `config`'s model (Batch::initial):
+// its shapes are the config's and its position closes a note window.
+[[nodiscard]] absl::Status CheckInitialState(const ModelConfig& config, const StreamState& state);
 
 struct GradientOptions {
   // DESIGN 6: every completed earlier window is a read candidate weighted by

@@ -196,6 +196,14 @@ absl::Status Trainer::CheckBatch(const Batch& batch) const {
                     " is outside [0, ", c.vocab_size, ")");
     }
   }
+  for (int64_t b = 0; batch.initial != nullptr && b < batch.B; ++b) {
+    if (batch.initial[b] == nullptr) continue;
+    if (device_) {
+      return Error(ErrorCode::kUnsupported,
+                   "training from a stream's state runs on the CPU only, not on a GPU trainer");
+    }
+    MM_RETURN_IF_ERROR(CheckInitialState(c, *batch.initial[b]));
+  }
   return absl::OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "model/model.h"
+#include "runtime/session.h"
 
 namespace memmamba {
 namespace {
@@ -25,6 +26,9 @@ struct GradCase {
   bool tie = true;
   float gate = 0.0f;
   int64_t d_model = 16;  // 13: d_inner 26, the scan's scalar (non-multiple-of-8) path
+  // > 0: sequence 0 continues a stream of this many tokens (Batch::initial);
+  // sequence 1 starts from empty state.
+  int64_t from_state = 0;
 };
 
 ModelConfig SmallConfig(const GradCase& g) {
@@ -73,6 +77,17 @@ std::unique_ptr<Model> PerturbedModel(const ModelConfig& config, uint64_t seed) 
   return std::move(*m);
 }
 
+// A session of `model` fed `n` random tokens (seeded by `seed`).
+std::unique_ptr<Session> StreamedSession(const Model& model, int64_t n, uint32_t seed) {
+  auto s = Session::Create(&model, 0);
+  EXPECT_TRUE(s.ok()) << s.status();
+  std::mt19937 rng(seed);
+  std::vector<int32_t> tokens(n);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng() % model.config().vocab_size);
+  EXPECT_TRUE((*s)->Feed(tokens.data(), tokens.size(), LogitsMode::kNone, nullptr, 0).ok());
+  return std::move(*s);
+}
+
 double Loss(const Model& model, const Batch& batch) {
   BatchStats stats;
   Gradients g;
@@ -93,6 +108,14 @@ TEST_P(GradientTest, MatchesFiniteDifferencesForEveryTensor) {
   for (auto& t : tokens) t = static_cast<int32_t>(rng() % config.vocab_size);
   for (size_t i = 0; i < mask.size(); ++i) mask[i] = (i % 3) != 0;
   Batch batch{tokens.data(), B, T, mask.data()};
+  // The initial state is made once, by the unperturbed weights: a constant.
+  std::unique_ptr<Session> stream;
+  std::vector<const StreamState*> initial(B, nullptr);
+  if (gc.from_state > 0) {
+    stream = StreamedSession(*model, gc.from_state, 21);
+    initial[0] = &stream->state();
+    batch.initial = initial.data();
+  }
 
   BatchStats stats;
   Gradients grads;
@@ -159,7 +182,11 @@ INSTANTIATE_TEST_SUITE_P(
                  false},
         GradCase{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 0},
         GradCase{"odd_width_scalar_scan", PoolPolicy::kFifo, 4, Fusion::kWeighted, 2, 4, true,
-                 0.0f, 13}),
+                 0.0f, 13},
+        GradCase{"priority_w4_from_state", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 16,
+                 true, 0.0f, 16, /*from_state=*/20},
+        GradCase{"fifo_w1_evicting_from_state", PoolPolicy::kFifo, 1, Fusion::kGated, 2, 6,
+                 false, 0.0f, 16, /*from_state=*/12}),
     [](const ::testing::TestParamInfo<GradCase>& info) { return info.param.name; });
 
 }  // namespace
@@ -232,6 +259,87 @@ TEST(Recompute, SameGradientsAsKeepingActivations) {
 
 namespace memmamba {
 namespace {
+
+// Mean next-token cross-entropy of `logits` [T, V] against tokens[1..T).
+double CrossEntropy(const std::vector<float>& logits, const std::vector<int32_t>& tokens,
+                    int64_t V) {
+  double sum = 0.0;
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  for (int64_t t = 0; t + 1 < T; ++t) {
+    const float* row = &logits[t * V];
+    double mx = row[0], z = 0.0;
+    for (int64_t v = 1; v < V; ++v) mx = std::max<double>(mx, row[v]);
+    for (int64_t v = 0; v < V; ++v) z += std::exp(row[v] - mx);
+    sum += mx + std::log(z) - row[tokens[t + 1]];
+  }
+  return sum / static_cast<double>(T - 1);
+}
+
+// A sequence that continues a stream (Batch::initial) has the loss that
+// feeding it to the stream's session gives (DESIGN 2.4): conv and SSM state,
+// full and evicting pools, cross-layer reads; the straight-through estimator
+// does not change it. The stream's state is read, not changed.
+TEST(FromState, LossEqualsFeedingTheStream) {
+  for (const GradCase& g :
+       {GradCase{"priority_w4", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 3},
+        GradCase{"fifo_w1", PoolPolicy::kFifo, 1, Fusion::kGated, 1, 5},
+        GradCase{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 0}}) {
+    const ModelConfig c = SmallConfig(g);
+    std::unique_ptr<Model> model = PerturbedModel(c, 13);
+    const int64_t T = 40, V = c.vocab_size, prefix = 48;
+    std::vector<int32_t> tokens(T);
+    std::mt19937 rng(17);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng() % V);
+    std::unique_ptr<Session> stream = StreamedSession(*model, prefix, 23);
+    if (c.memory_enabled()) {
+      ASSERT_EQ(static_cast<int64_t>(stream->state().layers[0].pool.size()), c.pool_capacity)
+          << g.name;
+    }
+    const StreamState* initial[1] = {&stream->state()};
+    Batch batch{tokens.data(), 1, T, nullptr};
+    batch.initial = initial;
+    for (bool st : {false, true}) {
+      GradientOptions o;
+      o.straight_through = st;
+      BatchStats stats;
+      Gradients grads;
+      ASSERT_TRUE(ComputeGradients(*model, batch, o, &stats, &grads).ok()) << g.name;
+      EXPECT_EQ(stream->state().position, prefix);
+      std::unique_ptr<Session> fed = StreamedSession(*model, prefix, 23);
+      std::vector<float> logits(T * V);
+      ASSERT_TRUE(fed->Feed(tokens.data(), T, LogitsMode::kAll, logits.data(), logits.size())
+                      .ok());
+      const double want = CrossEntropy(logits, tokens, V);
+      EXPECT_NEAR(stats.loss(), want, 1e-5 * want) << g.name << " straight_through " << st;
+      // From empty state the loss differs: the state mattered.
+      BatchStats empty;
+      Batch fresh{tokens.data(), 1, T, nullptr};
+      ASSERT_TRUE(ComputeGradients(*model, fresh, o, &empty, &grads).ok());
+      EXPECT_GT(std::abs(empty.loss() - want), 3e-5 * want) << g.name;
+    }
+  }
+}
+
+TEST(FromState, RefusesAStateInsideAWindowOrOfAnotherShape) {
+  const ModelConfig c = SmallConfig(GradCase{"w4"});
+  std::unique_ptr<Model> model = PerturbedModel(c, 13);
+  std::vector<int32_t> tokens(16, 1);
+  BatchStats stats;
+  Gradients grads;
+  std::unique_ptr<Session> inside = StreamedSession(*model, 6, 1);  // window 4: pending
+  const StreamState* initial[1] = {&inside->state()};
+  Batch batch{tokens.data(), 1, 16, nullptr};
+  batch.initial = initial;
+  absl::Status s = ComputeGradients(*model, batch, {}, &stats, &grads);
+  EXPECT_EQ(CodeOf(s), ErrorCode::kInvalidArgument) << s;
+  ModelConfig wider = c;
+  wider.d_model = 24;
+  std::unique_ptr<Model> other = PerturbedModel(wider, 13);
+  std::unique_ptr<Session> shaped = StreamedSession(*other, 8, 1);
+  initial[0] = &shaped->state();
+  s = ComputeGradients(*model, batch, {}, &stats, &grads);
+  EXPECT_EQ(CodeOf(s), ErrorCode::kInvalidArgument) << s;
+}
 
 TEST(CountParameters, EqualsTheParameterList) {
   for (const GradCase& g :

@@ -3,6 +3,7 @@
 // forward agreeing with the streaming forward.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -268,6 +269,94 @@ TEST(Trainer, TrainingLossEqualsStreamingEvalLoss) {
   EXPECT_EQ(e.tokens, 60u);
   EXPECT_NEAR(e.perplexity, std::exp(e.loss), 1e-9 * e.perplexity);
   mm_trainer_free(t);
+}
+
+// A session fed `n` tokens of Batch(seed, n).
+mm_session* FedSession(mm_model* model, int seed, size_t n) {
+  mm_session* s = nullptr;
+  EXPECT_EQ(mm_session_create(&s, model, nullptr), MM_OK);
+  std::vector<int32_t> t = Batch(seed, n);
+  EXPECT_EQ(mm_session_feed(s, t.data(), n, MM_LOGITS_NONE, nullptr, 0), MM_OK);
+  return s;
+}
+
+std::string SnapshotBytes(const mm_session* s) {
+  void* bytes = nullptr;
+  size_t size = 0;
+  EXPECT_EQ(mm_session_snapshot_alloc(s, &bytes, &size), MM_OK);
+  std::string out(static_cast<const char*>(bytes), size);
+  mm_free(bytes);
+  return out;
+}
+
+TEST(Trainer, StepFromSessionsContinuesTheirStreams) {
+  Handles h;
+  MakeTrainer(&h);
+  const std::vector<int32_t> tokens = Batch(8, 2 * 32);
+  // The loss of a sequence continuing a session is what feeding it gives.
+  mm_trainer_options slow;
+  mm_trainer_options_init(&slow, sizeof slow);
+  slow.learning_rate = 1e-30f;
+  slow.n_threads = 1;
+  mm_trainer* t = nullptr;
+  ASSERT_EQ(mm_trainer_create(&t, h.model, &slow), MM_OK);
+  mm_session* from = FedSession(h.model, 9, 40);  // window 4: 10 windows, pools full
+  const std::string before = SnapshotBytes(from);
+  const mm_session* sessions[2] = {from, nullptr};
+  mm_train_result r;
+  mm_train_result_init(&r, sizeof r);
+  ASSERT_EQ(mm_train_step_from(t, sessions, tokens.data(), 1, 32, nullptr, &r), MM_OK)
+      << mm_trainer_last_error(t);
+  EXPECT_TRUE(SnapshotBytes(from) == before) << "the session changed";
+  std::vector<float> logits(32 * 32);
+  ASSERT_EQ(mm_session_feed(from, tokens.data(), 32, MM_LOGITS_ALL, logits.data(), logits.size()),
+            MM_OK);
+  double want = 0.0;
+  for (int i = 0; i + 1 < 32; ++i) {
+    const float* row = &logits[i * 32];
+    double mx = row[0], z = 0.0;
+    for (int v = 1; v < 32; ++v) mx = std::max<double>(mx, row[v]);
+    for (int v = 0; v < 32; ++v) z += std::exp(row[v] - mx);
+    want += (mx + std::log(z) - row[tokens[i + 1]]) / 31.0;
+  }
+  EXPECT_NEAR(r.loss, want, 1e-5 * want);
+  mm_trainer_free(t);
+
+  // NULL sessions, or only NULL entries, is mm_train_step, bit for bit.
+  Handles a, b;
+  MakeTrainer(&a);
+  MakeTrainer(&b);
+  const mm_session* none[2] = {nullptr, nullptr};
+  ASSERT_EQ(mm_train_step(a.trainer, tokens.data(), 2, 32, nullptr, nullptr), MM_OK);
+  ASSERT_EQ(mm_train_step_from(b.trainer, nullptr, tokens.data(), 2, 32, nullptr, nullptr),
+            MM_OK);
+  ASSERT_EQ(mm_train_step(a.trainer, tokens.data(), 2, 32, nullptr, nullptr), MM_OK);
+  ASSERT_EQ(mm_train_step_from(b.trainer, none, tokens.data(), 2, 32, nullptr, nullptr), MM_OK);
+  EXPECT_TRUE(ExportBytes(a.trainer) == ExportBytes(b.trainer));
+
+  // Refused, changing nothing: a session inside a note window, or of a model
+  // with another configuration.
+  const std::string weights = ExportBytes(h.trainer);
+  mm_session* inside = FedSession(h.model, 9, 30);
+  sessions[0] = nullptr;
+  sessions[1] = inside;
+  EXPECT_EQ(mm_train_step_from(h.trainer, sessions, tokens.data(), 2, 32, nullptr, nullptr),
+            MM_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(mm_trainer_last_error(h.trainer)).find("note_window"), std::string::npos);
+  mm_model_config c = SmallConfig();
+  c.pool_capacity = 5;
+  mm_model* other = nullptr;
+  ASSERT_EQ(mm_model_create(&other, &c, 5, nullptr), MM_OK);
+  mm_session* foreign = FedSession(other, 9, 40);
+  sessions[1] = foreign;
+  EXPECT_EQ(mm_train_step_from(h.trainer, sessions, tokens.data(), 2, 32, nullptr, nullptr),
+            MM_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(ExportBytes(h.trainer) == weights);
+  EXPECT_EQ(mm_trainer_step_count(h.trainer), 0u);
+  mm_session_free(foreign);
+  mm_model_free(other);
+  mm_session_free(inside);
+  mm_session_free(from);
 }
 
 TEST(Eval, FidelityIsFiniteAndBounded) {

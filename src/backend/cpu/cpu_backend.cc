@@ -299,6 +299,14 @@ void ScanBackwardChannels8(const ScanBackwardArgs& g, int64_t e0, int64_t e1, fl
 }
 #endif
 
+// Input row `src` of a conv backward from channel e0 on: row K-1+src of prev
+// where src < 0 (NULL without prev: zeros).
+const float* Input(const ConvBackwardArgs& a, int64_t src, int64_t e0) {
+  if (src >= 0) return a.xi + src * a.ld_xi + e0;
+  if (a.prev == nullptr) return nullptr;
+  return a.prev + (a.K - 1 + src) * a.E + e0;
+}
+
 // Channels [e0, e1) of ConvSiluBackward, position by position with the
 // channels innermost (contiguous, so the loops vectorise): the weights are
 // read as [K, nb] and their gradient gathered the same way, then added to
@@ -315,9 +323,8 @@ void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
   for (int64_t t = 0; t < a.T; ++t) {
     for (int64_t i = 0; i < nb; ++i) pre[i] = a.b[e0 + i];
     for (int64_t k = 0; k < K; ++k) {
-      const int64_t src = t - K + 1 + k;
-      if (src < 0) continue;
-      const float* x = a.xi + src * a.ld_xi + e0;
+      const float* x = Input(a, t - K + 1 + k, e0);
+      if (x == nullptr) continue;
       const float* w = &wt[k * nb];
       for (int64_t i = 0; i < nb; ++i) pre[i] += w[i] * x[i];
     }
@@ -337,15 +344,14 @@ void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
     for (int64_t j = 0; j < nb; ++j) db[j] += dpre[j];
     for (int64_t k = 0; k < K; ++k) {
       const int64_t src = t - K + 1 + k;
-      if (src < 0) continue;
-      const float* x = a.xi + src * a.ld_xi + e0;
+      const float* x = Input(a, src, e0);
+      if (x == nullptr) continue;
+      float* dw = &dwt[k * nb];
+      for (int64_t j = 0; j < nb; ++j) dw[j] += dpre[j] * x[j];
+      if (src < 0) continue;  // an input of `prev`: a constant
       float* dx = a.dxi + src * a.ld_dxi + e0;
       const float* w = &wt[k * nb];
-      float* dw = &dwt[k * nb];
-      for (int64_t j = 0; j < nb; ++j) {
-        dw[j] += dpre[j] * x[j];
-        dx[j] += dpre[j] * w[j];
-      }
+      for (int64_t j = 0; j < nb; ++j) dx[j] += dpre[j] * w[j];
     }
   }
   for (int64_t j = 0; j < nb; ++j) {
