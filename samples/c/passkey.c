@@ -15,6 +15,12 @@
  * Only the 5 answer digits (the last 5 tokens) are targets. A sample is
  * answered correctly iff, teacher-forced, the argmax of the logits after
  * 0x03 is K[0], after K[0] is K[1], ..., after K[3] is K[4]: all five.
+ * Training may also continue streams of filler (--prefill L): a sequence
+ * then starts from the state of a session that has read L filler bytes
+ * (mm_train_step_from), whose pools hold filler notes, so that the reads
+ * learn to pick the key's note out of a full pool as they must in a long
+ * stream; a 2k-token sample alone leaves a selective layer's pool nearly
+ * empty.
  * Filler: Jane Austen's novels (text_source "janeausten", read from a
  * uniformly drawn start offset, wrapping around) or, with --filler random,
  * uniform random lowercase letters.
@@ -195,6 +201,49 @@ static void add_decoys(unsigned char *out, size_t length, double depth, size_t n
     size_t pos = at < p ? at : at + kKeyDigits + 2;
     for (size_t i = 0; i < len; ++i) out[pos + i] = (unsigned char)('0' + rng_next(r) % 10);
   }
+}
+
+/* Training only (--prefill): sessions of the model being trained that have
+ * read `length` filler bytes each, from random starting points. Rebuilt from
+ * the current weights by prefill_refresh; mm_train_step_from reads them
+ * without changing them. */
+typedef struct prefill {
+  mm_model *model;
+  mm_session *streams[16];
+  size_t n, length;
+} prefill;
+
+static void prefill_free(prefill *p) {
+  for (size_t i = 0; i < p->n; ++i) mm_session_free(p->streams[i]);
+  mm_model_free(p->model);
+  p->model = NULL;
+  p->n = 0;
+}
+
+static mm_status prefill_refresh(prefill *p, size_t n, const mm_trainer *trainer,
+                                 const mm_model_options *mo, const filler *f, rng *r) {
+  prefill_free(p);
+  mm_status st = mm_trainer_export_model(trainer, mo, &p->model);
+  int32_t chunk[4096];
+  for (size_t i = 0; i < n && st == MM_OK; ++i) {
+    if ((st = mm_session_create(&p->streams[i], p->model, NULL)) != MM_OK) break;
+    ++p->n;
+    size_t at = f->random ? 0 : (size_t)(rng_next(r) % f->len);
+    for (size_t done = 0; done < p->length && st == MM_OK;) {
+      size_t m = p->length - done < 4096 ? p->length - done : 4096;
+      for (size_t k = 0; k < m; ++k) {
+        if (f->random) {
+          chunk[k] = 'a' + (int32_t)(rng_next(r) % 26);
+        } else {
+          chunk[k] = f->text[at];
+          if (++at == f->len) at = 0;
+        }
+      }
+      st = mm_session_feed(p->streams[i], chunk, m, MM_LOGITS_NONE, NULL, 0);
+      done += m;
+    }
+  }
+  return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -647,8 +696,12 @@ static int cmd_train(int argc, char **argv) {
   model_defaults(&m);
   const char *out = NULL, *init = NULL, *filler_kind = "austen";
   size_t steps = 0, seq = 2048, seq_min = 128, batch_tokens = 4096, seed = 1, eval_every = 50,
-         eval_samples = 32, warmup = 30, probe = 0, mix_min = 0;
+         eval_samples = 32, warmup = 30, probe = 0, mix_min = 0, prefill_every = 50,
+         prefill_streams = 4;
   double decoys = 0.0; /* per 2048 tokens */
+  double prefill_share = 0.5;
+  prefill pre;
+  memset(&pre, 0, sizeof pre);
   double minutes = 0.0, lr = 2e-3, lr_final = 0.1, advance = 0.9, clip = 1.0, wd = 0.1,
          depth_edge = 0.1, stage_share = 0.0;
   int straight = 0, cpu_budget = 0, device = MM_DEVICE_CPU;
@@ -686,6 +739,16 @@ static int cmd_train(int argc, char **argv) {
     else if (ok && !strcmp(x, "--depth-edge")) ok = !parse_double(argv[++i], &depth_edge);
     else if (ok && !strcmp(x, "--mix-min")) ok = !parse_size(argv[++i], &mix_min);
     else if (ok && !strcmp(x, "--stage-share")) ok = !parse_double(argv[++i], &stage_share) && stage_share > 0;
+    else if (ok && !strcmp(x, "--prefill")) ok = !parse_size(argv[++i], &pre.length);
+    else if (ok && !strcmp(x, "--prefill-every")) {
+      ok = !parse_size(argv[++i], &prefill_every) && prefill_every > 0;
+    }
+    else if (ok && !strcmp(x, "--prefill-streams")) {
+      ok = !parse_size(argv[++i], &prefill_streams) && prefill_streams > 0 && prefill_streams <= 16;
+    }
+    else if (ok && !strcmp(x, "--prefill-share")) {
+      ok = !parse_double(argv[++i], &prefill_share) && prefill_share >= 0 && prefill_share <= 1;
+    }
     else if (ok && !strcmp(x, "--decoys")) {
       ok = !parse_double(argv[++i], &decoys) && decoys >= 0 && decoys <= 2048;
     }
@@ -701,6 +764,9 @@ static int cmd_train(int argc, char **argv) {
               "  data:  [--seq 2048] [--seq-min 128] [--batch-tokens 4096] [--filler austen|random|SPEC]\n"
               "         [--depth-edge 0.1 (share of samples at depth 0 and at 1 each)]\n"
               "         [--decoys 0 (digit strings of 1-5 digits per 2048 filler bytes, <= 2048)]\n"
+              "         [--prefill L: a share of the sequences (--prefill-share 0.5) continue\n"
+              "          one of --prefill-streams 4 streams of L filler bytes, read again by the\n"
+              "          current weights every --prefill-every 50 steps; CPU trainer only]\n"
               "  optim: [--lr 2e-3] [--lr-final 0.1 (fraction)] [--warmup 30] [--clip 1]\n"
               "         [--weight-decay 0.1] [--straight-through] [--init MODEL]\n"
               "         [--device cpu|cuda (where the trainer runs; checks run on the CPU)]\n"
@@ -773,18 +839,27 @@ static int cmd_train(int argc, char **argv) {
   uint8_t *mask = malloc(cap_tokens);
   unsigned char *sample = malloc(seq), key[kKeyDigits];
   float *keep = malloc(cfg.n_layer * sizeof *keep);
-  if (!tokens || !mask || !sample || !keep) {
+  /* Per sequence: the stream it continues (NULL: none). */
+  const mm_session **from = malloc(cap_tokens * sizeof *from);
+  if (!tokens || !mask || !sample || !keep || !from) {
     fprintf(stderr, "passkey: out of memory\n");
     return 1;
   }
   rng data = {mix(seed, 0x747261696eu)};
+  /* Whole note windows: a stream is continued only at a window's end. */
+  pre.length -= pre.length % cfg.note_window;
   printf("train: seed %zu, lr %g (warm-up %zu, cosine to %g x), clip %g, weight decay %g, "
          "straight-through %s, decoys %g, threads %d, %s, curriculum",
          seed, lr, warmup, lr_final, clip, wd, straight ? "on" : "off", decoys, m.threads,
          device == MM_DEVICE_CUDA ? "GPU" : "CPU");
   for (int s = 0; s < n_stages; ++s) printf(" %zu", stage_len[s]);
-  printf(", %zu tokens per batch, budget %.0f %s\n", batch_tokens, budget,
+  printf(", %zu tokens per batch, budget %.0f %s", batch_tokens, budget,
          steps ? "steps" : cpu_budget ? "CPU seconds" : "seconds");
+  if (pre.length) {
+    printf(", prefill %zu tokens (share %g, %zu streams, every %zu steps)", pre.length,
+           prefill_share, prefill_streams, prefill_every);
+  }
+  printf("\n");
   fflush(stdout);
 
   double t0 = now_seconds(), cpu0 = cpu_seconds(), loss_sum = 0.0, last_print = t0;
@@ -811,7 +886,23 @@ static int cmd_train(int argc, char **argv) {
     }
     size_t B = batch_tokens / T;
     if (B < 1) B = 1;
+    if (pre.length && step % prefill_every == 0) {
+      if ((st = prefill_refresh(&pre, prefill_streams, trainer, &mo, &f, &data)) != MM_OK) {
+        rc = fail_status("prefill", st);
+        break;
+      }
+      if (step == 0) {
+        printf("prefill: the first stream's pools hold");
+        for (uint32_t l = 0; l < cfg.n_layer; ++l) {
+          printf(" %d", (int)mm_session_pool_size(pre.streams[0], l));
+        }
+        printf(" notes\n");
+      }
+    }
     for (size_t b = 0; b < B; ++b) {
+      from[b] = pre.length && rng_uniform(&data) < prefill_share
+                    ? pre.streams[rng_next(&data) % pre.n]
+                    : NULL;
       double u = rng_uniform(&data), depth;
       if (u < depth_edge) depth = 0.0;
       else if (u < 2 * depth_edge) depth = 1.0;
@@ -833,7 +924,7 @@ static int cmd_train(int argc, char **argv) {
     mm_trainer_set_learning_rate(trainer, (float)lr_now);
     mm_train_result res;
     mm_train_result_init(&res, sizeof res);
-    st = mm_train_step(trainer, tokens, B, T, mask, &res);
+    st = mm_train_step_from(trainer, pre.length ? from : NULL, tokens, B, T, mask, &res);
     if (st != MM_OK) {
       fprintf(stderr, "passkey: mm_train_step failed: %s (%s)\n", mm_status_string(st),
               mm_trainer_last_error(trainer));
@@ -913,6 +1004,8 @@ static int cmd_train(int argc, char **argv) {
     }
     mm_model_free(model);
   }
+  prefill_free(&pre);
+  free((void *)from);
   free(keep);
   free(sample);
   free(mask);
