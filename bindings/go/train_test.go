@@ -1,6 +1,7 @@
 package memmamba
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"os"
@@ -243,6 +244,55 @@ func TestTrain_BadBatchesChangeNothing(t *testing.T) {
 		t.Fatal("a failed step changed the trainer")
 	}
 	if r, err := tr.TrainStep(good, 2, 8, nil); err != nil || r.Step != 2 {
+		t.Fatalf("%+v %v", r, err)
+	}
+}
+
+func TestTrain_StepFromContinuesASession(t *testing.T) {
+	m := smallModel(t, 7)
+	from := newTrainer(t, m, trainOptions())
+	fresh := newTrainer(t, m, trainOptions())
+	// 40 tokens: a multiple of the small model's NoteWindow (4).
+	if 40%m.Config().NoteWindow != 0 {
+		t.Fatalf("note window %d does not divide 40", m.Config().NoteWindow)
+	}
+	s := newSession(t, m)
+	_, err := s.Feed(tokens(40, 64, 11), LogitsNone)
+	must(t, err)
+	before, err := s.Snapshot()
+	must(t, err)
+
+	batch := patternBatch(1, 16)
+	r, err := from.TrainStepFrom([]*Session{s}, batch, 1, 16, nil)
+	skipIfUnsupported(t, err, "training from sessions")
+	must(t, err)
+	if math.IsNaN(float64(r.Loss)) || math.IsInf(float64(r.Loss), 0) || r.Loss <= 0 ||
+		r.Tokens != 15 || r.Step != 1 {
+		t.Fatalf("step from a session %+v", r)
+	}
+	empty, err := fresh.TrainStep(batch, 1, 16, nil)
+	must(t, err)
+	if r.Loss == empty.Loss {
+		t.Fatalf("the session's state made no difference: loss %v", r.Loss)
+	}
+	// The session is read, not changed.
+	after, err := s.Snapshot()
+	must(t, err)
+	if s.Position() != 40 || !bytes.Equal(after, before) {
+		t.Fatal("TrainStepFrom changed the session")
+	}
+
+	// A sessions slice that is not one per sequence is refused, and nothing changes.
+	weights := weightsProbe(t, from)
+	_, err = from.TrainStepFrom(nil, batch, 1, 16, nil)
+	expectCode(t, err, CodeInvalidArgument)
+	_, err = from.TrainStepFrom([]*Session{s, nil}, batch, 1, 16, nil)
+	expectCode(t, err, CodeInvalidArgument)
+	if from.StepCount() != 1 || !sameBits(weightsProbe(t, from), weights) {
+		t.Fatal("a refused step changed the trainer")
+	}
+	// nil is the empty state: a second sequence from scratch trains on.
+	if r, err := from.TrainStepFrom([]*Session{s, nil}, patternBatch(2, 16), 2, 16, nil); err != nil || r.Step != 2 {
 		t.Fatalf("%+v %v", r, err)
 	}
 }

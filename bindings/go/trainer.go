@@ -67,7 +67,7 @@ func (o *TrainerOptions) toC() C.mm_trainer_options {
 	return c
 }
 
-// TrainResult is what one TrainStep did (mm_train_result).
+// TrainResult is what one TrainStep or TrainStepFrom did (mm_train_result).
 type TrainResult struct {
 	Loss     float32 // mean cross-entropy (nats) over this call's targets
 	GradNorm float32 // global gradient norm before clipping; meaningful when Updated
@@ -176,6 +176,31 @@ func (t *Trainer) check(st C.mm_status) error {
 // the token a target (entries at t = 0 are ignored). On error nothing
 // changes.
 func (t *Trainer) TrainStep(tokens []int32, batch, seqLen int, mask []byte) (TrainResult, error) {
+	return t.trainStep(nil, false, tokens, batch, seqLen, mask)
+}
+
+// TrainStepFrom is TrainStep where sequence b continues the stream of
+// sessions[b] instead of starting from empty state (a nil entry: empty
+// state): its forward starts from that session's state and its reads see
+// the session's pools (mm_train_step_from). The sessions are only read,
+// never changed (feed a session the sequence to advance it); their state is
+// a constant of the gradient, and no other goroutine may use them during
+// the call. len(sessions) must equal batch, and each session must run on a
+// model of the trainer's configuration at a position that is a multiple of
+// NoteWindow (else CodeInvalidArgument). A trainer on a GPU gives
+// CodeUnsupported. On error nothing changes.
+func (t *Trainer) TrainStepFrom(sessions []*Session, tokens []int32, batch, seqLen int,
+	mask []byte) (TrainResult, error) {
+	if len(sessions) != batch {
+		return TrainResult{}, invalid("%d sessions for a batch of %d sequences", len(sessions), batch)
+	}
+	return t.trainStep(sessions, true, tokens, batch, seqLen, mask)
+}
+
+// trainStep is TrainStep (from false) or TrainStepFrom (from true, one
+// session or nil per sequence).
+func (t *Trainer) trainStep(sessions []*Session, from bool, tokens []int32, batch, seqLen int,
+	mask []byte) (TrainResult, error) {
 	if t.p == nil {
 		return TrainResult{}, closedError("trainer")
 	}
@@ -194,10 +219,38 @@ func (t *Trainer) TrainStep(tokens []int32, batch, seqLen int, mask []byte) (Tra
 			maskPtr = (*C.uint8_t)(unsafe.Pointer(&mask[0]))
 		}
 	}
+	// C pointers in Go memory: allowed, and C reads them during the call only.
+	var handles []*C.mm_session
+	if from {
+		handles = make([]*C.mm_session, len(sessions))
+		for i, s := range sessions {
+			if s == nil {
+				continue // empty state
+			}
+			if s.p == nil {
+				return TrainResult{}, invalid("session %d is closed", i)
+			}
+			handles[i] = s.p
+		}
+	}
 	var r C.mm_train_result
 	r.struct_size = C.sizeof_mm_train_result
-	err := t.check(C.mm_train_step(t.p, tokensPtr(tokens), C.size_t(batch), C.size_t(seqLen), maskPtr, &r))
+	var st C.mm_status
+	if from {
+		var hp **C.mm_session
+		if len(handles) > 0 {
+			hp = &handles[0]
+		}
+		st = C.mm_train_step_from(t.p, hp, tokensPtr(tokens), C.size_t(batch), C.size_t(seqLen),
+			maskPtr, &r)
+	} else {
+		st = C.mm_train_step(t.p, tokensPtr(tokens), C.size_t(batch), C.size_t(seqLen), maskPtr, &r)
+	}
+	err := t.check(st)
 	runtime.KeepAlive(t)
+	for _, s := range sessions {
+		runtime.KeepAlive(s)
+	}
 	runtime.KeepAlive(tokens)
 	runtime.KeepAlive(mask)
 	if err != nil {

@@ -358,6 +358,15 @@ extern "C" {
         loss_mask: *const u8,
         result: *mut mm_train_result,
     ) -> mm_status;
+    pub fn mm_train_step_from(
+        trainer: *mut mm_trainer,
+        sessions: *const *const mm_session,
+        tokens: *const i32,
+        batch: usize,
+        seq_len: usize,
+        loss_mask: *const u8,
+        result: *mut mm_train_result,
+    ) -> mm_status;
     pub fn mm_trainer_set_learning_rate(trainer: *mut mm_trainer, learning_rate: f32) -> mm_status;
     pub fn mm_trainer_step_count(trainer: *const mm_trainer) -> u64;
     pub fn mm_trainer_keep_fraction(

@@ -107,6 +107,10 @@ impl Session {
         &self.model
     }
 
+    pub(crate) fn as_ptr(&self) -> *const sys::mm_session {
+        self.ptr.as_ptr()
+    }
+
     fn last_error(&self) -> *const std::os::raw::c_char {
         unsafe { sys::mm_session_last_error(self.ptr.as_ptr()) }
     }

@@ -8,6 +8,7 @@ use memmamba_sys as sys;
 
 use crate::error::{check, check_thread, invalid, Code, Error, Result};
 use crate::model::{check_abi, path_to_cstring, Device, Math, Model, ModelOptions};
+use crate::session::Session;
 
 /// AdamW and accumulation settings (`mm_trainer_options`). `Default` gives
 /// the library's defaults.
@@ -95,7 +96,7 @@ impl TrainerOptions {
     }
 }
 
-/// What one `train_step` did (`mm_train_result`).
+/// What one `train_step` or `train_step_from` did (`mm_train_result`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainResult {
     /// Mean cross-entropy (nats) over this call's targets.
@@ -200,6 +201,51 @@ impl Trainer {
         seq_len: usize,
         mask: Option<&[u8]>,
     ) -> Result<TrainResult> {
+        self.step_impl(None, tokens, batch, seq_len, mask)
+    }
+
+    /// `train_step` where sequence b continues the stream of `sessions[b]`
+    /// instead of starting from empty state (`None`: empty state): its
+    /// forward starts from that session's state and its reads see the
+    /// session's pools (`mm_train_step_from`). The sessions are only read,
+    /// never changed (feed a session the sequence to advance it); their
+    /// state is a constant of the gradient. `sessions.len()` must equal
+    /// `batch`, and each session must run on a model of the trainer's
+    /// configuration at a position that is a multiple of `note_window`
+    /// (else `Code::InvalidArgument`). A trainer on a GPU gives
+    /// `Code::Unsupported`. On error nothing changes.
+    pub fn train_step_from(
+        &mut self,
+        sessions: &[Option<&Session>],
+        tokens: &[i32],
+        batch: usize,
+        seq_len: usize,
+        mask: Option<&[u8]>,
+    ) -> Result<TrainResult> {
+        if sessions.len() != batch {
+            return Err(invalid(format!(
+                "{} sessions for a batch of {} sequences",
+                sessions.len(),
+                batch
+            )));
+        }
+        let handles: Vec<*const sys::mm_session> = sessions
+            .iter()
+            .map(|s| s.map_or(ptr::null(), |s| s.as_ptr()))
+            .collect();
+        self.step_impl(Some(&handles), tokens, batch, seq_len, mask)
+    }
+
+    // One training call, from empty state (`sessions` None) or continuing
+    // the given session handles (`batch` of them, null for empty state).
+    fn step_impl(
+        &mut self,
+        sessions: Option<&[*const sys::mm_session]>,
+        tokens: &[i32],
+        batch: usize,
+        seq_len: usize,
+        mask: Option<&[u8]>,
+    ) -> Result<TrainResult> {
         let expected = batch
             .checked_mul(seq_len)
             .ok_or_else(|| invalid(format!("batch {} x seq_len {} overflows", batch, seq_len)))?;
@@ -223,15 +269,27 @@ impl Trainer {
         }
         let mut raw = sys::mm_train_result::default();
         raw.struct_size = size_of::<sys::mm_train_result>() as u32;
+        let loss_mask = mask.map_or(ptr::null(), |m| m.as_ptr());
         let status = unsafe {
-            sys::mm_train_step(
-                self.ptr.as_ptr(),
-                tokens.as_ptr(),
-                batch,
-                seq_len,
-                mask.map_or(ptr::null(), |m| m.as_ptr()),
-                &mut raw,
-            )
+            match sessions {
+                None => sys::mm_train_step(
+                    self.ptr.as_ptr(),
+                    tokens.as_ptr(),
+                    batch,
+                    seq_len,
+                    loss_mask,
+                    &mut raw,
+                ),
+                Some(handles) => sys::mm_train_step_from(
+                    self.ptr.as_ptr(),
+                    handles.as_ptr(),
+                    tokens.as_ptr(),
+                    batch,
+                    seq_len,
+                    loss_mask,
+                    &mut raw,
+                ),
+            }
         };
         check(status, || self.last_error())?;
         Ok(TrainResult {

@@ -258,6 +258,65 @@ fn bad_batches_are_refused_and_change_nothing() {
 }
 
 #[test]
+fn train_step_from_continues_a_session() {
+    let model = small_model(7);
+    let test = "train_step_from_continues_a_session";
+    let mut from = match trainer_or_skip(test, &model, &options()) {
+        Some(t) => t,
+        None => return,
+    };
+    let mut fresh = Trainer::new(&model, &options()).unwrap();
+    // 40 tokens: a multiple of the small model's note_window (4).
+    assert_eq!(40 % model.config().note_window, 0);
+    let mut session = Session::new(&model).unwrap();
+    session.feed(&tokens(40, 64, 11), Logits::None).unwrap();
+    let before = session.snapshot().unwrap();
+
+    let batch = pattern_batch(1, 16);
+    let r = match from.train_step_from(&[Some(&session)], &batch, 1, 16, None) {
+        Ok(r) => r,
+        Err(e) if e.code == Code::Unsupported => {
+            skip(
+                test,
+                &format!("the library cannot train from sessions: {}", e),
+            );
+            return;
+        }
+        Err(e) => panic!("train_step_from: {}", e),
+    };
+    assert!(r.loss.is_finite() && r.loss > 0.0);
+    assert_eq!(r.tokens, 15);
+    assert_eq!(r.step, 1);
+    let empty = fresh.train_step(&batch, 1, 16, None).unwrap();
+    assert!(empty.loss.is_finite());
+    assert_ne!(r.loss, empty.loss, "the session's state made no difference");
+    // The session is read, not changed.
+    assert_eq!(session.position(), 40);
+    assert_eq!(session.snapshot().unwrap(), before);
+
+    // A sessions slice that is not one per sequence is refused, and nothing changes.
+    let weights = weights_probe(&from);
+    expect_code(
+        from.train_step_from(&[], &batch, 1, 16, None),
+        Code::InvalidArgument,
+    );
+    expect_code(
+        from.train_step_from(&[Some(&session), None], &batch, 1, 16, None),
+        Code::InvalidArgument,
+    );
+    assert_eq!(from.step_count(), 1);
+    assert!(same_bits(&weights_probe(&from), &weights));
+    // None is the empty state: a second sequence from scratch trains on.
+    let two = pattern_batch(2, 16);
+    assert_eq!(
+        from.train_step_from(&[Some(&session), None], &two, 2, 16, None)
+            .unwrap()
+            .step,
+        2
+    );
+}
+
+#[test]
 fn bad_options_and_learning_rates_are_refused() {
     let model = small_model(7);
     let test = "bad_options_and_learning_rates_are_refused";
