@@ -15,12 +15,12 @@
  * Only the 5 answer digits (the last 5 tokens) are targets. A sample is
  * answered correctly iff, teacher-forced, the argmax of the logits after
  * 0x03 is K[0], after K[0] is K[1], ..., after K[3] is K[4]: all five.
- * Training may also continue streams of filler (--prefill L): a sequence
- * then starts from the state of a session that has read L filler bytes
- * (mm_train_step_from), whose pools hold filler notes, so that the reads
- * learn to pick the key's note out of a full pool as they must in a long
- * stream; a 2k-token sample alone leaves a selective layer's pool nearly
- * empty.
+ * Training may also continue streams (--prefill L): a stream is L bytes of
+ * filler with a key's frame at a uniformly drawn depth, read by a session;
+ * a sequence that continues it (mm_train_step_from) is filler ending in the
+ * query, answered by the stream's key, which now lies up to L + T tokens
+ * back, beyond what the recurrent state keeps: only the pools can answer,
+ * and they are as full of filler notes as in a long evaluation stream.
  * Filler: Jane Austen's novels (text_source "janeausten", read from a
  * uniformly drawn start offset, wrapping around) or, with --filler random,
  * uniform random lowercase letters.
@@ -203,13 +203,28 @@ static void add_decoys(unsigned char *out, size_t length, double depth, size_t n
   }
 }
 
-/* Training only (--prefill): sessions of the model being trained that have
- * read `length` filler bytes each, from random starting points. Rebuilt from
- * the current weights by prefill_refresh; mm_train_step_from reads them
- * without changing them. */
+/* n filler bytes from a random starting point (training only: evaluation
+ * samples come from make_sample). */
+static void fill_bytes(const filler *f, rng *r, unsigned char *out, size_t n) {
+  size_t at = f->random ? 0 : (size_t)(rng_next(r) % f->len);
+  for (size_t i = 0; i < n; ++i) {
+    if (f->random) {
+      out[i] = (unsigned char)('a' + rng_next(r) % 26);
+    } else {
+      out[i] = f->text[at];
+      if (++at == f->len) at = 0;
+    }
+  }
+}
+
+/* Training only (--prefill): sessions of the model being trained, each
+ * having read a stream of `length` filler bytes with keys[i]'s frame at a
+ * random depth. Rebuilt from the current weights by prefill_refresh;
+ * mm_train_step_from reads them without changing them. */
 typedef struct prefill {
   mm_model *model;
   mm_session *streams[16];
+  unsigned char keys[16][kKeyDigits];
   size_t n, length;
 } prefill;
 
@@ -223,26 +238,30 @@ static void prefill_free(prefill *p) {
 static mm_status prefill_refresh(prefill *p, size_t n, const mm_trainer *trainer,
                                  const mm_model_options *mo, const filler *f, rng *r) {
   prefill_free(p);
+  unsigned char *bytes = malloc(p->length);
+  int32_t *tokens = malloc(p->length * sizeof *tokens);
+  if (!bytes || !tokens) {
+    free(bytes);
+    free(tokens);
+    return MM_ERR_OUT_OF_MEMORY;
+  }
   mm_status st = mm_trainer_export_model(trainer, mo, &p->model);
-  int32_t chunk[4096];
   for (size_t i = 0; i < n && st == MM_OK; ++i) {
     if ((st = mm_session_create(&p->streams[i], p->model, NULL)) != MM_OK) break;
     ++p->n;
-    size_t at = f->random ? 0 : (size_t)(rng_next(r) % f->len);
-    for (size_t done = 0; done < p->length && st == MM_OK;) {
-      size_t m = p->length - done < 4096 ? p->length - done : 4096;
-      for (size_t k = 0; k < m; ++k) {
-        if (f->random) {
-          chunk[k] = 'a' + (int32_t)(rng_next(r) % 26);
-        } else {
-          chunk[k] = f->text[at];
-          if (++at == f->len) at = 0;
-        }
-      }
-      st = mm_session_feed(p->streams[i], chunk, m, MM_LOGITS_NONE, NULL, 0);
-      done += m;
+    fill_bytes(f, r, bytes, p->length);
+    size_t at = (size_t)(rng_next(r) % (p->length - kKeyDigits - 1));
+    bytes[at] = kKeyOpen;
+    for (int d = 0; d < kKeyDigits; ++d) {
+      p->keys[i][d] = (unsigned char)('0' + rng_next(r) % 10);
+      bytes[at + 1 + d] = p->keys[i][d];
     }
+    bytes[at + 1 + kKeyDigits] = kKeyClose;
+    for (size_t k = 0; k < p->length; ++k) tokens[k] = bytes[k];
+    st = mm_session_feed(p->streams[i], tokens, p->length, MM_LOGITS_NONE, NULL, 0);
   }
+  free(tokens);
+  free(bytes);
   return st;
 }
 
@@ -765,8 +784,9 @@ static int cmd_train(int argc, char **argv) {
               "         [--depth-edge 0.1 (share of samples at depth 0 and at 1 each)]\n"
               "         [--decoys 0 (digit strings of 1-5 digits per 2048 filler bytes, <= 2048)]\n"
               "         [--prefill L: a share of the sequences (--prefill-share 0.5) continue\n"
-              "          one of --prefill-streams 4 streams of L filler bytes, read again by the\n"
-              "          current weights every --prefill-every 50 steps; CPU trainer only]\n"
+              "          one of --prefill-streams 4 streams of L filler bytes holding a key,\n"
+              "          ending in its query; new streams, read by the current weights, every\n"
+              "          --prefill-every 50 steps; CPU trainer only]\n"
               "  optim: [--lr 2e-3] [--lr-final 0.1 (fraction)] [--warmup 30] [--clip 1]\n"
               "         [--weight-decay 0.1] [--straight-through] [--init MODEL]\n"
               "         [--device cpu|cuda (where the trainer runs; checks run on the CPU)]\n"
@@ -809,6 +829,13 @@ static int cmd_train(int argc, char **argv) {
   mm_model_config cfg;
   mm_model_config_init(&cfg, sizeof cfg);
   mm_model_get_config(model, &cfg);
+  /* Whole note windows: a stream is continued only at a window's end. */
+  pre.length -= pre.length % cfg.note_window;
+  if (pre.length && pre.length < 2 * kKeyDigits) {
+    fprintf(stderr, "passkey train: --prefill needs at least %d bytes\n", 2 * kKeyDigits);
+    mm_model_free(model);
+    return 2;
+  }
   mm_trainer_options to;
   mm_trainer_options_init(&to, sizeof to);
   to.learning_rate = (float)lr;
@@ -846,8 +873,7 @@ static int cmd_train(int argc, char **argv) {
     return 1;
   }
   rng data = {mix(seed, 0x747261696eu)};
-  /* Whole note windows: a stream is continued only at a window's end. */
-  pre.length -= pre.length % cfg.note_window;
+
   printf("train: seed %zu, lr %g (warm-up %zu, cosine to %g x), clip %g, weight decay %g, "
          "straight-through %s, decoys %g, threads %d, %s, curriculum",
          seed, lr, warmup, lr_final, clip, wd, straight ? "on" : "off", decoys, m.threads,
@@ -900,9 +926,20 @@ static int cmd_train(int argc, char **argv) {
       }
     }
     for (size_t b = 0; b < B; ++b) {
-      from[b] = pre.length && rng_uniform(&data) < prefill_share
-                    ? pre.streams[rng_next(&data) % pre.n]
-                    : NULL;
+      from[b] = NULL;
+      if (pre.length && rng_uniform(&data) < prefill_share) {
+        /* Filler, the query, and the key of the stream continued. */
+        size_t i = (size_t)(rng_next(&data) % pre.n);
+        from[b] = pre.streams[i];
+        fill_bytes(&f, &data, sample, T - kKeyDigits - 1);
+        sample[T - kKeyDigits - 1] = kQuery;
+        memcpy(sample + T - kKeyDigits, pre.keys[i], kKeyDigits);
+        for (size_t t = 0; t < T; ++t) {
+          tokens[b * T + t] = sample[t];
+          mask[b * T + t] = t >= T - kKeyDigits;
+        }
+        continue;
+      }
       double u = rng_uniform(&data), depth;
       if (u < depth_edge) depth = 0.0;
       else if (u < 2 * depth_edge) depth = 1.0;
