@@ -17,8 +17,11 @@
 # pool_capacity), SEED (1), SAMPLES (4 per cell), LENGTHS, DEPTHS,
 # THREADS (1), TRAIN_ARGS (extra arguments for every training run),
 # PHASE1_ARGS (extra arguments for the first run only, e.g.
-# "--straight-through --decoys 3"),
-# PARALLEL=1 to train both models at once (two cores).
+# "--straight-through --decoys 3"), PREFILL_PHASES (after those, one more
+# run of PHASE_STEPS for each LENGTH:LR:EVERY, e.g. "65536:1e-3:25
+# 262144:7e-4:50": half the sequences continue streams of LENGTH filler
+# bytes holding a key, built anew every EVERY steps; see passkey train
+# --prefill), PARALLEL=1 to train both models at once (two cores).
 set -eu
 build=${1:-build}
 out=${2:-bench/passkey-out}
@@ -36,6 +39,7 @@ LENGTHS=${LENGTHS:-1024,4096,16384,65536,262144,1048576}
 DEPTHS=${DEPTHS:-0,0.25,0.5,0.75,1}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 PHASE1_ARGS=${PHASE1_ARGS:-}
+PREFILL_PHASES=${PREFILL_PHASES:-}
 PARALLEL=${PARALLEL:-0}
 phase1="--steps $STEPS --seed $SEED --threads $THREADS --seq-min 32 --seq 2048 --batch-tokens 2048 \
 --stage-share 0.5 --eval-every 25 --lr 3e-3 --window 8 --d-state 8 $TRAIN_ARGS $PHASE1_ARGS"
@@ -54,6 +58,18 @@ train() { # name capacity
     # shellcheck disable=SC2086
     "$bin" train --init "$out/$1.safetensors" --out "$out/$1.safetensors" --lr "$lr" --seed "$seed" \
       $later >> "$out/$1.train.log" 2>&1
+  done
+  for phase in $PREFILL_PHASES; do
+    seed=$((seed + 1))
+    length=${phase%%:*}
+    rest=${phase#*:}
+    lr=${rest%%:*}
+    every=${rest#*:}
+    args="--prefill $length --prefill-every $every --eval-samples 16 --probe $length"
+    echo "$bin train --init $out/$1.safetensors --out $out/$1.safetensors --lr $lr --seed $seed $later $args"
+    # shellcheck disable=SC2086
+    "$bin" train --init "$out/$1.safetensors" --out "$out/$1.safetensors" --lr "$lr" --seed "$seed" \
+      $later $args >> "$out/$1.train.log" 2>&1
   done
 }
 evaluate() { # name label
