@@ -64,8 +64,8 @@ struct Notes {
   // The initial pools' notes ŝ (Batch::initial): [B·P, S], row b·P + i note i
   // of sequence b's initial pool (zeros past its end); empty without.
   std::vector<float> s0;
-  // versions[b][k]: the windows (ascending) in the pool read by tokens of
-  // window k of sequence b.
+  // versions[b][k]: the notes in the pool read by tokens of window k of
+  // sequence b, in pool order: window j as j, initial note i as −1 − i.
   PoolVersions versions;
   int64_t kept = 0;
   bool done = false;
