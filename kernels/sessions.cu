@@ -244,10 +244,11 @@ __global__ void __launch_bounds__(kMixerThreads)
 // at most 32; lane g holds states g, g + G, ...: kSPL of them), so a row's
 // dependency chain is one state update and a G-lane sum, not N updates; or,
 // G = 1, a lane holds a whole channel (many streams, see the launch).
-// The lane-per-channel build (kSPL 16) is held to six blocks a multiprocessor
-// (80 registers, no spills; 94 and five blocks unbounded).
+// With G = 1 and N <= 16, SlotScanLaneKernel computes the same with fewer
+// instructions; kSPL 32 remains for 16 < N <= 32, and for channels whose
+// state offsets do not fit 32 bits.
 template <int kSPL>
-__global__ void __launch_bounds__(kMixerThreads, kSPL == 16 ? 6 : 1)
+__global__ void __launch_bounds__(kMixerThreads)
     SlotScanKernel(mmc_slot_scan_args a, int g_shift) {
   const int64_t E = a.E, N = a.N;
   const int G = 1 << g_shift;
@@ -296,8 +297,8 @@ __global__ void __launch_bounds__(kMixerThreads, kSPL == 16 ? 6 : 1)
   }
 }
 
-// SlotScanKernel<16> with g_shift 0 (a lane per channel, N <= 16) without
-// the lane-group index arithmetic: the channel's rows are walked with 32-bit
+// SlotScanKernel with g_shift 0 (a lane per channel, N <= 16) without the
+// lane-group index arithmetic: the channel's rows are walked with 32-bit
 // offsets (N·E < 2^31, checked at launch). Per channel the same operations
 // in the same order, so the same bits; under Nsight Compute the general
 // kernel issued ~1,600 instructions a warp for this case (65 % of the issue
@@ -625,8 +626,6 @@ MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args*
     const unsigned grid = static_cast<unsigned>(blocks);
     if (per_channel && a.N <= 16 && a.N * a.E < INT32_MAX) {
       SlotScanLaneKernel<<<grid, kMixerThreads, 0, ctx->stream>>>(a);
-    } else if (per_channel && spl <= 16) {
-      SlotScanKernel<16><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
     } else if (per_channel) {
       SlotScanKernel<32><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
     } else if (spl == 1) {
