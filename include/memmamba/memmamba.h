@@ -619,7 +619,8 @@ MM_API mm_status mm_train_step(mm_trainer *trainer, const int32_t *tokens, size_
  * advance it). `sessions` may be NULL (every sequence from empty state, as
  * mm_train_step) or hold `batch` entries, each NULL (empty state) or a
  * session of a model whose configuration equals the trainer's, at a position
- * that is a multiple of note_window (no pending window). Returns
+ * that is a multiple of note_window where the model has memory (no pending
+ * window). Returns
  * mm_train_step's codes, MM_ERR_INVALID_ARGUMENT also for a session of
  * another configuration or inside a note window, and MM_ERR_UNSUPPORTED on a
  * trainer on a GPU (MM_DEVICE_CUDA). One thread per trainer; no other thread

@@ -202,7 +202,8 @@ absl::Status Trainer::CheckBatch(const Batch& batch) const {
       return Error(ErrorCode::kUnsupported,
                    "training from a stream's state runs on the CPU only, not on a GPU trainer");
     }
-    MM_RETURN_IF_ERROR(CheckInitialState(c, *batch.initial[b]));
+    absl::Status state = CheckInitialState(c, *batch.initial[b]);
+    if (!state.ok()) return Errorf(CodeOf(state), "sequence ", b, ": ", state.message());
   }
   return absl::OkStatus();
 }
