@@ -393,6 +393,22 @@ MM_API uint64_t mm_session_state_bytes(const mm_session *session);
  * session. */
 MM_API int32_t mm_session_pool_size(const mm_session *session, uint32_t layer);
 
+/* What the stream remembers in layer `layer`: its pool's notes in pool order
+ * (ascending window). Note i summarises note window windows[i], the stream
+ * positions [windows[i] * note_window, (windows[i] + 1) * note_window);
+ * scores[i] is its score and summaries[i * summary_dim ...] its summary ŝ
+ * (DESIGN 2.3 step 5). Writes min(capacity, count) notes into the arrays
+ * that are not NULL (each may be NULL: not wanted) and sets *count to the
+ * number of notes in the pool, which may exceed capacity (call again with
+ * more room; capacity 0 asks for the count alone). The session is not
+ * changed; a GPU session's pools are read from the device. Returns
+ * MM_ERR_INVALID_ARGUMENT (NULL session or count, a layer out of range), a
+ * device error; on failure *count = 0 and no array is written. One thread
+ * per session. */
+MM_API mm_status mm_session_pool_notes(const mm_session *session, uint32_t layer,
+                                       int64_t *windows, float *scores, float *summaries,
+                                       size_t capacity, size_t *count);
+
 /* The message of this session's last failed call, or "". Valid until the
  * session's next failing call or its free. One thread per session. */
 MM_API const char *mm_session_last_error(const mm_session *session);

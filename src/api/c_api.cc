@@ -1,6 +1,7 @@
 // The C ABI (include/memmamba/memmamba.h): argument checks, struct_size
 // handling, error mapping and the exception guard. Only translation lives
 // here; the work is in src/model and src/runtime.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
@@ -573,6 +574,32 @@ int32_t mm_session_pool_size(const mm_session* session, uint32_t layer) {
   } catch (...) {
     return -1;
   }
+}
+
+mm_status mm_session_pool_notes(const mm_session* session, uint32_t layer, int64_t* windows,
+                                float* scores, float* summaries, size_t capacity, size_t* count) {
+  mm_session* s = const_cast<mm_session*>(session);
+  return Guard(s, [&]() -> mm_status {
+    if (count == nullptr) return Fail(ErrorCode::kInvalidArgument, "count is NULL", s);
+    *count = 0;
+    if (s == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+    const memmamba::StreamState& state = s->impl->state();
+    if (layer >= state.layers.size()) {
+      return Fail(ErrorCode::kInvalidArgument, "layer out of range", s);
+    }
+    if (absl::Status sync = s->impl->SyncState(); !sync.ok()) return Fail(sync, s);
+    const memmamba::Pool& pool = state.layers[layer].pool;
+    const size_t S = static_cast<size_t>(state.summary_dim);
+    const size_t n = std::min(capacity, pool.size());
+    for (size_t i = 0; i < n; ++i) {
+      const memmamba::PoolEntry& note = *pool[i];
+      if (windows != nullptr) windows[i] = note.window;
+      if (scores != nullptr) scores[i] = note.score;
+      if (summaries != nullptr) std::copy(note.summary, note.summary + S, summaries + i * S);
+    }
+    *count = pool.size();
+    return MM_OK;
+  });
 }
 
 const char* mm_session_last_error(const mm_session* session) {

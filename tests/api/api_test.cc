@@ -2091,6 +2091,90 @@ TEST(ApiSession, ResetReproducesAFreshSession) {
   EXPECT_TRUE(BitwiseEqual(FeedAll(s.get(), toks), fresh));
 }
 
+// Every window scores above a threshold of 0, so a FIFO pool holds the last
+// P windows: what mm_session_pool_notes must list, in that order.
+TEST(ApiSession, PoolNotesListWhatThePoolsHold) {
+  mm_model_config c = SmallConfig();
+  c.pool_policy = MM_POOL_FIFO;
+  c.note_threshold = 0.0f;
+  ModelPtr model = MakeModel(7, &c);
+  SessionPtr s = MakeSession(model.get());
+  size_t count = 99;
+  ASSERT_EQ(mm_session_pool_notes(s.get(), 0, nullptr, nullptr, nullptr, 0, &count), MM_OK);
+  EXPECT_EQ(count, 0u);
+
+  FeedAll(s.get(), Tokens(122, 3));  // 30 windows closed, one pending
+  const size_t P = c.pool_capacity, S = c.summary_dim;
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    std::vector<int64_t> windows(P + 2, -7);
+    std::vector<float> scores(P + 2, -7.0f), summaries((P + 2) * S, -7.0f);
+    ASSERT_EQ(mm_session_pool_notes(s.get(), l, windows.data(), scores.data(), summaries.data(),
+                                    P + 2, &count),
+              MM_OK);
+    ASSERT_EQ(count, P);
+    ASSERT_EQ(static_cast<int32_t>(count), mm_session_pool_size(s.get(), l));
+    for (size_t i = 0; i < P; ++i) {
+      EXPECT_EQ(windows[i], static_cast<int64_t>(30 - P + i)) << "layer " << l;
+      EXPECT_GT(scores[i], 0.0f);
+      EXPECT_LT(scores[i], 1.0f);
+      float norm = 0.0f;
+      for (size_t k = 0; k < S; ++k) norm += std::fabs(summaries[i * S + k]);
+      EXPECT_TRUE(std::isfinite(norm) && norm > 0.0f) << "note " << i;
+    }
+    EXPECT_EQ(windows[P], -7);  // nothing past the pool's notes
+    EXPECT_EQ(scores[P], -7.0f);
+    EXPECT_EQ(summaries[P * S], -7.0f);
+
+    // Less room: the first notes, and the whole count. Any array may be NULL.
+    std::vector<int64_t> two(2);
+    ASSERT_EQ(mm_session_pool_notes(s.get(), l, two.data(), nullptr, nullptr, 2, &count), MM_OK);
+    EXPECT_EQ(count, P);
+    EXPECT_EQ(two[0], windows[0]);
+    EXPECT_EQ(two[1], windows[1]);
+
+    // A restored stream remembers the same notes, bit for bit.
+    void* snap = nullptr;
+    size_t size = 0;
+    ASSERT_EQ(mm_session_snapshot_alloc(s.get(), &snap, &size), MM_OK);
+    SessionPtr restored = MakeSession(model.get());
+    ASSERT_EQ(mm_session_restore(restored.get(), snap, size), MM_OK);
+    mm_free(snap);
+    std::vector<int64_t> windows2(P);
+    std::vector<float> scores2(P), summaries2(P * S);
+    ASSERT_EQ(mm_session_pool_notes(restored.get(), l, windows2.data(), scores2.data(),
+                                    summaries2.data(), P, &count),
+              MM_OK);
+    EXPECT_EQ(count, P);
+    EXPECT_TRUE(std::equal(windows2.begin(), windows2.end(), windows.begin()));
+    EXPECT_EQ(std::memcmp(scores2.data(), scores.data(), P * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(summaries2.data(), summaries.data(), P * S * sizeof(float)), 0);
+  }
+}
+
+TEST(ApiSession, PoolNotesRefuseBadArguments) {
+  ModelPtr model = MakeModel();
+  SessionPtr s = MakeSession(model.get());
+  SessionPtr twin = MakeSession(model.get());
+  FeedAll(s.get(), Tokens(40, 4));
+  FeedAll(twin.get(), Tokens(40, 4));
+  int64_t windows[4] = {-7, -7, -7, -7};
+  size_t count = 99;
+  EXPECT_TRUE(Fails(mm_session_pool_notes(nullptr, 0, windows, nullptr, nullptr, 4, &count),
+                    MM_ERR_INVALID_ARGUMENT, {"session"}));
+  EXPECT_EQ(count, 0u);
+  EXPECT_TRUE(Fails(mm_session_pool_notes(s.get(), 0, windows, nullptr, nullptr, 4, nullptr),
+                    MM_ERR_INVALID_ARGUMENT, {"count"}, {s.get()}));
+  count = 99;
+  EXPECT_TRUE(Fails(mm_session_pool_notes(s.get(), 3, windows, nullptr, nullptr, 4, &count),
+                    MM_ERR_INVALID_ARGUMENT, {"layer"}, {s.get()}));  // n_layer = 3
+  EXPECT_EQ(count, 0u);
+  EXPECT_TRUE(Fails(mm_session_pool_notes(s.get(), UINT32_MAX, windows, nullptr, nullptr, 4,
+                                          &count),
+                    MM_ERR_INVALID_ARGUMENT, {"layer"}, {s.get()}));
+  for (int64_t w : windows) EXPECT_EQ(w, -7);
+  ExpectSameFuture(s.get(), twin.get(), 2);
+}
+
 TEST(ApiSession, StateBytesStopGrowingOncePoolsAreFull) {
   ModelPtr model = MakeModel();
   SessionPtr s = MakeSession(model.get());
