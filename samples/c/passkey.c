@@ -21,6 +21,9 @@
  * query, answered by the stream's key, which now lies up to L + T tokens
  * back, beyond what the recurrent state keeps: only the pools can answer,
  * and they are as full of filler notes as in a long evaluation stream.
+ * With --prefill-base B every stream first reads the same B filler bytes
+ * (read once, then restored from a snapshot), so that its key is written
+ * B to B + L tokens into a stream, as a key at depth 0.75 of a 1M sample is.
  * Filler: Jane Austen's novels (text_source "janeausten", read from a
  * uniformly drawn start offset, wrapping around) or, with --filler random,
  * uniform random lowercase letters.
@@ -225,7 +228,9 @@ typedef struct prefill {
   mm_model *model;
   mm_session *streams[16];
   unsigned char keys[16][kKeyDigits];
+  size_t key_at[16]; /* stream position of each key's frame */
   size_t n, length;
+  size_t base; /* --prefill-base: filler every stream reads first (0: none) */
 } prefill;
 
 static void prefill_free(prefill *p) {
@@ -246,9 +251,28 @@ static mm_status prefill_refresh(prefill *p, size_t n, const mm_trainer *trainer
     return MM_ERR_OUT_OF_MEMORY;
   }
   mm_status st = mm_trainer_export_model(trainer, mo, &p->model);
+  /* A shared base (--prefill-base): read once, then every stream starts
+   * from its snapshot, so its key is written that deep into a stream, with
+   * pools as full as there, for the cost of one read of the base. */
+  void *base = NULL;
+  size_t base_size = 0;
+  if (st == MM_OK && p->base) {
+    mm_session *s = NULL;
+    st = mm_session_create(&s, p->model, NULL);
+    for (size_t done = 0; st == MM_OK && done < p->base;) {
+      size_t len = p->base - done < p->length ? p->base - done : p->length;
+      fill_bytes(f, r, bytes, len);
+      for (size_t k = 0; k < len; ++k) tokens[k] = bytes[k];
+      st = mm_session_feed(s, tokens, len, MM_LOGITS_NONE, NULL, 0);
+      done += len;
+    }
+    if (st == MM_OK) st = mm_session_snapshot_alloc(s, &base, &base_size);
+    mm_session_free(s);
+  }
   for (size_t i = 0; i < n && st == MM_OK; ++i) {
     if ((st = mm_session_create(&p->streams[i], p->model, NULL)) != MM_OK) break;
     ++p->n;
+    if (base && (st = mm_session_restore(p->streams[i], base, base_size)) != MM_OK) break;
     fill_bytes(f, r, bytes, p->length);
     size_t at = (size_t)(rng_next(r) % (p->length - kKeyDigits - 1));
     bytes[at] = kKeyOpen;
@@ -257,9 +281,11 @@ static mm_status prefill_refresh(prefill *p, size_t n, const mm_trainer *trainer
       bytes[at + 1 + d] = p->keys[i][d];
     }
     bytes[at + 1 + kKeyDigits] = kKeyClose;
+    p->key_at[i] = p->base + at;
     for (size_t k = 0; k < p->length; ++k) tokens[k] = bytes[k];
     st = mm_session_feed(p->streams[i], tokens, p->length, MM_LOGITS_NONE, NULL, 0);
   }
+  mm_free(base);
   free(tokens);
   free(bytes);
   return st;
@@ -273,6 +299,7 @@ typedef struct sample_result {
   int correct;       /* all five digits */
   int digits_right;  /* 0..5 */
   double digit_nats; /* sum of -log p(true digit) over the five */
+  unsigned held;     /* key_layers at the query */
 } sample_result;
 
 static int argmax(const float *v, size_t n) {
@@ -290,10 +317,31 @@ static double nll(const float *v, size_t n, int target) {
   return log(sum) - ((double)v[target] - mx);
 }
 
+/* The layers (bit l for layer l) whose pool holds a note of a window that
+ * overlaps the key's frame, stream positions [at, at + 7): whether the
+ * memory still has the key, whatever the reads make of it. */
+static unsigned key_layers(const mm_session *s, const mm_model_config *cfg, size_t at) {
+  int64_t lo = (int64_t)(at / cfg->note_window);
+  int64_t hi = (int64_t)((at + kKeyDigits + 1) / cfg->note_window);
+  int64_t *windows = malloc((cfg->pool_capacity + 1) * sizeof *windows);
+  unsigned held = 0;
+  for (uint32_t l = 0; windows && l < cfg->n_layer && l < 32; ++l) {
+    size_t n = 0;
+    if (mm_session_pool_notes(s, l, windows, NULL, NULL, cfg->pool_capacity, &n) != MM_OK) break;
+    for (size_t i = 0; i < n && i < cfg->pool_capacity; ++i) {
+      if (windows[i] >= lo && windows[i] <= hi) held |= 1u << l;
+    }
+  }
+  free(windows);
+  return held;
+}
+
 /* Feeds seq[0 .. length-5) (through the query byte) in chunks without
  * logits, then the answer digits one by one, teacher-forced. */
-static mm_status run_sample(mm_session *s, const unsigned char *seq, size_t length, size_t vocab,
-                            size_t chunk, int32_t *tokens, float *logits, sample_result *res) {
+static mm_status run_sample(mm_session *s, const mm_model_config *cfg, const unsigned char *seq,
+                            size_t length, size_t key_at, size_t chunk, int32_t *tokens,
+                            float *logits, sample_result *res) {
+  size_t vocab = cfg->vocab_size;
   mm_status st = mm_session_reset(s);
   if (st != MM_OK) return st;
   size_t prefix = length - kKeyDigits;
@@ -306,6 +354,7 @@ static mm_status run_sample(mm_session *s, const unsigned char *seq, size_t leng
     if (st != MM_OK) return st;
     at += n;
   }
+  res->held = key_layers(s, cfg, key_at);
   res->correct = 1;
   res->digits_right = 0;
   res->digit_nats = 0.0;
@@ -524,26 +573,32 @@ static int evaluate(const mm_model *model, const filler *f, const eval_args *a, 
     size_t length = (size_t)a->lengths[l];
     for (int d = 0; d < a->n_depths && !rc; ++d) {
       double depth = a->depths[d], t0 = now_seconds();
-      size_t right = 0, digits = 0;
+      size_t right = 0, digits = 0, held = 0, held_right = 0;
       double nats = 0.0;
       for (size_t k = 0; k < a->samples; ++k) {
         make_sample(f, sample_seed(a->seed, length, depth, k), length, depth, seq, key);
         sample_result r;
         double ts = now_seconds();
-        if ((st = run_sample(s, seq, length, vocab, a->chunk, tokens, logits, &r)) != MM_OK) {
+        size_t key_at = key_offset(length, depth);
+        if ((st = run_sample(s, &cfg, seq, length, key_at, a->chunk, tokens, logits, &r)) !=
+            MM_OK) {
           rc = fail_status("mm_session_feed", st);
           break;
         }
         right += (size_t)r.correct;
         digits += (size_t)r.digits_right;
         nats += r.digit_nats;
+        held += r.held != 0;
+        held_right += r.held != 0 && r.correct;
         if (verbose && length >= 65536) {
           fprintf(stderr, "  length %zu depth %.2f sample %zu/%zu: %s (%d/5 digits), %.1f s, "
-                  "%.0f tokens/s, pools:", length, depth, k + 1, a->samples,
+                  "%.0f tokens/s, pools (* holds the key):", length, depth, k + 1, a->samples,
                   r.correct ? "right" : "wrong", r.digits_right, now_seconds() - ts,
                   length / (now_seconds() - ts));
-          for (uint32_t layer = 0; layer < cfg.n_layer; ++layer)
-            fprintf(stderr, " %d", mm_session_pool_size(s, layer));
+          for (uint32_t layer = 0; layer < cfg.n_layer; ++layer) {
+            fprintf(stderr, " %d%s", mm_session_pool_size(s, layer),
+                    layer < 32 && (r.held >> layer & 1u) ? "*" : "");
+          }
           fprintf(stderr, "\n");
         }
       }
@@ -552,10 +607,10 @@ static int evaluate(const mm_model *model, const filler *f, const eval_args *a, 
       if (digit_acc) digit_acc[l * a->n_depths + d] = (double)digits / (a->samples * kKeyDigits);
       if (verbose) {
         printf("length %8zu depth %.2f: accuracy %5.1f%% (%zu/%zu), digits %5.1f%%, "
-               "digit loss %.3f nats, %.1f s\n",
+               "digit loss %.3f nats, key in a pool %zu/%zu (right %zu), %.1f s\n",
                length, depth, 100.0 * right / a->samples, right, a->samples,
                100.0 * digits / (a->samples * kKeyDigits), nats / (a->samples * kKeyDigits),
-               now_seconds() - t0);
+               held, a->samples, held_right, now_seconds() - t0);
         fflush(stdout);
       }
     }
@@ -759,6 +814,7 @@ static int cmd_train(int argc, char **argv) {
     else if (ok && !strcmp(x, "--mix-min")) ok = !parse_size(argv[++i], &mix_min);
     else if (ok && !strcmp(x, "--stage-share")) ok = !parse_double(argv[++i], &stage_share) && stage_share > 0;
     else if (ok && !strcmp(x, "--prefill")) ok = !parse_size(argv[++i], &pre.length);
+    else if (ok && !strcmp(x, "--prefill-base")) ok = !parse_size(argv[++i], &pre.base);
     else if (ok && !strcmp(x, "--prefill-every")) {
       ok = !parse_size(argv[++i], &prefill_every) && prefill_every > 0;
     }
@@ -787,6 +843,8 @@ static int cmd_train(int argc, char **argv) {
               "          one of --prefill-streams 4 streams of L filler bytes holding a key,\n"
               "          ending in its query; new streams, read by the current weights, every\n"
               "          --prefill-every 50 steps; CPU trainer only]\n"
+              "         [--prefill-base B: every stream first reads the same B filler bytes,\n"
+              "          so that its key lies B to B + L bytes deep; the base is read once]\n"
               "  optim: [--lr 2e-3] [--lr-final 0.1 (fraction)] [--warmup 30] [--clip 1]\n"
               "         [--weight-decay 0.1] [--straight-through] [--init MODEL]\n"
               "         [--device cpu|cuda (where the trainer runs; checks run on the CPU)]\n"
@@ -831,6 +889,7 @@ static int cmd_train(int argc, char **argv) {
   mm_model_get_config(model, &cfg);
   /* Whole note windows: a stream is continued only at a window's end. */
   pre.length -= pre.length % cfg.note_window;
+  pre.base -= pre.base % cfg.note_window;
   if (pre.length && pre.length < 2 * kKeyDigits) {
     fprintf(stderr, "passkey train: --prefill needs at least %d bytes\n", 2 * kKeyDigits);
     mm_model_free(model);
@@ -882,8 +941,8 @@ static int cmd_train(int argc, char **argv) {
   printf(", %zu tokens per batch, budget %.0f %s", batch_tokens, budget,
          steps ? "steps" : cpu_budget ? "CPU seconds" : "seconds");
   if (pre.length) {
-    printf(", prefill %zu tokens (share %g, %zu streams, every %zu steps)", pre.length,
-           prefill_share, prefill_streams, prefill_every);
+    printf(", prefill %zu tokens (share %g, %zu streams, every %zu steps, base %zu)",
+           pre.length, prefill_share, prefill_streams, prefill_every, pre.base);
   }
   printf("\n");
   fflush(stdout);
@@ -917,13 +976,16 @@ static int cmd_train(int argc, char **argv) {
         rc = fail_status("prefill", st);
         break;
       }
-      if (step == 0) {
-        printf("prefill: the first stream's pools hold");
-        for (uint32_t l = 0; l < cfg.n_layer; ++l) {
-          printf(" %d", (int)mm_session_pool_size(pre.streams[0], l));
-        }
-        printf(" notes\n");
+      size_t held = 0;
+      for (size_t i = 0; i < pre.n; ++i) {
+        held += key_layers(pre.streams[i], &cfg, pre.key_at[i]) != 0;
       }
+      printf("prefill at step %zu: the key is in a pool in %zu of %zu streams; the first "
+             "stream's pools hold", step, held, pre.n);
+      for (uint32_t l = 0; l < cfg.n_layer; ++l) {
+        printf(" %d", (int)mm_session_pool_size(pre.streams[0], l));
+      }
+      printf(" notes\n");
     }
     for (size_t b = 0; b < B; ++b) {
       from[b] = NULL;

@@ -37,15 +37,21 @@ grep -q "mean surprisal" "$work/stream.txt"
   > "$work/passkey_train.txt"
 cat "$work/passkey_train.txt"
 grep -q "saved $work/passkey.safetensors" "$work/passkey_train.txt"
-# Sequences that continue streams holding a key (mm_train_step_from).
-"$bin/passkey" train --init "$work/passkey.safetensors" --out "$work/prefill.safetensors" \
-  --steps 3 --seq-min 64 --seq 64 --batch-tokens 128 --eval-every 0 --filler $filler \
-  --threads 1 --prefill 200 --prefill-share 1 --prefill-every 2 > "$work/prefill_train.txt"
-cat "$work/prefill_train.txt"
-grep -q "^prefill: the first stream's pools hold" "$work/prefill_train.txt"
-grep -q "saved $work/prefill.safetensors" "$work/prefill_train.txt"
+# Sequences that continue streams holding a key (mm_train_step_from), the
+# streams read from the start and from a shared base's snapshot.
+for base in 0 96; do
+  "$bin/passkey" train --init "$work/passkey.safetensors" --out "$work/prefill.safetensors" \
+    --steps 3 --seq-min 64 --seq 64 --batch-tokens 128 --eval-every 0 --filler $filler \
+    --threads 1 --prefill 200 --prefill-share 1 --prefill-every 2 --prefill-base $base \
+    > "$work/prefill_train.txt"
+  cat "$work/prefill_train.txt"
+  grep -q "every 2 steps, base $base)" "$work/prefill_train.txt"
+  grep -q "^prefill at step 2: the key is in a pool in [0-4] of 4 streams" "$work/prefill_train.txt"
+  grep -q "saved $work/prefill.safetensors" "$work/prefill_train.txt"
+done
 "$bin/passkey" eval "$work/passkey.safetensors" --lengths 64,300 --depths 0,1 --samples 2 \
   --filler $filler --fidelity-tokens 256 --threads 1 --table "$work/table.md" > "$work/eval.txt"
+grep -q "key in a pool [0-2]/2" "$work/eval.txt"
 cat "$work/table.md"
 grep -q "^| 300 |" "$work/table.md"
 grep -q "^ETMF" "$work/table.md"
