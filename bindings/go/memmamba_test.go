@@ -3,6 +3,7 @@ package memmamba
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -464,6 +465,63 @@ func TestAPI_ResetPositionPools(t *testing.T) {
 	if !sameBits(again, first) {
 		t.Fatal("a reset stream differs")
 	}
+}
+
+func TestAPI_PoolNotes(t *testing.T) {
+	m := smallModel(t, 16)
+	c := m.Config()
+	s := newSession(t, m)
+	if notes, err := s.PoolNotes(0); err != nil || len(notes) != 0 {
+		t.Fatalf("a new stream has no notes: %v %v", notes, err)
+	}
+	_, err := s.Feed(tokens(40, 64, 10), LogitsNone)
+	must(t, err)
+	before, err := s.Snapshot()
+	must(t, err)
+	windowsSeen := int64(s.Position() / uint64(c.NoteWindow))
+	for layer := uint32(0); layer < c.NLayer; layer++ {
+		notes, err := s.PoolNotes(layer)
+		must(t, err)
+		if n, _ := s.PoolSize(layer); len(notes) != n || n == 0 || n > int(c.PoolCapacity) {
+			t.Fatalf("layer %d: %d notes, PoolSize %d", layer, len(notes), n)
+		}
+		for i, note := range notes {
+			if i > 0 && notes[i-1].Window >= note.Window {
+				t.Fatalf("layer %d: windows do not ascend: %d then %d", layer,
+					notes[i-1].Window, note.Window)
+			}
+			if note.Window < 0 || note.Window >= windowsSeen {
+				t.Fatalf("layer %d: window %d of %d", layer, note.Window, windowsSeen)
+			}
+			if !(note.Score > 0 && note.Score < 1) {
+				t.Fatalf("layer %d: score %v", layer, note.Score)
+			}
+			if len(note.Summary) != int(c.SummaryDim) {
+				t.Fatalf("layer %d: summary of %d floats", layer, len(note.Summary))
+			}
+			for _, x := range note.Summary {
+				if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+					t.Fatalf("layer %d: summary value %v", layer, x)
+				}
+			}
+		}
+	}
+	after, err := s.Snapshot()
+	must(t, err)
+	if string(after) != string(before) {
+		t.Fatal("listing the notes changed the session")
+	}
+	_, err = s.PoolNotes(2)
+	expectCode(t, err, CodeInvalidArgument)
+	_, err = s.PoolNotes(^uint32(0))
+	expectCode(t, err, CodeInvalidArgument)
+	must(t, s.Reset())
+	if notes, err := s.PoolNotes(0); err != nil || len(notes) != 0 {
+		t.Fatalf("a reset stream has no notes: %v %v", notes, err)
+	}
+	must(t, s.Close())
+	_, err = s.PoolNotes(0)
+	expectCode(t, err, CodeInvalidArgument)
 }
 
 func TestAPI_CloseRules(t *testing.T) {

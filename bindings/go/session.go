@@ -321,6 +321,66 @@ func (s *Session) PoolSize(layer uint32) (n int, ok bool) {
 	return r, r >= 0
 }
 
+// Note is one note of a pool (PoolNotes).
+type Note struct {
+	// Window is the note window it summarises: stream positions
+	// [Window*NoteWindow, (Window+1)*NoteWindow).
+	Window int64
+	// Score is its score.
+	Score float32
+	// Summary is its summary: SummaryDim floats.
+	Summary []float32
+}
+
+// PoolNotes is what the stream remembers in layer: its pool's notes in pool
+// order (ascending window), PoolSize(layer) of them. CodeInvalidArgument for
+// a layer out of range. The session is not changed.
+func (s *Session) PoolNotes(layer uint32) ([]Note, error) {
+	if s.p == nil {
+		return nil, closedError("session")
+	}
+	var count C.size_t
+	err := s.check(C.mm_session_pool_notes(s.p, C.uint32_t(layer), nil, nil, nil, 0, &count))
+	runtime.KeepAlive(s)
+	if err != nil {
+		return nil, err
+	}
+	n := int(count)
+	if n == 0 {
+		return []Note{}, nil
+	}
+	dim := int(s.m.Config().SummaryDim)
+	if dim > 0 && n > int(^uint(0)>>1)/dim {
+		return nil, invalid("%d notes do not fit in memory", n)
+	}
+	// Plain Go memory without pointers: C writes it during the call only.
+	windows := make([]int64, n)
+	scores := make([]float32, n)
+	summaries := make([]float32, n*dim)
+	err = s.check(C.mm_session_pool_notes(s.p, C.uint32_t(layer),
+		(*C.int64_t)(unsafe.Pointer(&windows[0])), floatsPtr(scores), floatsPtr(summaries),
+		C.size_t(n), &count))
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(windows)
+	runtime.KeepAlive(scores)
+	runtime.KeepAlive(summaries)
+	if err != nil {
+		return nil, err
+	}
+	if int(count) < n {
+		n = int(count)
+	}
+	notes := make([]Note, n)
+	for i := range notes {
+		notes[i] = Note{
+			Window:  windows[i],
+			Score:   scores[i],
+			Summary: summaries[i*dim : (i+1)*dim : (i+1)*dim],
+		}
+	}
+	return notes, nil
+}
+
 // SnapshotSize is the exact size of a snapshot of the current state.
 func (s *Session) SnapshotSize() (int, error) {
 	if s.p == nil {

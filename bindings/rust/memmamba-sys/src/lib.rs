@@ -311,6 +311,15 @@ extern "C" {
     pub fn mm_session_position(session: *const mm_session) -> u64;
     pub fn mm_session_state_bytes(session: *const mm_session) -> u64;
     pub fn mm_session_pool_size(session: *const mm_session, layer: u32) -> i32;
+    pub fn mm_session_pool_notes(
+        session: *const mm_session,
+        layer: u32,
+        windows: *mut i64,
+        scores: *mut f32,
+        summaries: *mut f32,
+        capacity: usize,
+        count: *mut usize,
+    ) -> mm_status;
     pub fn mm_session_last_error(session: *const mm_session) -> *const c_char;
 
     // Snapshots

@@ -36,7 +36,7 @@ pub use data_parallel::{DataParallel, NcclId};
 pub use error::{Code, Error, Result};
 pub use eval::{EvalResult, Fidelity};
 pub use model::{Config, Device, Dtype, Fusion, Math, Model, ModelOptions, PoolPolicy};
-pub use session::{Logits, Session, SessionOptions};
+pub use session::{Logits, Note, Session, SessionOptions};
 pub use snapshot::SnapshotInfo;
 pub use train::{TrainResult, Trainer, TrainerOptions};
 

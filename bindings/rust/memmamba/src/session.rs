@@ -38,6 +38,18 @@ pub struct SessionOptions {
     pub max_chunk: u32,
 }
 
+/// One note of a pool (`Session::pool_notes`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    /// The note window it summarises: stream positions
+    /// `[window * note_window, (window + 1) * note_window)`.
+    pub window: i64,
+    /// Its score.
+    pub score: f32,
+    /// Its summary: `summary_dim` floats.
+    pub summary: Vec<f32>,
+}
+
 /// A token stream on a model. Feeding a sequence at once, in chunks or one
 /// token at a time gives the same logits; a failed call leaves the session
 /// exactly as it was.
@@ -299,6 +311,54 @@ impl Session {
         } else {
             Some(n as usize)
         }
+    }
+
+    /// What the stream remembers in layer `layer`: its pool's notes in pool
+    /// order (ascending window); `pool_size(layer)` of them.
+    /// `Code::InvalidArgument` for a layer out of range. The session is not
+    /// changed.
+    pub fn pool_notes(&self, layer: u32) -> Result<Vec<Note>> {
+        let mut count = 0usize;
+        let status = unsafe {
+            sys::mm_session_pool_notes(
+                self.ptr.as_ptr(),
+                layer,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                0,
+                &mut count,
+            )
+        };
+        check(status, || self.last_error())?;
+        let dim = self.model.config().summary_dim as usize;
+        let floats = count
+            .checked_mul(dim)
+            .ok_or_else(|| invalid(format!("{} notes do not fit in memory", count)))?;
+        let capacity = count;
+        let mut windows = vec![0i64; capacity];
+        let mut scores = vec![0f32; capacity];
+        let mut summaries = vec![0f32; floats];
+        let status = unsafe {
+            sys::mm_session_pool_notes(
+                self.ptr.as_ptr(),
+                layer,
+                windows.as_mut_ptr(),
+                scores.as_mut_ptr(),
+                summaries.as_mut_ptr(),
+                capacity,
+                &mut count,
+            )
+        };
+        check(status, || self.last_error())?;
+        let n = count.min(capacity);
+        Ok((0..n)
+            .map(|i| Note {
+                window: windows[i],
+                score: scores[i],
+                summary: summaries[i * dim..(i + 1) * dim].to_vec(),
+            })
+            .collect())
     }
 
     /// The exact size in bytes of a snapshot of the current state.

@@ -521,6 +521,45 @@ fn reset_position_state_and_pools() {
 }
 
 #[test]
+fn pool_notes_list_what_the_pools_hold() {
+    let model = small_model(16);
+    let c = model.config().clone();
+    let mut s = Session::new(&model).unwrap();
+    assert!(
+        s.pool_notes(0).unwrap().is_empty(),
+        "a new stream has no notes"
+    );
+    s.feed(&tokens(40, 64, 10), Logits::None).unwrap();
+    let before = s.snapshot().unwrap();
+    for layer in 0..c.n_layer {
+        let notes = s.pool_notes(layer).unwrap();
+        assert_eq!(notes.len(), s.pool_size(layer).unwrap());
+        assert!(
+            !notes.is_empty(),
+            "layer {} holds notes after 40 tokens",
+            layer
+        );
+        assert!(notes.len() <= c.pool_capacity as usize);
+        for pair in notes.windows(2) {
+            assert!(pair[0].window < pair[1].window, "windows ascend");
+        }
+        let windows_seen = (s.position() / c.note_window as u64) as i64;
+        for note in &notes {
+            assert!(note.window >= 0 && note.window < windows_seen);
+            assert!(note.score > 0.0 && note.score < 1.0, "score {}", note.score);
+            assert_eq!(note.summary.len(), c.summary_dim as usize);
+            assert!(note.summary.iter().all(|x| x.is_finite()));
+        }
+    }
+    assert_eq!(s.snapshot().unwrap(), before, "listing changes nothing");
+    let e = expect_code(s.pool_notes(2), Code::InvalidArgument);
+    assert!(!e.message.is_empty());
+    expect_code(s.pool_notes(u32::MAX), Code::InvalidArgument);
+    s.reset().unwrap();
+    assert!(s.pool_notes(0).unwrap().is_empty());
+}
+
+#[test]
 fn plain_mamba_has_no_pools() {
     let mut c = small_config();
     c.pool_capacity = 0;
@@ -528,6 +567,7 @@ fn plain_mamba_has_no_pools() {
     let mut s = Session::new(&model).unwrap();
     s.feed(&tokens(20, 64, 11), Logits::None).unwrap();
     assert_eq!(s.pool_size(0), Some(0));
+    assert!(s.pool_notes(0).unwrap().is_empty());
     let info = SnapshotInfo::inspect(&s.snapshot().unwrap()).unwrap();
     assert_eq!(info.notes_total, 0);
     assert_eq!(info.pool_fill(), 0.0);
