@@ -9,8 +9,10 @@
  *   log_anomaly MODEL LOGFILE [--top N] [--threads N]
  *
  * Prints the mean bits per byte of the whole log and its N most surprising
- * lines (default 10). The first byte of the file has no prediction and is
- * not counted. A model trained on similar logs ranks far better than a fresh
+ * lines (default 10), then what the stream's memory holds at the end: the
+ * lines its pools' notes summarise, highest note score first
+ * (mm_session_pool_notes), found by a second read of the file. The first
+ * byte of the file has no prediction and is not counted. A model trained on similar logs ranks far better than a fresh
  * one: `memmamba train --out log.safetensors ... access.log`.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -42,6 +44,43 @@ static double surprisal_bits(const float *row, size_t vocab, int32_t token) {
   double sum = 0;
   for (size_t v = 0; v < vocab; ++v) sum += exp((double)(row[v] - max));
   return -((double)(row[token] - max) - log(sum)) / log(2.0);
+}
+
+/* One note of the session's pools at the end of the log. */
+typedef struct {
+  unsigned long long start; /* the byte its window starts at */
+  float score;
+  unsigned layer;
+} kept_note;
+
+static int by_score(const void *a, const void *b) {
+  const kept_note *x = a, *y = b;
+  return x->score < y->score ? 1 : x->score > y->score ? -1 : 0;
+}
+
+/* The notes of every layer's pool, highest score first; *n of them (a
+ * malloc'd array, NULL on failure). */
+static kept_note *memory_notes(const mm_session *s, const mm_model_config *cfg, size_t *n) {
+  size_t cap = (size_t)cfg->n_layer * cfg->pool_capacity, got = 0;
+  kept_note *notes = malloc((cap ? cap : 1) * sizeof *notes);
+  int64_t *windows = malloc((cfg->pool_capacity + 1) * sizeof *windows);
+  float *scores = malloc((cfg->pool_capacity + 1) * sizeof *scores);
+  for (uint32_t l = 0; notes && windows && scores && l < cfg->n_layer; ++l) {
+    size_t count = 0;
+    if (mm_session_pool_notes(s, l, windows, scores, NULL, cfg->pool_capacity, &count) != MM_OK) {
+      break;
+    }
+    for (size_t i = 0; i < count && i < cfg->pool_capacity && got < cap; ++i, ++got) {
+      notes[got].start = (unsigned long long)windows[i] * cfg->note_window;
+      notes[got].score = scores[i];
+      notes[got].layer = l;
+    }
+  }
+  free(scores);
+  free(windows);
+  if (notes) qsort(notes, got, sizeof *notes, by_score);
+  *n = got;
+  return notes;
 }
 
 /* Keeps top[0..*n) sorted by bits per byte, highest first, at most cap. */
@@ -159,6 +198,51 @@ int main(int argc, char **argv) {
       printf("  %7.3f bits/byte  line %-7llu %s\n", top[i].bits_per_byte, top[i].line_no,
              top[i].text);
     }
+  }
+  if (rc == 0) {
+    /* The lines the memory kept: one more read of the file finds the line
+     * of each note's first byte (notes in position order), then up to top_n
+     * distinct lines are shown by note score. */
+    size_t n_notes = 0;
+    kept_note *notes = memory_notes(session, &cfg, &n_notes);
+    ranked_line *lines = calloc(n_notes ? n_notes : 1, sizeof *lines);
+    size_t *order = malloc((n_notes ? n_notes : 1) * sizeof *order);
+    if (!notes || !lines || !order) {
+      rc = fail("malloc", MM_ERR_OUT_OF_MEMORY);
+    } else {
+      for (size_t k = 0; k < n_notes; ++k) order[k] = k;
+      for (size_t k = 1; k < n_notes; ++k) { /* insertion sort by position */
+        size_t v = order[k], j = k;
+        for (; j > 0 && notes[order[j - 1]].start > notes[v].start; --j) order[j] = order[j - 1];
+        order[j] = v;
+      }
+      rewind(f);
+      unsigned long long at = 0, no = 0;
+      size_t next = 0;
+      while (next < n_notes && (len = getline(&line, &cap, f)) > 0) {
+        ++no;
+        at += (unsigned long long)len;
+        for (; next < n_notes && notes[order[next]].start < at; ++next) {
+          size_t one = 0;
+          offer(&lines[order[next]], &one, 1, 0.0, no, line, (size_t)len);
+        }
+      }
+      printf("what the memory holds at the end: %zu notes of %u-byte windows in %u layers; "
+             "the lines they summarise, by note score:\n",
+             n_notes, cfg.note_window, cfg.n_layer);
+      size_t shown = 0;
+      for (size_t k = 0; k < n_notes && shown < top_n; ++k) {
+        int seen = lines[k].line_no == 0;  /* past the end: not found */
+        for (size_t i = 0; i < k && !seen; ++i) seen = lines[i].line_no == lines[k].line_no;
+        if (seen) continue;
+        ++shown;
+        printf("  score %.3f  layer %u  line %-7llu %s\n", notes[k].score, notes[k].layer,
+               lines[k].line_no, lines[k].text);
+      }
+    }
+    free(order);
+    free(lines);
+    free(notes);
   }
   free(line);
   free(top);

@@ -413,6 +413,9 @@ log_anomaly)
   cat out.txt
   expect_contains out.txt "log.txt: 80 lines" "bits/byte on average" "the 4 most surprising lines"
   [ "$(grep -c 'bits/byte  line' out.txt)" = 4 ] || fail "expected 4 ranked lines"
+  expect_contains out.txt "what the memory holds at the end"
+  kept=$(grep -c '^  score .* layer .* line ' out.txt || true)
+  [ "$kept" -ge 1 ] && [ "$kept" -le 4 ] || fail "expected 1-4 lines the memory kept, got $kept"
   run_fails 1 "missing.txt" -- "$LOG_ANOMALY" m.safetensors missing.txt
   run_fails 2 "usage" -- "$LOG_ANOMALY" m.safetensors
   ;;
