@@ -454,6 +454,7 @@ MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   t.decode_read = mmc_decode_read;
   t.decode_scan = mmc_decode_scan;
   t.sample_rows = mmc_sample_rows;
+  t.decode_linear_conv = mmc_decode_linear_conv;
   std::memcpy(table, &t, t.struct_size);
   return MMC_OK;
 }

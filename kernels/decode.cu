@@ -11,7 +11,10 @@
 //   conv + bias + SiLU of the slot's K−1 previous inputs and x (read only).
 //   Every block builds all rows' x̂ in shared memory (a few KiB, from L2),
 //   then a warp per output reads its row of w once, in 16-byte loads, for
-//   every row.
+//   every row. Optionally the conv runs on the way out instead, on outputs
+//   n < conv_n: the in projection hands the x projection ξc, so the conv is
+//   computed once per channel, not once in each of the x projection's
+//   blocks.
 // decode_read, in two kernels: per (head, read, row) a block computes the
 //   row's note norm a, the head's query and its part of the read's attention
 //   output o (slot_ops::ReadRow's math,
@@ -19,8 +22,8 @@
 //   of small dependent steps, so it goes as fast as its work spreads); then
 //   per row (blockIdx.y) and slice of D (blockIdx.x) the gates
 //   (slot_ops::ReadGate, as mmc_slots_pool_read takes them) and
-//   x[d] += f_i(d)·(γ_i·(wo_i[d]·o_i)) for each read i in order; block 0 of
-//   the row also runs the note window (slot_ops::NoteWindow).
+//   x[d] += f_i(d)·(γ_i·(wo_i[d]·o_i)) for each read i in order; one more
+//   block of the row runs the note window (slot_ops::NoteWindow) meanwhile.
 // decode_scan, per (row, channel): Δ = softplus(dt_w[e]·δ + dt_bias[e]) over
 //   the channel's G lanes, then mmc_slots_selective_scan's update for one
 //   row, and the conv state moves on by the row's input.
@@ -41,8 +44,10 @@ using slot_ops::kWarps;
 constexpr int kMaxConvK = 16;
 constexpr int kHeld = 12;  // float4s of a weight row a lane loads early: K <= 1536 whole
 
+// conv_n > 0: mmc_decode_linear_conv's conv of outputs n < conv_n into conv_y.
 template <int kRows, int kInput>
-__global__ void __launch_bounds__(kThreads) DecodeLinearKernel(mmc_decode_linear_args p) {
+__global__ void __launch_bounds__(kThreads)
+    DecodeLinearKernel(mmc_decode_linear_args p, int64_t conv_n, float* conv_y) {
   extern __shared__ float4 xs4[];  // [kRows][K / 4]
   float* xs = reinterpret_cast<float*>(xs4);
   __shared__ float inv[kRows];
@@ -132,15 +137,30 @@ __global__ void __launch_bounds__(kThreads) DecodeLinearKernel(mmc_decode_linear
 #pragma unroll
   for (int r = 0; r < kRows; ++r) acc[r] = WarpSum(acc[r]);
   if (lane != 0) return;
+  const bool conv_out = n < conv_n;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     if (r < rows) {
       float* y = p.y + r * p.ld_y + n;
-      *y = p.accumulate ? *y + acc[r] : acc[r];
+      const float v = p.accumulate ? *y + acc[r] : acc[r];
+      *y = v;
+      if (conv_out) {
+        // The CONV input's sum above: bias, the state's inputs oldest first, v.
+        const int64_t ck = p.conv_k, C = conv_n;
+        const float* st =
+            p.conv_state + (static_cast<int64_t>(p.slots[r]) * p.n_layer + p.layer) * (ck - 1) * C;
+        const float* wk = p.conv_w + n * ck;
+        float c = p.conv_b[n];
+        for (int64_t j = 0; j + 1 < ck; ++j) c += wk[j] * st[j * C + n];
+        c += wk[ck - 1] * v;
+        conv_y[r * C + n] = Silu(c);
+      }
     }
   }
 }
 
+constexpr int kQueryRowsHeld = 2;  // DecodeAttendKernel: rows of wq a warp loads early
+constexpr int kQueryHeld = 8;      // and float4s of each a lane holds: D <= 1024 whole
 constexpr int kReadRowsPerWarp = 8;
 constexpr int kReadColumnsPerBlock = kWarps * kReadRowsPerWarp;
 
@@ -156,14 +176,35 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ float4 sm4[];
   float* sm = reinterpret_cast<float*>(sm4);
   __shared__ float inv;
-  WaitForPrevious();
-  AllowNext();
   const int h = blockIdx.x, i = blockIdx.y;
-  const int64_t b = blockIdx.z, D = r.D;
+  const int64_t b = blockIdx.z, D = r.D, D4 = D / 4;
   const mmc_slot_read_args& ri = r.read[i];
   const int S = static_cast<int>(pools.S), dh = S / static_cast<int>(ri.H);
-  const int64_t slot = r.slots[b];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // The first kQueryRowsHeld of this warp's rows of wq, up to kQueryHeld
+  // float4s a lane, load while the kernel before still runs.
+  const float4* wq4 = reinterpret_cast<const float4*>(r.wq[i] + static_cast<int64_t>(h) * dh * D);
+  float4 held[kQueryRowsHeld][kQueryHeld];
+#pragma unroll
+  for (int j = 0; j < kQueryRowsHeld; ++j) {
+    const int k = warp + kWarps * j;
+#pragma unroll
+    for (int c = 0; c < kQueryHeld; ++c) {
+      const int64_t col = lane + 32 * c;
+      if (k < dh && col < D4) held[j][c] = __ldg(wq4 + k * D4 + col);
+    }
+  }
+  // The head's rows of K and V, and the notes of the pools it reads, on
+  // their way to L2 meanwhile (slots were uploaded before the step began).
+  const int64_t slot = r.slots[b];
+  PrefetchL2(ri.k + static_cast<int64_t>(h) * dh * S, int64_t{4} * dh * S);
+  PrefetchL2(ri.v + static_cast<int64_t>(h) * dh * S, int64_t{4} * dh * S);
+  for (int64_t l = ri.src_begin; l < ri.src_end; ++l) {
+    PrefetchL2(pools.summary + (slot * pools.n_layer + l) * pools.capacity * S,
+               int64_t{4} * pools.capacity * S);
+  }
+  WaitForPrevious();
+  AllowNext();
   float* a = sm;                                 // [D]
   float* q = a + D;                              // [S]: this head's dh of it
   float* qk = q + S;                             // [S]
@@ -191,15 +232,32 @@ __global__ void __launch_bounds__(kThreads)
     if (first) r.a[b * D + d] = v;
   }
   __syncthreads();
-  // The head's query, a warp per output, lanes along wq's row in float4s.
-  for (int k = warp; k < dh; k += kWarps) {
-    const float4* w4 = reinterpret_cast<const float4*>(r.wq[i] + (h * dh + k) * D);
+  // The head's query, a warp per output, lanes along wq's row in float4s
+  // (the held ones first, then the rest of the row, then any further rows).
+  auto dot = [&](const float4& wv, int64_t c) {
+    const float4 av = sm4[c];
+    return wv.x * av.x + wv.y * av.y + wv.z * av.z + wv.w * av.w;
+  };
+#pragma unroll
+  for (int j = 0; j < kQueryRowsHeld; ++j) {
+    const int k = warp + kWarps * j;
+    if (k >= dh) break;
+    float acc = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kQueryHeld; ++c) {
+      const int64_t col = lane + 32 * c;
+      if (col < D4) acc += dot(held[j][c], col);
+    }
+    for (int64_t col = lane + 32 * kQueryHeld; col < D4; col += 32) {
+      acc += dot(__ldg(wq4 + k * D4 + col), col);
+    }
+    acc = WarpSum(acc);
+    if (lane == 0) q[k] = acc;
+  }
+  for (int k = warp + kWarps * kQueryRowsHeld; k < dh; k += kWarps) {
     float acc = 0.0f;
 #pragma unroll 6
-    for (int64_t c = lane; c < D / 4; c += 32) {
-      const float4 wv = w4[c], av = sm4[c];
-      acc += wv.x * av.x + wv.y * av.y + wv.z * av.z + wv.w * av.w;
-    }
+    for (int64_t col = lane; col < D4; col += 32) acc += dot(__ldg(wq4 + k * D4 + col), col);
     acc = WarpSum(acc);
     if (lane == 0) q[k] = acc;
   }
@@ -213,11 +271,25 @@ __global__ void __launch_bounds__(kThreads) DecodeReadKernel(mmc_slot_pools pool
                                                              mmc_decode_read_args r) {
   extern __shared__ float o[];  // the row's reads [2][S]
   __shared__ float red[kWarps];
+  const int64_t b = blockIdx.y, S = pools.S, D = r.D;
+  {  // This block's rows of each read's output projection, and the gates' weights.
+    const int64_t d_lo = blockIdx.x * int64_t{kReadColumnsPerBlock};
+    const int64_t cols = d_lo < D ? min(int64_t{kReadColumnsPerBlock}, D - d_lo) : 0;
+    for (int i = 0; i < r.n_reads; ++i) {
+      PrefetchL2(r.wo[i] + d_lo * S, int64_t{4} * cols * S);
+      PrefetchL2(r.read[i].gw, int64_t{4} * D);
+    }
+  }
   WaitForPrevious();
   AllowNext();
-  const int64_t b = blockIdx.y, S = pools.S, D = r.D;
   const int64_t slot = r.slots[b];
   const float* ar = r.a + b * D;
+  if (blockIdx.x + 1 == gridDim.x) {  // the last block: the note window alone
+    float* acc = r.win_max + (slot * r.n_layer + r.layer) * D;
+    slot_ops::NoteWindow(ar, 1, D, acc, r.windows[b] >= 0, r.sw, r.sb, r.m + b * D, r.score + b,
+                         red);
+    return;
+  }
   float gate[2] = {0.0f, 0.0f};
   for (int i = 0; i < r.n_reads; ++i) {
     gate[i] = slot_ops::ReadGate(pools, r.read[i], slot, 0, ar, red);
@@ -258,11 +330,6 @@ __global__ void __launch_bounds__(kThreads) DecodeReadKernel(mmc_slot_pools pool
     for (int j = 0; j < kReadRowsPerWarp; ++j) {
       if (d0 + j < D) r.x[b * D + d0 + j] = xv[j];
     }
-  }
-  if (blockIdx.x == 0) {
-    float* acc = r.win_max + (slot * r.n_layer + r.layer) * D;
-    slot_ops::NoteWindow(ar, 1, D, acc, r.windows[b] >= 0, r.sw, r.sb, r.m + b * D, r.score + b,
-                         red);
   }
 }
 
@@ -340,38 +407,35 @@ __global__ void __launch_bounds__(kScanThreads) DecodeScanKernel(mmc_decode_scan
 }
 
 template <int kRows>
-cudaError_t LaunchLinear(mmc_context* ctx, const mmc_decode_linear_args& p, unsigned blocks,
-                         size_t smem) {
+cudaError_t LaunchLinear(mmc_context* ctx, const mmc_decode_linear_args& p, int64_t conv_n,
+                         float* conv_y, unsigned blocks, size_t smem) {
   switch (p.input) {
     case MMC_DECODE_INPUT_PLAIN:
       return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_PLAIN>, blocks,
-                             kThreads, smem, p);
+                             kThreads, smem, p, conv_n, conv_y);
     case MMC_DECODE_INPUT_RMS_NORM:
       return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_RMS_NORM>, blocks,
-                             kThreads, smem, p);
+                             kThreads, smem, p, conv_n, conv_y);
     default:
       return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_CONV>, blocks,
-                             kThreads, smem, p);
+                             kThreads, smem, p, conv_n, conv_y);
   }
 }
 
-}  // namespace
-}  // namespace memmamba::cuda
-
-using namespace memmamba::cuda;
-
-MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* args) {
-  MMC_ENTER(ctx);
-  if (args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
-  const mmc_decode_linear_args& p = *args;
+// mmc_decode_linear (conv_n = 0) and mmc_decode_linear_conv.
+int DecodeLinear(mmc_context* ctx, const mmc_decode_linear_args& p, int64_t conv_n,
+                 float* conv_y) {
   if (p.rows < 0 || p.rows > MMC_DECODE_MAX_ROWS || p.K < 1 || p.N < 0 || p.ld_x < p.K ||
       p.ld_y < p.N || p.input < MMC_DECODE_INPUT_PLAIN || p.input > MMC_DECODE_INPUT_CONV) {
     return MMC_ERR_INVALID_ARGUMENT;
   }
+  const bool conv_in = p.input == MMC_DECODE_INPUT_CONV, conv_out = conv_n > 0;
+  if (conv_n < 0 || conv_n > p.N || (conv_in && conv_out)) return MMC_ERR_INVALID_ARGUMENT;
   if (p.rows == 0 || p.N == 0) return MMC_OK;
   if (p.x == nullptr || p.w == nullptr || p.y == nullptr ||
       (p.input == MMC_DECODE_INPUT_RMS_NORM && p.norm == nullptr) ||
-      (p.input == MMC_DECODE_INPUT_CONV &&
+      (conv_out && conv_y == nullptr) ||
+      ((conv_in || conv_out) &&
        (p.conv_w == nullptr || p.conv_b == nullptr || p.slots == nullptr || p.conv_k < 1 ||
         (p.conv_k > 1 && p.conv_state == nullptr) || p.n_layer < 1 || p.layer < 0 ||
         p.layer >= p.n_layer))) {
@@ -379,7 +443,7 @@ MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* ar
   }
   const int64_t rows_pow2 = MMC_DECODE_ROWS_ROUNDED(p.rows);
   if (p.K % 4 != 0 || !Aligned16(p.w) || rows_pow2 * p.K > MMC_DECODE_MAX_INPUT_FLOATS ||
-      (p.input == MMC_DECODE_INPUT_CONV && p.conv_k > kMaxConvK)) {
+      (conv_in && p.conv_k > kMaxConvK)) {
     return FailWith(ctx, MMC_ERR_UNSUPPORTED,
                     "decode_linear: needs K % 4 == 0, 16-byte aligned weights, rows·K <= " +
                         std::to_string(MMC_DECODE_MAX_INPUT_FLOATS) +
@@ -392,14 +456,31 @@ MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* ar
     const unsigned grid = static_cast<unsigned>(blocks);
     cudaError_t err;
     switch (rows_pow2) {
-      case 1: err = LaunchLinear<1>(ctx, p, grid, smem); break;
-      case 2: err = LaunchLinear<2>(ctx, p, grid, smem); break;
-      case 4: err = LaunchLinear<4>(ctx, p, grid, smem); break;
-      default: err = LaunchLinear<8>(ctx, p, grid, smem); break;
+      case 1: err = LaunchLinear<1>(ctx, p, conv_n, conv_y, grid, smem); break;
+      case 2: err = LaunchLinear<2>(ctx, p, conv_n, conv_y, grid, smem); break;
+      case 4: err = LaunchLinear<4>(ctx, p, conv_n, conv_y, grid, smem); break;
+      default: err = LaunchLinear<8>(ctx, p, conv_n, conv_y, grid, smem); break;
     }
     if (err != cudaSuccess) return Fail(ctx, err, "decode_linear");
     return MMC_OK;
   });
+}
+
+}  // namespace
+}  // namespace memmamba::cuda
+
+using namespace memmamba::cuda;
+
+MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* args) {
+  MMC_ENTER(ctx);
+  if (args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
+  return DecodeLinear(ctx, *args, 0, nullptr);
+}
+
+MMC_API int mmc_decode_linear_conv(mmc_context* ctx, const mmc_decode_linear_conv_args* args) {
+  MMC_ENTER(ctx);
+  if (args == nullptr || args->conv_n < 1) return MMC_ERR_INVALID_ARGUMENT;
+  return DecodeLinear(ctx, args->linear, args->conv_n, args->conv_y);
 }
 
 MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
@@ -414,7 +495,8 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
   if (r.rows == 0) return MMC_OK;
   if (r.D % 4 != 0) return FailWith(ctx, MMC_ERR_UNSUPPORTED, "decode_read: D % 4 != 0");
   if (r.a == nullptr || r.note_norm == nullptr || r.o == nullptr || r.slots == nullptr ||
-      r.x == nullptr || r.windows == nullptr || r.win_max == nullptr || r.sw == nullptr || r.m == nullptr || r.score == nullptr ||
+      r.x == nullptr || r.windows == nullptr || r.win_max == nullptr || r.sw == nullptr ||
+      r.m == nullptr || r.score == nullptr ||
       r.n_layer < 1 || r.layer < 0 || r.layer >= r.n_layer || pools->S < 1 ||
       pools->count == nullptr || pools->summary == nullptr ||
       (r.fusion != MMC_FUSION_WEIGHTED && r.fusion != MMC_FUSION_RESIDUAL &&
@@ -461,7 +543,8 @@ MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,
           LaunchDependent(ctx, DecodeAttendKernel, grid, kThreads, attend_smem, *pools, r);
       if (err != cudaSuccess) return Fail(ctx, err, "decode_read");
     }
-    const dim3 grid(static_cast<unsigned>(CeilDiv(r.D, kReadColumnsPerBlock)),
+    // One block more in x for the note window (DecodeReadKernel).
+    const dim3 grid(static_cast<unsigned>(CeilDiv(r.D, kReadColumnsPerBlock) + 1),
                     static_cast<unsigned>(r.rows));
     auto launch = [&](auto kernel) -> int {
       MMC_RETURN_IF_ERROR(allow(kernel, smem));

@@ -176,6 +176,17 @@ __device__ __forceinline__ void AllowNext() {
 #endif
 }
 
+// Asks L2 for the lines of [p, p + bytes), a 128-byte line per thread of the
+// block at a time, so that loads after WaitForPrevious find them there. A
+// hint with no effect on any value: it may run before WaitForPrevious even
+// over memory that earlier kernels write.
+__device__ __forceinline__ void PrefetchL2(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = threadIdx.x * int64_t{128}; off < bytes; off += blockDim.x * int64_t{128}) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
+  }
+}
+
 template <typename... KernelArgs, typename... Args>
 cudaError_t LaunchDependent(mmc_context* ctx, void (*kernel)(KernelArgs...), dim3 grid,
                             dim3 block, size_t smem, Args&&... args) {

@@ -62,7 +62,7 @@
 extern "C" {
 #endif
 
-#define MMC_API_VERSION 6
+#define MMC_API_VERSION 7
 
 typedef enum mmc_status {
   MMC_OK = 0,
@@ -677,6 +677,21 @@ typedef struct mmc_decode_linear_args {
 /* y = w·x̂ (or +=) for every row. */
 MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* args);
 
+typedef struct mmc_decode_linear_conv_args {
+  mmc_decode_linear_args linear; /* input PLAIN or RMS_NORM; its conv_* fields,
+                                    n_layer, layer and slots describe the conv */
+  int64_t conv_n;                /* 1 <= conv_n <= linear.N */
+  float* conv_y;                 /* [rows, conv_n] */
+} mmc_decode_linear_conv_args;
+
+/* mmc_decode_linear, then the conv on the way out (the in projection's ξ
+ * half): for n < conv_n, conv_y[r·conv_n + n] = mmc_slots_conv_silu of
+ * y[r, n] after the conv_k − 1 inputs in conv_state[slots[r]][layer]
+ * ([conv_k − 1][conv_n], read only), with conv_w [conv_n, conv_k] and
+ * conv_b [conv_n]: what a CONV input reading y computes, once per channel
+ * instead of once in each block of the product that reads it. */
+MMC_API int mmc_decode_linear_conv(mmc_context* ctx, const mmc_decode_linear_conv_args* args);
+
 typedef struct mmc_decode_read_args {
   int64_t rows, D;         /* rows <= MMC_DECODE_READ_MAX_ROWS, D % 4 == 0 */
   const float* note_norm;  /* [D]: a = mmc_rms_norm(x; note_norm, eps), the same bits */
@@ -904,6 +919,8 @@ typedef struct mmc_op_table {
   /* Since MMC_API_VERSION 6. */
   int (*sample_rows)(mmc_context*, const float*, int64_t, int64_t, int64_t, float, uint64_t,
                      const uint64_t*, const int64_t*, int32_t*);
+  /* Since MMC_API_VERSION 7. */
+  int (*decode_linear_conv)(mmc_context*, const mmc_decode_linear_conv_args*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

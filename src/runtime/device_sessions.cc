@@ -633,21 +633,24 @@ absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, boo
         MMC_CALL(decode_linear, &ps);
       }
     }
-    mmc_decode_linear_args pin = Linear(B, x.get(), D, LW.in_proj, xz.get(), 2 * E);
-    pin.input = MMC_DECODE_INPUT_RMS_NORM;
-    pin.norm = LW.norm;
-    pin.eps = c.norm_eps;
-    MMC_CALL(decode_linear, &pin);
-    mmc_decode_linear_args px = Linear(B, xz.get(), 2 * E, LW.x_proj, dbc.get(), ld_dbc);
-    px.input = MMC_DECODE_INPUT_CONV;
-    px.conv_w = LW.conv_w;
-    px.conv_b = LW.conv_b;
-    px.conv_k = K;
-    px.conv_state = conv.get();
-    px.n_layer = L;
-    px.layer = l;
-    px.slots = slots_dev;
-    px.x_out = xc.get();
+    // The in projection also runs the conv on its ξ half, so the x
+    // projection reads ξc as it is (no conv in each of its blocks).
+    mmc_decode_linear_conv_args pin{};
+    pin.linear = Linear(B, x.get(), D, LW.in_proj, xz.get(), 2 * E);
+    pin.linear.input = MMC_DECODE_INPUT_RMS_NORM;
+    pin.linear.norm = LW.norm;
+    pin.linear.eps = c.norm_eps;
+    pin.linear.conv_w = LW.conv_w;
+    pin.linear.conv_b = LW.conv_b;
+    pin.linear.conv_k = K;
+    pin.linear.conv_state = conv.get();
+    pin.linear.n_layer = L;
+    pin.linear.layer = l;
+    pin.linear.slots = slots_dev;
+    pin.conv_n = E;
+    pin.conv_y = xc.get();
+    MMC_CALL(decode_linear_conv, &pin);
+    mmc_decode_linear_args px = Linear(B, xc.get(), E, LW.x_proj, dbc.get(), ld_dbc);
     MMC_CALL(decode_linear, &px);
     mmc_decode_scan_args sa{};
     sa.rows = B;

@@ -1276,7 +1276,24 @@ void TestStatuses() {
   ReportStatus("get_op_table", "struct_size = sizeof", mmc_get_op_table(&table, sizeof table),
                MMC_OK);
   Report("get_op_table", "version", "MMC_API_VERSION",
-         table.version == MMC_API_VERSION && table.adamw == mmc_adamw ? 0.0 : INFINITY, 0.0);
+         table.version == MMC_API_VERSION && table.adamw == mmc_adamw &&
+                 table.decode_linear_conv == mmc_decode_linear_conv
+             ? 0.0
+             : INFINITY,
+         0.0);
+  // The conv on the way out: at least one channel, and not after a conv input.
+  mmc_decode_linear_conv_args lc{};
+  lc.linear.rows = 1;
+  lc.linear.K = 4;
+  lc.linear.N = 4;
+  lc.linear.ld_x = 4;
+  lc.linear.ld_y = 4;
+  ReportStatus("decode_linear_conv", "conv_n = 0", mmc_decode_linear_conv(g_ctx, &lc),
+               MMC_ERR_INVALID_ARGUMENT);
+  lc.conv_n = 2;
+  lc.linear.input = MMC_DECODE_INPUT_CONV;
+  ReportStatus("decode_linear_conv", "a conv input", mmc_decode_linear_conv(g_ctx, &lc),
+               MMC_ERR_INVALID_ARGUMENT);
 }
 
 }  // namespace
