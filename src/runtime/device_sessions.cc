@@ -609,8 +609,8 @@ absl::Status DeviceSessions::Impl::DecodeRead(int64_t l, int64_t B) {
 // Enqueue's one-token step of B <= MMC_DECODE_MAX_ROWS streams through the
 // decode kernels: per layer the reads (the note norm and the queries in
 // them) with their projections, fusion and the note window, the in
-// projection (norm in the product), the x projection (conv in the product),
-// the scan (Δ's product in it) and the out projection added into x.
+// projection (the norm before it, the conv after it), the x projection, the
+// scan (Δ's product in it) and the out projection added into x.
 absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, bool any_close) {
   const ModelConfig& c = model->config();
   const int64_t D = c.d_model, E = c.d_inner(), N = c.d_state, R = c.dt_rank, K = c.d_conv,
