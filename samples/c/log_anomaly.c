@@ -83,6 +83,19 @@ static kept_note *memory_notes(const mm_session *s, const mm_model_config *cfg, 
   return notes;
 }
 
+/* Sets r's line number and its text: the line up to its end, printable
+ * ASCII only, cut to fit. */
+static void set_line(ranked_line *r, unsigned long long line_no, const char *line, size_t len) {
+  r->line_no = line_no;
+  size_t k = 0;
+  for (size_t i = 0; i < len && k + 1 < sizeof r->text; ++i) {
+    char c = line[i];
+    if (c == '\n' || c == '\r') break;
+    r->text[k++] = (c >= 0x20 && c < 0x7f) ? c : '?';
+  }
+  r->text[k] = '\0';
+}
+
 /* Keeps top[0..*n) sorted by bits per byte, highest first, at most cap. */
 static void offer(ranked_line *top, size_t *n, size_t cap, double bpb, unsigned long long line_no,
                   const char *line, size_t len) {
@@ -93,14 +106,7 @@ static void offer(ranked_line *top, size_t *n, size_t cap, double bpb, unsigned 
   memmove(&top[pos + 1], &top[pos], (last - pos) * sizeof *top);
   if (*n < cap) ++*n;
   top[pos].bits_per_byte = bpb;
-  top[pos].line_no = line_no;
-  size_t k = 0;
-  for (size_t i = 0; i < len && k + 1 < sizeof top[pos].text; ++i) {
-    char c = line[i];
-    if (c == '\n' || c == '\r') break;
-    top[pos].text[k++] = (c >= 0x20 && c < 0x7f) ? c : '?';
-  }
-  top[pos].text[k] = '\0';
+  set_line(&top[pos], line_no, line, len);
 }
 
 int main(int argc, char **argv) {
@@ -223,8 +229,7 @@ int main(int argc, char **argv) {
         ++no;
         at += (unsigned long long)len;
         for (; next < n_notes && notes[order[next]].start < at; ++next) {
-          size_t one = 0;
-          offer(&lines[order[next]], &one, 1, 0.0, no, line, (size_t)len);
+          set_line(&lines[order[next]], no, line, (size_t)len);
         }
       }
       printf("what the memory holds at the end: %zu notes of %u-byte windows in %u layers; "
