@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"sync"
 	"testing"
@@ -464,6 +465,30 @@ func TestAPI_ResetPositionPools(t *testing.T) {
 	must(t, err)
 	if !sameBits(again, first) {
 		t.Fatal("a reset stream differs")
+	}
+}
+
+func TestAPI_ResetRecurrent(t *testing.T) {
+	m := smallModel(t, 16)
+	s, twin := newSession(t, m), newSession(t, m)
+	for _, x := range []*Session{s, twin} {
+		_, err := x.Feed(tokens(40, 64, 10), LogitsNone)
+		must(t, err)
+	}
+	before, err := s.PoolNotes(0)
+	must(t, err)
+	must(t, s.ResetRecurrent())
+	after, err := s.PoolNotes(0)
+	must(t, err)
+	if s.Position() != 40 || len(before) == 0 || !reflect.DeepEqual(before, after) {
+		t.Fatal("ResetRecurrent must keep the position and the notes")
+	}
+	a, err := s.Feed(tokens(8, 64, 11), LogitsAll)
+	must(t, err)
+	b, err := twin.Feed(tokens(8, 64, 11), LogitsAll)
+	must(t, err)
+	if sameBits(a, b) {
+		t.Fatal("the recurrent state was not zeroed")
 	}
 }
 

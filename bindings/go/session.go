@@ -291,6 +291,18 @@ func (s *Session) Reset() error {
 	return err
 }
 
+// ResetRecurrent zeroes every layer's recurrent state and keeps the
+// position, the pools and the pending note windows: what came before
+// survives only in the notes.
+func (s *Session) ResetRecurrent() error {
+	if s.p == nil {
+		return closedError("session")
+	}
+	err := s.check(C.mm_session_reset_recurrent(s.p))
+	runtime.KeepAlive(s)
+	return err
+}
+
 // Position is the number of tokens consumed since creation or the last reset.
 func (s *Session) Position() uint64 {
 	if s.p == nil {

@@ -376,6 +376,16 @@ MM_API mm_status mm_sessions_step_sample(mm_session *const *sessions, size_t n_s
  * model, the device's error. One thread per session. */
 MM_API mm_status mm_session_reset(mm_session *session);
 
+/* Zeroes the recurrent state of every layer (the scan state and the conv's
+ * last inputs) and keeps everything else: the position, the pools and the
+ * pending note windows. The stream goes on as after a document boundary
+ * whose past survives only in the notes (a session that moves on to a new
+ * document but keeps its memory; training reads that cannot lean on the
+ * recurrent state). Returns MM_ERR_INVALID_ARGUMENT (NULL) and, for a
+ * session of an MM_DEVICE_CUDA model, the device's error, which leaves the
+ * stream as it was. One thread per session. */
+MM_API mm_status mm_session_reset_recurrent(mm_session *session);
+
 /* Tokens consumed since creation or the last reset, or 0 for NULL. One thread
  * per session. */
 MM_API uint64_t mm_session_position(const mm_session *session);

@@ -554,6 +554,14 @@ mm_status mm_session_reset(mm_session* session) {
   });
 }
 
+mm_status mm_session_reset_recurrent(mm_session* session) {
+  if (session == nullptr) return Fail(ErrorCode::kInvalidArgument, "session is NULL");
+  return Guard(session, [&]() -> mm_status {
+    absl::Status st = session->impl->ResetRecurrent();
+    return st.ok() ? MM_OK : Fail(st, session);
+  });
+}
+
 uint64_t mm_session_position(const mm_session* session) {
   return session ? static_cast<uint64_t>(session->impl->state().position) : 0;
 }

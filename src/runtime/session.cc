@@ -42,6 +42,30 @@ absl::Status Session::Reset() {
   return absl::OkStatus();
 }
 
+namespace {
+void ZeroRecurrent(StreamState* state) {
+  for (LayerState& layer : state->layers) {
+    std::fill(layer.conv.begin(), layer.conv.end(), 0.0f);
+    std::fill(layer.ssm.begin(), layer.ssm.end(), 0.0f);
+  }
+}
+}  // namespace
+
+absl::Status Session::ResetRecurrent() {
+  if (model_->device_sessions() == nullptr) {
+    ZeroRecurrent(&state_);
+    return absl::OkStatus();
+  }
+  // On the device: the whole state down, then up again into a slot of its
+  // own (Restore), so that a failure leaves the stream as it was.
+  MM_RETURN_IF_ERROR(SyncState());
+  return Restore([&](StreamState* s) {
+    *s = state_;
+    ZeroRecurrent(s);
+    return absl::OkStatus();
+  });
+}
+
 absl::Status Session::SyncState() {
   DeviceSessions* dev = model_->device_sessions();
   if (dev == nullptr) return absl::OkStatus();

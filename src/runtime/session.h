@@ -51,6 +51,9 @@ class Session {
                                                    const SampleOptions& options, int32_t* next);
 
   [[nodiscard]] absl::Status Reset();
+  // Zeroes every layer's recurrent state (scan state, conv inputs) and keeps
+  // the position, the pools and the pending note windows.
+  [[nodiscard]] absl::Status ResetRecurrent();
 
   // Replaces the stream's state with the one `fill` writes into a scratch
   // state (it may reuse that state's allocations and must set every field).

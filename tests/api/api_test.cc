@@ -2091,6 +2091,63 @@ TEST(ApiSession, ResetReproducesAFreshSession) {
   EXPECT_TRUE(BitwiseEqual(FeedAll(s.get(), toks), fresh));
 }
 
+// Without pools, a stream whose recurrent state was reset at a window
+// boundary goes on exactly as a fresh one: nothing else carries the past.
+TEST(ApiSession, ResetRecurrentWithoutPoolsForgetsThePast) {
+  mm_model_config c = SmallConfig();
+  c.pool_capacity = 0;
+  ModelPtr model = MakeModel(7, &c);
+  const std::vector<int32_t> next = Tokens(30, 12);
+  SessionPtr s = MakeSession(model.get());
+  FeedAll(s.get(), Tokens(40, 11));  // ten whole windows
+  ASSERT_EQ(mm_session_reset_recurrent(s.get()), MM_OK);
+  EXPECT_EQ(mm_session_position(s.get()), 40u);
+  EXPECT_TRUE(BitwiseEqual(FeedAll(s.get(), next), FreshLogits(model.get(), next)));
+}
+
+// With pools, the notes, the position and the state's size stay; what
+// follows differs from the stream that kept its recurrent state, and a
+// snapshot taken after the reset carries it.
+TEST(ApiSession, ResetRecurrentKeepsTheNotes) {
+  mm_model_config c = SmallConfig();
+  c.pool_policy = MM_POOL_FIFO;
+  c.note_threshold = 0.0f;
+  ModelPtr model = MakeModel(7, &c);
+  SessionPtr s = MakeSession(model.get()), twin = MakeSession(model.get());
+  const std::vector<int32_t> past = Tokens(42, 13), next = Tokens(20, 14);
+  FeedAll(s.get(), past);
+  FeedAll(twin.get(), past);
+  const size_t P = c.pool_capacity, S = c.summary_dim;
+  auto notes = [&](mm_session* x, uint32_t l) {
+    std::vector<int64_t> w(P);
+    std::vector<float> sc(P), su(P * S);
+    size_t count = 0;
+    EXPECT_EQ(mm_session_pool_notes(x, l, w.data(), sc.data(), su.data(), P, &count), MM_OK);
+    EXPECT_EQ(count, P);
+    std::vector<float> all(su);
+    for (size_t i = 0; i < P; ++i) all.push_back(static_cast<float>(w[i]));
+    all.insert(all.end(), sc.begin(), sc.end());
+    return all;
+  };
+  const uint64_t bytes = mm_session_state_bytes(s.get());
+  ASSERT_EQ(mm_session_reset_recurrent(s.get()), MM_OK);
+  EXPECT_EQ(mm_session_position(s.get()), 42u);
+  EXPECT_EQ(mm_session_state_bytes(s.get()), bytes);
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    EXPECT_TRUE(BitwiseEqual(notes(s.get(), l), notes(twin.get(), l))) << "layer " << l;
+  }
+  void* snap = nullptr;
+  size_t size = 0;
+  ASSERT_EQ(mm_session_snapshot_alloc(s.get(), &snap, &size), MM_OK);
+  SessionPtr restored = MakeSession(model.get());
+  ASSERT_EQ(mm_session_restore(restored.get(), snap, size), MM_OK);
+  mm_free(snap);
+  const std::vector<float> after = FeedAll(s.get(), next);
+  EXPECT_GT(RelErr(after, FeedAll(twin.get(), next)), 1e-3);
+  EXPECT_TRUE(BitwiseEqual(FeedAll(restored.get(), next), after));
+  EXPECT_TRUE(Fails(mm_session_reset_recurrent(nullptr), MM_ERR_INVALID_ARGUMENT, {"session"}));
+}
+
 // Every window scores above a threshold of 0, so a FIFO pool holds the last
 // P windows: what mm_session_pool_notes must list, in that order.
 TEST(ApiSession, PoolNotesListWhatThePoolsHold) {

@@ -312,6 +312,31 @@ TEST_P(SessionParity, SnapshotsCrossDevices) {
   }
 }
 
+// A stream whose recurrent state was reset midway (Session::ResetRecurrent)
+// goes on as on the CPU, with the same notes.
+TEST_P(SessionParity, ResetRecurrentMatchesTheCpu) {
+  const Case& k = GetParam();
+  Pair p = MakePair(k, 5);
+  ASSERT_TRUE(p.cpu && p.gpu);
+  const int64_t T = 96, cut = 41, V = p.cpu->config().vocab_size;
+  const std::vector<int32_t> tokens = RandomTokens(T, V, 17);
+  auto c = NewSession(p.cpu.get());
+  auto g = NewSession(p.gpu.get());
+  std::vector<float> want((T - cut) * V), got((T - cut) * V);
+  for (Session* s : {c.get(), g.get()}) {
+    ASSERT_TRUE(s->Feed(tokens.data(), cut, LogitsMode::kNone, nullptr, 0).ok());
+    ASSERT_TRUE(s->ResetRecurrent().ok());
+  }
+  ExpectCloseStates(g.get(), c.get(), "after the reset");
+  for (const LayerState& L : g->state().layers) {
+    for (float x : L.ssm) ASSERT_EQ(x, 0.0f);
+  }
+  ASSERT_TRUE(c->Feed(&tokens[cut], T - cut, LogitsMode::kAll, want.data(), want.size()).ok());
+  ASSERT_TRUE(g->Feed(&tokens[cut], T - cut, LogitsMode::kAll, got.data(), got.size()).ok());
+  EXPECT_LE(RelErr(got.data(), want.data(), got.size()), kTol);
+  ExpectCloseStates(g.get(), c.get(), "at the end");
+}
+
 // Twenty sessions (the slot arrays grow 4 → 8 → 16 → 32), fed in turns;
 // each equals its own CPU stream, and a freed slot is taken again cleanly;
 // recorded steps survive the arrays growing under them.

@@ -308,6 +308,7 @@ extern "C" {
         next_tokens: *mut i32,
     ) -> mm_status;
     pub fn mm_session_reset(session: *mut mm_session) -> mm_status;
+    pub fn mm_session_reset_recurrent(session: *mut mm_session) -> mm_status;
     pub fn mm_session_position(session: *const mm_session) -> u64;
     pub fn mm_session_state_bytes(session: *const mm_session) -> u64;
     pub fn mm_session_pool_size(session: *const mm_session, layer: u32) -> i32;

@@ -293,6 +293,14 @@ impl Session {
         check(status, || self.last_error())
     }
 
+    /// Zeroes every layer's recurrent state and keeps the position, the
+    /// pools and the pending note windows: what came before survives only
+    /// in the notes.
+    pub fn reset_recurrent(&mut self) -> Result<()> {
+        let status = unsafe { sys::mm_session_reset_recurrent(self.ptr.as_ptr()) };
+        check(status, || self.last_error())
+    }
+
     /// Tokens consumed since creation or the last reset.
     pub fn position(&self) -> u64 {
         unsafe { sys::mm_session_position(self.ptr.as_ptr()) }

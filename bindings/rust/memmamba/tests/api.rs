@@ -521,6 +521,23 @@ fn reset_position_state_and_pools() {
 }
 
 #[test]
+fn reset_recurrent_keeps_position_and_notes() {
+    let model = small_model(16);
+    let mut s = Session::new(&model).unwrap();
+    let mut twin = Session::new(&model).unwrap();
+    s.feed(&tokens(40, 64, 10), Logits::None).unwrap();
+    twin.feed(&tokens(40, 64, 10), Logits::None).unwrap();
+    let notes = s.pool_notes(0).unwrap();
+    assert!(!notes.is_empty());
+    s.reset_recurrent().unwrap();
+    assert_eq!(s.position(), 40);
+    assert_eq!(s.pool_notes(0).unwrap(), notes);
+    let a = s.feed(&tokens(8, 64, 11), Logits::All).unwrap();
+    let b = twin.feed(&tokens(8, 64, 11), Logits::All).unwrap();
+    assert!(!same_bits(&a, &b), "the recurrent state was zeroed");
+}
+
+#[test]
 fn pool_notes_list_what_the_pools_hold() {
     let model = small_model(16);
     let c = model.config().clone();
