@@ -24,6 +24,9 @@
  * With --prefill-base B every stream first reads the same B filler bytes
  * (read once, then restored from a snapshot), so that its key is written
  * B to B + L tokens into a stream, as a key at depth 0.75 of a 1M sample is.
+ * With --prefill-forget the streams' recurrent state is reset at their end
+ * (mm_session_reset_recurrent): the recurrent state cannot carry the key
+ * however close it lies, as it cannot over a million tokens.
  * Filler: Jane Austen's novels (text_source "janeausten", read from a
  * uniformly drawn start offset, wrapping around) or, with --filler random,
  * uniform random lowercase letters.
@@ -231,6 +234,7 @@ typedef struct prefill {
   size_t key_at[16]; /* stream position of each key's frame */
   size_t n, length;
   size_t base; /* --prefill-base: filler every stream reads first (0: none) */
+  int forget;  /* --prefill-forget: streams end with their recurrent state reset */
 } prefill;
 
 static void prefill_free(prefill *p) {
@@ -284,6 +288,7 @@ static mm_status prefill_refresh(prefill *p, size_t n, const mm_trainer *trainer
     p->key_at[i] = p->base + at;
     for (size_t k = 0; k < p->length; ++k) tokens[k] = bytes[k];
     st = mm_session_feed(p->streams[i], tokens, p->length, MM_LOGITS_NONE, NULL, 0);
+    if (st == MM_OK && p->forget) st = mm_session_reset_recurrent(p->streams[i]);
   }
   mm_free(base);
   free(tokens);
@@ -337,22 +342,27 @@ static unsigned key_layers(const mm_session *s, const mm_model_config *cfg, size
 }
 
 /* Feeds seq[0 .. length-5) (through the query byte) in chunks without
- * logits, then the answer digits one by one, teacher-forced. */
+ * logits, then the answer digits one by one, teacher-forced. With forget >
+ * 0 the recurrent state is reset (mm_session_reset_recurrent) `forget`
+ * tokens before the query, so that only the pools carry what came before. */
 static mm_status run_sample(mm_session *s, const mm_model_config *cfg, const unsigned char *seq,
-                            size_t length, size_t key_at, size_t chunk, int32_t *tokens,
-                            float *logits, sample_result *res) {
+                            size_t length, size_t key_at, size_t chunk, size_t forget,
+                            int32_t *tokens, float *logits, sample_result *res) {
   size_t vocab = cfg->vocab_size;
   mm_status st = mm_session_reset(s);
   if (st != MM_OK) return st;
   size_t prefix = length - kKeyDigits;
+  size_t cut = forget && forget < prefix ? prefix - forget : 0;
   for (size_t at = 0; at < prefix;) {
     size_t n = prefix - at < chunk ? prefix - at : chunk;
+    if (at < cut && cut - at < n) n = cut - at;
     for (size_t i = 0; i < n; ++i) tokens[i] = seq[at + i];
     int last = at + n == prefix;
     st = mm_session_feed(s, tokens, n, last ? MM_LOGITS_LAST : MM_LOGITS_NONE,
                          last ? logits : NULL, last ? vocab : 0);
     if (st != MM_OK) return st;
     at += n;
+    if (at == cut && (st = mm_session_reset_recurrent(s)) != MM_OK) return st;
   }
   res->held = key_layers(s, cfg, key_at);
   res->correct = 1;
@@ -540,7 +550,7 @@ static int parse_list(const char *s, double *out, int max, int *n) {
 typedef struct eval_args {
   double lengths[32], depths[32];
   int n_lengths, n_depths;
-  size_t samples, seed, chunk, fidelity_tokens;
+  size_t samples, seed, chunk, fidelity_tokens, forget;
   const char *filler_kind, *table, *label;
 } eval_args;
 
@@ -580,7 +590,7 @@ static int evaluate(const mm_model *model, const filler *f, const eval_args *a, 
         sample_result r;
         double ts = now_seconds();
         size_t key_at = key_offset(length, depth);
-        if ((st = run_sample(s, &cfg, seq, length, key_at, a->chunk, tokens, logits, &r)) !=
+        if ((st = run_sample(s, &cfg, seq, length, key_at, a->chunk, a->forget, tokens, logits, &r)) !=
             MM_OK) {
           rc = fail_status("mm_session_feed", st);
           break;
@@ -668,6 +678,7 @@ static int cmd_eval(int argc, char **argv) {
     else if (ok && !strcmp(x, "--samples")) ok = !parse_size(argv[++i], &a.samples) && a.samples > 0;
     else if (ok && !strcmp(x, "--seed")) ok = !parse_size(argv[++i], &a.seed);
     else if (ok && !strcmp(x, "--chunk")) ok = !parse_size(argv[++i], &a.chunk) && a.chunk > 0;
+    else if (ok && !strcmp(x, "--forget")) ok = !parse_size(argv[++i], &a.forget);
     else if (ok && !strcmp(x, "--filler")) a.filler_kind = argv[++i];
     else if (ok && !strcmp(x, "--table")) a.table = argv[++i];
     else if (ok && !strcmp(x, "--label")) a.label = argv[++i];
@@ -681,7 +692,8 @@ static int cmd_eval(int argc, char **argv) {
       fprintf(stderr,
               "usage: passkey eval MODEL [--lengths L1,L2,..] [--depths D1,D2,..] [--samples K]\n"
               "         [--seed S] [--filler austen|random|SPEC] [--table OUT.md] [--label TEXT]\n"
-              "         [--fidelity-tokens N (0 = skip)] [--chunk N] [--threads N]\n");
+              "         [--fidelity-tokens N (0 = skip)] [--chunk N] [--threads N]\n"
+              "         [--forget N: reset the recurrent state N tokens before the query]\n");
       return 2;
     }
   }
@@ -788,6 +800,10 @@ static int cmd_train(int argc, char **argv) {
       straight = 1;
       continue;
     }
+    if (r == 0 && !strcmp(x, "--prefill-forget")) {
+      pre.forget = 1;
+      continue;
+    }
     if (ok && !strcmp(x, "--out")) out = argv[++i];
     else if (ok && !strcmp(x, "--init")) init = argv[++i];
     else if (ok && !strcmp(x, "--filler")) filler_kind = argv[++i];
@@ -845,6 +861,8 @@ static int cmd_train(int argc, char **argv) {
               "          --prefill-every 50 steps; CPU trainer only]\n"
               "         [--prefill-base B: every stream first reads the same B filler bytes,\n"
               "          so that its key lies B to B + L bytes deep; the base is read once]\n"
+              "         [--prefill-forget: the streams' recurrent state is reset after their\n"
+              "          L bytes, so that only the pools carry the key]\n"
               "  optim: [--lr 2e-3] [--lr-final 0.1 (fraction)] [--warmup 30] [--clip 1]\n"
               "         [--weight-decay 0.1] [--straight-through] [--init MODEL]\n"
               "         [--device cpu|cuda (where the trainer runs; checks run on the CPU)]\n"
@@ -941,8 +959,9 @@ static int cmd_train(int argc, char **argv) {
   printf(", %zu tokens per batch, budget %.0f %s", batch_tokens, budget,
          steps ? "steps" : cpu_budget ? "CPU seconds" : "seconds");
   if (pre.length) {
-    printf(", prefill %zu tokens (share %g, %zu streams, every %zu steps, base %zu)",
-           pre.length, prefill_share, prefill_streams, prefill_every, pre.base);
+    printf(", prefill %zu tokens (share %g, %zu streams, every %zu steps, base %zu%s)",
+           pre.length, prefill_share, prefill_streams, prefill_every, pre.base,
+           pre.forget ? ", recurrent state reset" : "");
   }
   printf("\n");
   fflush(stdout);

@@ -38,14 +38,21 @@ grep -q "mean surprisal" "$work/stream.txt"
 cat "$work/passkey_train.txt"
 grep -q "saved $work/passkey.safetensors" "$work/passkey_train.txt"
 # Sequences that continue streams holding a key (mm_train_step_from), the
-# streams read from the start and from a shared base's snapshot.
+# streams read from the start and from a shared base's snapshot, the latter
+# with their recurrent state reset (only the pools carry the key).
 for base in 0 96; do
+  forget=
+  [ "$base" = 0 ] || forget=--prefill-forget
   "$bin/passkey" train --init "$work/passkey.safetensors" --out "$work/prefill.safetensors" \
     --steps 3 --seq-min 64 --seq 64 --batch-tokens 128 --eval-every 0 --filler $filler \
-    --threads 1 --prefill 200 --prefill-share 1 --prefill-every 2 --prefill-base $base \
+    --threads 1 --prefill 200 --prefill-share 1 --prefill-every 2 --prefill-base $base $forget \
     > "$work/prefill_train.txt"
   cat "$work/prefill_train.txt"
-  grep -q "every 2 steps, base $base)" "$work/prefill_train.txt"
+  if [ -n "$forget" ]; then
+    grep -q "every 2 steps, base $base, recurrent state reset)" "$work/prefill_train.txt"
+  else
+    grep -q "every 2 steps, base $base)" "$work/prefill_train.txt"
+  fi
   grep -q "^prefill at step 2: the key is in a pool in [0-4] of 4 streams" "$work/prefill_train.txt"
   grep -q "saved $work/prefill.safetensors" "$work/prefill_train.txt"
 done
@@ -55,6 +62,10 @@ grep -q "key in a pool [0-2]/2" "$work/eval.txt"
 cat "$work/table.md"
 grep -q "^| 300 |" "$work/table.md"
 grep -q "^ETMF" "$work/table.md"
+# The recurrent state reset 100 tokens before each query.
+"$bin/passkey" eval "$work/passkey.safetensors" --lengths 300 --depths 0 --samples 2 \
+  --filler $filler --fidelity-tokens 0 --threads 1 --forget 100 > "$work/eval_forget.txt"
+grep -q "key in a pool [0-2]/2" "$work/eval_forget.txt"
 
 # Bad input: non-zero exit with a message, never a crash (exit >= 128).
 for args in "/nonexistent/file" "$source --holdout 2" "$source --seq 1" "$source --bogus"; do
