@@ -655,6 +655,35 @@ MM_API mm_status mm_train_step_from(mm_trainer *trainer, const mm_session *const
                                     const int32_t *tokens, size_t batch, size_t seq_len,
                                     const uint8_t *loss_mask, mm_train_result *result);
 
+/* One training call's inputs, for mm_train_step_batch: what mm_train_step and
+ * mm_train_step_from take, and more. Grows only at the end; fill it with
+ * mm_train_batch_init. */
+typedef struct mm_train_batch {
+  uint32_t struct_size;
+  const int32_t *tokens;  /* batch * seq_len ids, row-major (required) */
+  size_t batch, seq_len;
+  const uint8_t *loss_mask;          /* NULL or batch * seq_len bytes (mm_train_step) */
+  const mm_session *const *sessions; /* NULL or batch entries (mm_train_step_from) */
+  /* NULL or batch * seq_len bytes aligned with tokens: a non-zero byte at
+   * (b, t) zeroes sequence b's recurrent state (every layer's scan state and
+   * conv inputs) before position t, the function a session computes when
+   * mm_session_reset_recurrent is called between feeding positions < t and
+   * >= t; notes and pools go on. At t = 0 it drops the recurrent state of
+   * sessions[b] (its pools stay). Teaches reads to answer from the notes
+   * alone. CPU trainers only. */
+  const uint8_t *recurrent_resets;
+} mm_train_batch;
+
+/* Zeroes *batch and sets batch->struct_size = size. Same codes as
+ * mm_snapshot_info_init. Any thread. */
+MM_API mm_status mm_train_batch_init(mm_train_batch *batch, size_t size);
+
+/* mm_train_step_from on the inputs `batch` describes. Returns its codes,
+ * MM_ERR_STRUCT_SIZE, and MM_ERR_UNSUPPORTED for recurrent resets on a
+ * trainer on a GPU. One thread per trainer. */
+MM_API mm_status mm_train_step_batch(mm_trainer *trainer, const mm_train_batch *batch,
+                                     mm_train_result *result);
+
 /* Sets the learning rate used by the following updates (warm-up and decay
  * schedules are the caller's). Returns MM_ERR_INVALID_ARGUMENT for NULL or a
  * rate <= 0 or not finite. One thread per trainer. */

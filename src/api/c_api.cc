@@ -774,6 +774,7 @@ namespace {
 
 constexpr size_t kTrainerOptionsV1Size = offsetof(mm_trainer_options, device);
 constexpr size_t kTrainResultV1Size = sizeof(mm_train_result);
+constexpr size_t kTrainBatchV1Size = sizeof(mm_train_batch);
 constexpr size_t kEvalResultV1Size = sizeof(mm_eval_result);
 constexpr size_t kFidelityV1Size = sizeof(mm_fidelity);
 
@@ -835,6 +836,12 @@ mm_status mm_train_result_init(mm_train_result* result, size_t size) {
   return memmamba::InitStruct(result, size, memmamba::kTrainResultV1Size, d);
 }
 
+mm_status mm_train_batch_init(mm_train_batch* batch, size_t size) {
+  mm_train_batch d{};
+  d.struct_size = sizeof d;
+  return memmamba::InitStruct(batch, size, memmamba::kTrainBatchV1Size, d);
+}
+
 mm_status mm_eval_result_init(mm_eval_result* result, size_t size) {
   mm_eval_result d{};
   d.struct_size = sizeof d;
@@ -889,10 +896,11 @@ void mm_trainer_free(mm_trainer* trainer) { delete trainer; }
 namespace memmamba {
 namespace {
 
-// mm_train_step and mm_train_step_from: `sessions` NULL or `batch` entries.
+// mm_train_step, mm_train_step_from and mm_train_step_batch: `sessions` NULL
+// or `batch` entries, `resets` NULL or batch * seq_len bytes.
 mm_status TrainStep(mm_trainer* trainer, const mm_session* const* sessions, const int32_t* tokens,
                     size_t batch, size_t seq_len, const uint8_t* loss_mask,
-                    mm_train_result* result) {
+                    const uint8_t* resets, mm_train_result* result) {
   if (trainer == nullptr) return Fail(ErrorCode::kInvalidArgument, "trainer is NULL");
   return Guard(nullptr, [&]() -> mm_status {
     if (tokens == nullptr) {
@@ -930,6 +938,7 @@ mm_status TrainStep(mm_trainer* trainer, const mm_session* const* sessions, cons
     b.T = static_cast<int64_t>(seq_len);
     b.mask = loss_mask;
     b.initial = sessions != nullptr ? initial.data() : nullptr;
+    b.resets = resets;
     StepResult r;
     absl::Status s = trainer->impl->Step(b, &r);
     if (!s.ok()) return FailTrainer(s, trainer);
@@ -952,13 +961,29 @@ mm_status TrainStep(mm_trainer* trainer, const mm_session* const* sessions, cons
 
 mm_status mm_train_step(mm_trainer* trainer, const int32_t* tokens, size_t batch,
                         size_t seq_len, const uint8_t* loss_mask, mm_train_result* result) {
-  return memmamba::TrainStep(trainer, nullptr, tokens, batch, seq_len, loss_mask, result);
+  return memmamba::TrainStep(trainer, nullptr, tokens, batch, seq_len, loss_mask, nullptr,
+                             result);
 }
 
 mm_status mm_train_step_from(mm_trainer* trainer, const mm_session* const* sessions,
                              const int32_t* tokens, size_t batch, size_t seq_len,
                              const uint8_t* loss_mask, mm_train_result* result) {
-  return memmamba::TrainStep(trainer, sessions, tokens, batch, seq_len, loss_mask, result);
+  return memmamba::TrainStep(trainer, sessions, tokens, batch, seq_len, loss_mask, nullptr,
+                             result);
+}
+
+mm_status mm_train_step_batch(mm_trainer* trainer, const mm_train_batch* batch,
+                              mm_train_result* result) {
+  if (trainer == nullptr) return Fail(ErrorCode::kInvalidArgument, "trainer is NULL");
+  if (batch == nullptr) {
+    return memmamba::FailTrainer(memmamba::Error(ErrorCode::kInvalidArgument, "batch is NULL"), trainer);
+  }
+  mm_train_batch b{};
+  b.struct_size = sizeof b;
+  absl::Status read = memmamba::ReadStruct(batch, &b, "mm_train_batch", memmamba::kTrainBatchV1Size);
+  if (!read.ok()) return memmamba::FailTrainer(read, trainer);
+  return memmamba::TrainStep(trainer, b.sessions, b.tokens, b.batch, b.seq_len, b.loss_mask,
+                             b.recurrent_resets, result);
 }
 
 mm_status mm_trainer_set_learning_rate(mm_trainer* trainer, float learning_rate) {

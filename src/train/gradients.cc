@@ -87,6 +87,16 @@ struct ReadCache {
   int64_t src_begin = 0, src_end = 0;
 };
 
+// A stretch [t0, t0 + len) of sequence b that the conv and the scan run
+// through without a reset (Batch::resets cut a sequence into several).
+// `carried`: it starts from the initial stream's recurrent state (t0 = 0,
+// with Batch::initial, and no reset at 0); else from zeros. `checkpoint`:
+// offset of its scan checkpoints, in states of N·E floats.
+struct Segment {
+  int64_t b = 0, t0 = 0, len = 0, checkpoint = 0;
+  bool carried = false;
+};
+
 // One layer's activations, recomputed in the backward.
 struct LayerCache {
   std::vector<float> a, xbar, h, xz, xc, dbc, dt, y, checkpoints, state;
@@ -114,7 +124,26 @@ class GradientPass {
         S_(c_.summary_dim),
         ld_dbc_(c_.dt_rank + 2 * c_.d_state),
         P_(batch.initial != nullptr ? c_.pool_capacity : 0),
-        grads_out_(grads) {}
+        grads_out_(grads) {
+    for (int64_t b = 0; b < B_; ++b) {
+      const bool from_stream = batch.initial != nullptr && batch.initial[b] != nullptr;
+      int64_t t0 = 0;
+      for (int64_t t = 1; t <= T_; ++t) {
+        if (t < T_ && !(batch.resets != nullptr && batch.resets[b * T_ + t])) continue;
+        Segment g;
+        g.b = b;
+        g.t0 = t0;
+        g.len = t - t0;
+        g.carried = t0 == 0 && from_stream && !(batch.resets && batch.resets[b * T_]);
+        g.checkpoint = segments_.empty() ? 0
+                                         : segments_.back().checkpoint +
+                                               (segments_.back().len + kScanChunk - 1) / kScanChunk;
+        segments_.push_back(g);
+        t0 = t;
+      }
+    }
+    checkpoints_ = segments_.back().checkpoint + (segments_.back().len + kScanChunk - 1) / kScanChunk;
+  }
 
   absl::Status Run(BatchStats* stats);
 
@@ -122,6 +151,9 @@ class GradientPass {
   // Forward of layer l from its input u: out = the layer's output. Fills
   // its cache (and the layer's notes the first time).
   void LayerForward(int64_t l, const float* u, float* out);
+  // MixerScanArgs of segment g: its rows of the layer's arrays (y may be NULL).
+  ScanArgs SegmentScanArgs(const Segment& g, int64_t l, const float* xz, const float* xc,
+                           const float* dbc, const float* dt, float* y) const;
   void LayerBackward(int64_t l, const float* u, float* dx);
   void TakeNotes(int64_t l);
   void ReadForward(int64_t l, bool cross, float* xbar);
@@ -145,6 +177,8 @@ class GradientPass {
   const int64_t B_, T_, M_, D_, E_, N_, R_, S_, ld_dbc_;
   const int64_t P_;  // rows per sequence of Notes::s0: P with Batch::initial, else 0
   Gradients* grads_out_;
+  std::vector<Segment> segments_;  // in (b, t0) order; one per sequence without resets
+  int64_t checkpoints_ = 0;        // scan checkpoints of all segments
 
   ModelWeights G_;                     // gradients, shaped like the weights
   std::vector<std::vector<float>> x_;  // x_[l]: input of layer l, [M, D]
@@ -156,6 +190,20 @@ class GradientPass {
   LayerCache* cur_ = nullptr;
   bool keep_all_ = false;
 };
+
+ScanArgs GradientPass::SegmentScanArgs(const Segment& g, int64_t l, const float* xz,
+                                       const float* xc, const float* dbc, const float* dt,
+                                       float* y) const {
+  ScanArgs sa = MixerScanArgs(c_, W_.layers[l], T_, g.b, xz, xc, dbc, dt, nullptr, y);
+  sa.T = g.len;
+  sa.xc += g.t0 * E_;
+  sa.dt += g.t0 * E_;
+  sa.B += g.t0 * sa.ld_bc;
+  sa.C += g.t0 * sa.ld_bc;
+  sa.z += g.t0 * sa.ld_z;
+  if (sa.y != nullptr) sa.y += g.t0 * E_;
+  return sa;
+}
 
 float* Fit(std::vector<float>* v, int64_t n) {
   if (v->size() < static_cast<size_t>(n)) v->resize(n);
@@ -336,33 +384,39 @@ void GradientPass::LayerForward(int64_t l, const float* u, float* out) {
   float* dbc = Fit(&lc.dbc, M_ * ld_dbc_);
   float* dt = Fit(&lc.dt, M_ * E_);
   float* y = Fit(&lc.y, M_ * E_);
-  const int64_t n_chunks = (T_ + kScanChunk - 1) / kScanChunk;
-  float* cps = Fit(&lc.checkpoints, B_ * n_chunks * N_ * E_);
-  float* state = Fit(&lc.state, B_ * (N_ + K) * E_);
-  std::fill(state, state + B_ * (N_ + K) * E_, 0.0f);
-  for (int64_t b = 0; b < B_; ++b) {  // [N·E ssm][(K-1)·E conv] a sequence
-    const StreamState* s0 = batch_.initial != nullptr ? batch_.initial[b] : nullptr;
-    if (s0 == nullptr) continue;
-    const LayerState& ls = s0->layers[l];
-    std::copy(ls.ssm.begin(), ls.ssm.end(), state + b * (N_ + K) * E_);
-    std::copy(ls.conv.begin(), ls.conv.end(), state + b * (N_ + K) * E_ + N_ * E_);
+  const int64_t n_seg = static_cast<int64_t>(segments_.size());
+  float* cps = Fit(&lc.checkpoints, checkpoints_ * N_ * E_);
+  float* state = Fit(&lc.state, n_seg * (N_ + K) * E_);
+  std::fill(state, state + n_seg * (N_ + K) * E_, 0.0f);
+  for (int64_t i = 0; i < n_seg; ++i) {  // [N·E ssm][(K-1)·E conv] a segment
+    if (!segments_[i].carried) continue;
+    const LayerState& ls = batch_.initial[segments_[i].b]->layers[l];
+    std::copy(ls.ssm.begin(), ls.ssm.end(), state + i * (N_ + K) * E_);
+    std::copy(ls.conv.begin(), ls.conv.end(), state + i * (N_ + K) * E_ + N_ * E_);
   }
 
   be_.RmsNorm(xbar, M_, D_, LW.norm.data(), c_.norm_eps, h);
   be_.Matmul(h, M_, D_, Ref(LW.in_proj), xz, 2 * E_, false);
-  std::vector<ConvArgs> conv(B_);
-  std::vector<ScanArgs> scan(B_);
-  for (int64_t b = 0; b < B_; ++b) {
-    conv[b] = MixerConvArgs(c_, LW, T_, b, xz, xc, state + b * (N_ + K) * E_ + N_ * E_);
+  // Each segment runs as a stream of its own: its rows of the sequence's arrays.
+  std::vector<ConvArgs> conv(n_seg);
+  std::vector<ScanArgs> scan(n_seg);
+  for (int64_t i = 0; i < n_seg; ++i) {
+    const Segment& g = segments_[i];
+    conv[i] = MixerConvArgs(c_, LW, T_, g.b, xz, xc, state + i * (N_ + K) * E_ + N_ * E_);
+    conv[i].T = g.len;
+    conv[i].xi += g.t0 * conv[i].ld_xi;
+    conv[i].out += g.t0 * E_;
   }
-  be_.ConvSilu(conv.data(), B_);
+  be_.ConvSilu(conv.data(), n_seg);
   be_.Matmul(xc, M_, E_, Ref(LW.x_proj), dbc, ld_dbc_, false);
   be_.Matmul(dbc, M_, ld_dbc_, Ref(LW.dt_proj), dt, E_, false);
-  for (int64_t b = 0; b < B_; ++b) {
-    scan[b] = MixerScanArgs(c_, LW, T_, b, xz, xc, dbc, dt, state + b * (N_ + K) * E_, y);
-    scan[b].checkpoints = cps + b * n_chunks * N_ * E_;
+  for (int64_t i = 0; i < n_seg; ++i) {
+    const Segment& g = segments_[i];
+    scan[i] = SegmentScanArgs(g, l, xz, xc, dbc, dt, y);
+    scan[i].state = state + i * (N_ + K) * E_;
+    scan[i].checkpoints = cps + g.checkpoint * N_ * E_;
   }
-  be_.SelectiveScan(scan.data(), B_);
+  be_.SelectiveScan(scan.data(), n_seg);
   std::memcpy(out, xbar, M_ * D_ * sizeof(float));
   be_.Matmul(y, M_, E_, Ref(LW.out_proj), out, D_, true);
 }
@@ -562,28 +616,30 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
   // Scan.
   std::vector<float> dxz(M_ * 2 * E_), dxc(M_ * E_), ddt(M_ * E_), ddbc(M_ * ld_dbc_);
   std::vector<float> dA(N_ * E_, 0.0f);
-  const int64_t n_chunks = (T_ + kScanChunk - 1) / kScanChunk;
-  std::vector<ScanBackwardArgs> sb(B_);
-  for (int64_t b = 0; b < B_; ++b) {
-    ScanBackwardArgs& g = sb[b];
+  const int64_t n_seg = static_cast<int64_t>(segments_.size());
+  std::vector<ScanBackwardArgs> sb(n_seg);
+  for (int64_t i = 0; i < n_seg; ++i) {
+    const Segment& s = segments_[i];
+    const int64_t row = s.b * T_ + s.t0;  // the segment's first row
+    ScanBackwardArgs& g = sb[i];
     // The forward's arguments again (no state or output: the backward reads
     // the checkpoints).
-    g.fwd = MixerScanArgs(c_, LW, T_, b, lc.xz.data(), lc.xc.data(), lc.dbc.data(),
-                          lc.dt.data(), nullptr, nullptr);
-    g.checkpoints = lc.checkpoints.data() + b * n_chunks * N_ * E_;
-    g.dy = dy.data() + b * T_ * E_;
-    g.dxc = dxc.data() + b * T_ * E_;
-    g.ddt = ddt.data() + b * T_ * E_;
-    g.dB = ddbc.data() + b * T_ * ld_dbc_ + R_;
-    g.dC = ddbc.data() + b * T_ * ld_dbc_ + R_ + N_;
+    g.fwd = SegmentScanArgs(s, l, lc.xz.data(), lc.xc.data(), lc.dbc.data(), lc.dt.data(),
+                            nullptr);
+    g.checkpoints = lc.checkpoints.data() + s.checkpoint * N_ * E_;
+    g.dy = dy.data() + row * E_;
+    g.dxc = dxc.data() + row * E_;
+    g.ddt = ddt.data() + row * E_;
+    g.dB = ddbc.data() + row * ld_dbc_ + R_;
+    g.dC = ddbc.data() + row * ld_dbc_ + R_ + N_;
     g.ld_dbc = ld_dbc_;
-    g.dz = dxz.data() + b * T_ * 2 * E_ + E_;
+    g.dz = dxz.data() + row * 2 * E_ + E_;
     g.ld_dz = 2 * E_;
     g.dA = dA.data();
     g.dD = GL.D.data();
     g.ddt_bias = GL.dt_bias.data();
   }
-  be_.SelectiveScanBackward(sb.data(), B_);
+  be_.SelectiveScanBackward(sb.data(), n_seg);
   // A = -exp(A_log), stored [N, E]; A_log is [E, N]: dA_log = dA·A.
   for (int64_t e = 0; e < E_; ++e) {
     for (int64_t n = 0; n < N_; ++n) GL.A_log[e * N_ + n] += dA[n * E_ + e] * LW.A[n * E_ + e];
@@ -599,26 +655,26 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
   be_.MatmulBackwardInput(ddbc.data(), M_, ld_dbc_, LW.x_proj.f32.data(), ld_dbc_, E_,
                           dxc.data(), E_, true);
   // xc = SiLU(conv(ξ) + bias).
-  std::vector<ConvBackwardArgs> cb(B_);
-  for (int64_t b = 0; b < B_; ++b) {
-    ConvBackwardArgs& g = cb[b];
-    g.T = T_;
+  std::vector<ConvBackwardArgs> cb(n_seg);
+  for (int64_t i = 0; i < n_seg; ++i) {
+    const Segment& s = segments_[i];
+    const int64_t row = s.b * T_ + s.t0;
+    ConvBackwardArgs& g = cb[i];
+    g.T = s.len;
     g.E = E_;
     g.K = K;
-    g.xi = lc.xz.data() + b * T_ * 2 * E_;
+    g.xi = lc.xz.data() + row * 2 * E_;
     g.ld_xi = 2 * E_;
     g.w = LW.conv_w.data();
     g.b = LW.conv_b.data();
-    g.prev = batch_.initial != nullptr && batch_.initial[b] != nullptr
-                 ? batch_.initial[b]->layers[l].conv.data()
-                 : nullptr;
-    g.dout = dxc.data() + b * T_ * E_;
-    g.dxi = dxz.data() + b * T_ * 2 * E_;
+    g.prev = s.carried ? batch_.initial[s.b]->layers[l].conv.data() : nullptr;
+    g.dout = dxc.data() + row * E_;
+    g.dxi = dxz.data() + row * 2 * E_;
     g.ld_dxi = 2 * E_;
     g.dw = GL.conv_w.data();
     g.db = GL.conv_b.data();
   }
-  be_.ConvSiluBackward(cb.data(), B_);
+  be_.ConvSiluBackward(cb.data(), n_seg);
   // xz = in_proj·h; h = RMSNorm(x̄).
   std::vector<float> dh(M_ * D_);
   be_.MatmulBackwardWeight(dxz.data(), M_, 2 * E_, lc.h.data(), D_, 2 * E_, D_,
@@ -702,7 +758,7 @@ absl::Status GradientPass::Run(BatchStats* stats) {
     // Floats of one layer's activations (LayerCache), roughly.
     const double per_layer =
         4.0 * M_ * (4 * D_ + 6 * E_ + ld_dbc_ + 4 * S_) +
-        4.0 * B_ * ((T_ + kScanChunk - 1) / kScanChunk + 1) * N_ * E_ +
+        4.0 * (checkpoints_ + static_cast<double>(segments_.size())) * N_ * E_ +
         4.0 * 4 * B_ * (T_ / c_.note_window + 1 + P_) * 2 * S_ * (1 + c_.cross_layer_span);
     keep_all_ = per_layer * c_.n_layer <= keep_bytes_;
     caches_.assign(keep_all_ ? c_.n_layer : 1, LayerCache());

@@ -20,12 +20,18 @@ namespace memmamba {
 // (its conv and SSM state and its pools; NULL: empty state) whose position
 // must be a multiple of note_window (no pending window). That state is a
 // constant of the gradient, as in truncated backpropagation through time.
+// resets (optional, B·T bytes aligned with tokens): a non-zero byte at (b, t)
+// zeroes sequence b's recurrent state (scan state and conv inputs) before
+// position t, as mm_session_reset_recurrent between feeding positions < t
+// and >= t would; notes and pools go on. At t = 0 it drops the recurrent
+// part of initial[b] (its pools stay).
 struct Batch {
   const int32_t* tokens = nullptr;
   int64_t B = 0;
   int64_t T = 0;
   const uint8_t* mask = nullptr;
   const StreamState* const* initial = nullptr;
+  const uint8_t* resets = nullptr;
 };
 
 // Whether `state` can start a sequence of `config`'s model (Batch::initial):

@@ -196,6 +196,14 @@ absl::Status Trainer::CheckBatch(const Batch& batch) const {
                     " is outside [0, ", c.vocab_size, ")");
     }
   }
+  if (batch.resets != nullptr && device_) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (batch.resets[i]) {
+        return Error(ErrorCode::kUnsupported,
+                     "recurrent-state resets run on the CPU only, not on a GPU trainer");
+      }
+    }
+  }
   for (int64_t b = 0; batch.initial != nullptr && b < batch.B; ++b) {
     if (batch.initial[b] == nullptr) continue;
     if (device_) {

@@ -29,6 +29,9 @@ struct GradCase {
   // > 0: sequence 0 continues a stream of this many tokens (Batch::initial);
   // sequence 1 starts from empty state.
   int64_t from_state = 0;
+  // > 0: the recurrent state resets (Batch::resets) before this position of
+  // sequence 0 and before the next position of sequence 1 and at its start.
+  int64_t reset_at = 0;
 };
 
 ModelConfig SmallConfig(const GradCase& g) {
@@ -116,6 +119,11 @@ TEST_P(GradientTest, MatchesFiniteDifferencesForEveryTensor) {
     initial[0] = &stream->state();
     batch.initial = initial.data();
   }
+  std::vector<uint8_t> resets(B * T, 0);
+  if (gc.reset_at > 0) {
+    resets[gc.reset_at] = resets[T] = resets[T + gc.reset_at + 1] = 1;
+    batch.resets = resets.data();
+  }
 
   BatchStats stats;
   Gradients grads;
@@ -186,7 +194,11 @@ INSTANTIATE_TEST_SUITE_P(
         GradCase{"priority_w4_from_state", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 16,
                  true, 0.0f, 16, /*from_state=*/20},
         GradCase{"fifo_w1_evicting_from_state", PoolPolicy::kFifo, 1, Fusion::kGated, 2, 6,
-                 false, 0.0f, 16, /*from_state=*/12}),
+                 false, 0.0f, 16, /*from_state=*/12},
+        GradCase{"priority_w4_resets", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 8, true,
+                 0.0f, 16, /*from_state=*/0, /*reset_at=*/10},
+        GradCase{"fifo_w1_from_state_resets", PoolPolicy::kFifo, 1, Fusion::kGated, 2, 6, false,
+                 0.0f, 16, /*from_state=*/12, /*reset_at=*/7}),
     [](const ::testing::TestParamInfo<GradCase>& info) { return info.param.name; });
 
 }  // namespace
@@ -316,6 +328,69 @@ TEST(FromState, LossEqualsFeedingTheStream) {
       Batch fresh{tokens.data(), 1, T, nullptr};
       ASSERT_TRUE(ComputeGradients(*model, fresh, o, &empty, &grads).ok());
       EXPECT_GT(std::abs(empty.loss() - want), 3e-5 * want) << g.name;
+    }
+  }
+}
+
+// Recurrent resets (Batch::resets) give the loss of feeding the pieces to a
+// session with mm_session_reset_recurrent between them, from empty state and
+// from a stream (where a reset at 0 drops the stream's recurrent state).
+TEST(Resets, LossEqualsFeedingWithRecurrentResets) {
+  for (const GradCase& g :
+       {GradCase{"priority_w4", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 3},
+        GradCase{"fifo_w1", PoolPolicy::kFifo, 1, Fusion::kGated, 1, 5},
+        GradCase{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 0}}) {
+    const ModelConfig c = SmallConfig(g);
+    std::unique_ptr<Model> model = PerturbedModel(c, 13);
+    const int64_t T = 40, V = c.vocab_size, prefix = 48;
+    std::vector<int32_t> tokens(T);
+    std::mt19937 rng(19);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng() % V);
+    std::unique_ptr<Session> stream = StreamedSession(*model, prefix, 29);
+    // A session where the batch's sequence starts: the stream again, or empty.
+    auto start = [&](bool from_stream) {
+      if (from_stream) return StreamedSession(*model, prefix, 29);
+      auto created = Session::Create(model.get(), 0);
+      EXPECT_TRUE(created.ok());
+      return std::move(*created);
+    };
+    for (bool from_stream : {false, true}) {
+      for (const std::vector<int64_t>& cuts :
+           {std::vector<int64_t>{13}, std::vector<int64_t>{0, 7, 8, 33}}) {
+        std::vector<uint8_t> resets(T, 0);
+        for (int64_t t : cuts) resets[t] = 1;
+        const StreamState* initial[1] = {&stream->state()};
+        Batch batch{tokens.data(), 1, T, nullptr};
+        batch.initial = from_stream ? initial : nullptr;
+        batch.resets = resets.data();
+        const double got = Loss(*model, batch);
+        // The same pieces through a session.
+        std::unique_ptr<Session> fed = start(from_stream);
+        std::vector<float> logits(T * V);
+        int64_t t0 = 0;
+        for (int64_t t = 0; t <= T; ++t) {
+          if (t < T && !resets[t]) continue;
+          if (t > t0) {
+            ASSERT_TRUE(fed->Feed(&tokens[t0], t - t0, LogitsMode::kAll, &logits[t0 * V],
+                                  (t - t0) * V)
+                            .ok());
+          }
+          if (t < T) ASSERT_TRUE(fed->ResetRecurrent().ok());
+          t0 = t;
+        }
+        const double want = CrossEntropy(logits, tokens, V);
+        EXPECT_NEAR(got, want, 1e-5 * want) << g.name << " from_stream " << from_stream;
+        // Without the resets the logits differ: they mattered.
+        std::unique_ptr<Session> plain = start(from_stream);
+        std::vector<float> kept(T * V);
+        ASSERT_TRUE(
+            plain->Feed(tokens.data(), T, LogitsMode::kAll, kept.data(), kept.size()).ok());
+        double most = 0.0;
+        for (int64_t i = 0; i < T * V; ++i) {
+          most = std::max<double>(most, std::fabs(kept[i] - logits[i]));
+        }
+        EXPECT_GT(most, 1e-3) << g.name;
+      }
     }
   }
 }

@@ -359,6 +359,77 @@ TEST(Trainer, StepFromSessionsContinuesTheirStreams) {
   mm_session_free(from);
 }
 
+// mm_train_step_batch: without resets it is mm_train_step_from bit for bit;
+// a sequence whose recurrent state resets has the loss of a session fed its
+// pieces with mm_session_reset_recurrent between them; bad structs change
+// nothing.
+TEST(Trainer, StepBatchWithRecurrentResets) {
+  const std::vector<int32_t> tokens = Batch(12, 2 * 32);
+  Handles a, b;
+  MakeTrainer(&a);
+  MakeTrainer(&b);
+  mm_train_batch in;
+  ASSERT_EQ(mm_train_batch_init(&in, sizeof in), MM_OK);
+  in.tokens = tokens.data();
+  in.batch = 2;
+  in.seq_len = 32;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(mm_train_step(a.trainer, tokens.data(), 2, 32, nullptr, nullptr), MM_OK);
+    ASSERT_EQ(mm_train_step_batch(b.trainer, &in, nullptr), MM_OK);
+  }
+  EXPECT_TRUE(ExportBytes(a.trainer) == ExportBytes(b.trainer));
+
+  // The loss with a reset before position 13 (after the update above).
+  std::vector<uint8_t> resets(32, 0);
+  resets[13] = 1;
+  in.batch = 1;
+  in.recurrent_resets = resets.data();
+  mm_trainer_options slow;
+  mm_trainer_options_init(&slow, sizeof slow);
+  slow.learning_rate = 1e-30f;
+  slow.n_threads = 1;
+  mm_trainer* t = nullptr;
+  ASSERT_EQ(mm_trainer_create(&t, a.model, &slow), MM_OK);
+  mm_train_result r;
+  mm_train_result_init(&r, sizeof r);
+  ASSERT_EQ(mm_train_step_batch(t, &in, &r), MM_OK) << mm_trainer_last_error(t);
+  mm_trainer_free(t);
+  mm_session* s = nullptr;
+  ASSERT_EQ(mm_session_create(&s, a.model, nullptr), MM_OK);
+  std::vector<float> logits(32 * 32);
+  ASSERT_EQ(mm_session_feed(s, tokens.data(), 13, MM_LOGITS_ALL, logits.data(), 13 * 32), MM_OK);
+  ASSERT_EQ(mm_session_reset_recurrent(s), MM_OK);
+  ASSERT_EQ(mm_session_feed(s, &tokens[13], 19, MM_LOGITS_ALL, &logits[13 * 32], 19 * 32),
+            MM_OK);
+  mm_session_free(s);
+  double want = 0.0;
+  for (int i = 0; i + 1 < 32; ++i) {
+    const float* row = &logits[i * 32];
+    double mx = row[0], z = 0.0;
+    for (int v = 1; v < 32; ++v) mx = std::max<double>(mx, row[v]);
+    for (int v = 0; v < 32; ++v) z += std::exp(row[v] - mx);
+    want += (mx + std::log(z) - row[tokens[i + 1]]) / 31.0;
+  }
+  EXPECT_NEAR(r.loss, want, 1e-5 * want);
+
+  // Refused, changing nothing: NULL, a struct too small, unknown fields set.
+  const std::string weights = ExportBytes(a.trainer);
+  EXPECT_EQ(mm_train_step_batch(a.trainer, nullptr, nullptr), MM_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(mm_train_step_batch(nullptr, &in, nullptr), MM_ERR_INVALID_ARGUMENT);
+  mm_train_batch small = in;
+  small.struct_size = 8;
+  EXPECT_EQ(mm_train_step_batch(a.trainer, &small, nullptr), MM_ERR_STRUCT_SIZE);
+  struct {
+    mm_train_batch batch;
+    uint64_t future;
+  } bigger{in, 1};
+  bigger.batch.struct_size = sizeof bigger;
+  EXPECT_EQ(mm_train_step_batch(a.trainer, &bigger.batch, nullptr), MM_ERR_STRUCT_SIZE);
+  in.tokens = nullptr;
+  EXPECT_EQ(mm_train_step_batch(a.trainer, &in, nullptr), MM_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(ExportBytes(a.trainer) == weights);
+}
+
 TEST(Eval, FidelityIsFiniteAndBounded) {
   Handles h;
   MakeTrainer(&h);
