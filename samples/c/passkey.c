@@ -19,14 +19,14 @@
  * filler with a key's frame at a uniformly drawn depth, read by a session;
  * a sequence that continues it (mm_train_step_from) is filler ending in the
  * query, answered by the stream's key, which now lies up to L + T tokens
- * back, beyond what the recurrent state keeps: only the pools can answer,
- * and they are as full of filler notes as in a long evaluation stream.
+ * back, with pools as full of filler notes as in a long evaluation stream.
+ * The recurrent state still carries a key over tens of thousands of tokens
+ * (bench/RESULTS.md), so the reads need not learn to answer alone unless
+ * --prefill-forget resets the streams' recurrent state at their end
+ * (mm_session_reset_recurrent), as a million tokens would.
  * With --prefill-base B every stream first reads the same B filler bytes
  * (read once, then restored from a snapshot), so that its key is written
  * B to B + L tokens into a stream, as a key at depth 0.75 of a 1M sample is.
- * With --prefill-forget the streams' recurrent state is reset at their end
- * (mm_session_reset_recurrent): the recurrent state cannot carry the key
- * however close it lies, as it cannot over a million tokens.
  * Filler: Jane Austen's novels (text_source "janeausten", read from a
  * uniformly drawn start offset, wrapping around) or, with --filler random,
  * uniform random lowercase letters.
@@ -785,7 +785,7 @@ static int cmd_train(int argc, char **argv) {
          eval_samples = 32, warmup = 30, probe = 0, mix_min = 0, prefill_every = 50,
          prefill_streams = 4;
   double decoys = 0.0; /* per 2048 tokens */
-  double prefill_share = 0.5;
+  double prefill_share = 0.5, forget_share = 0.0;
   prefill pre;
   memset(&pre, 0, sizeof pre);
   double minutes = 0.0, lr = 2e-3, lr_final = 0.1, advance = 0.9, clip = 1.0, wd = 0.1,
@@ -840,6 +840,9 @@ static int cmd_train(int argc, char **argv) {
     else if (ok && !strcmp(x, "--prefill-share")) {
       ok = !parse_double(argv[++i], &prefill_share) && prefill_share >= 0 && prefill_share <= 1;
     }
+    else if (ok && !strcmp(x, "--forget-share")) {
+      ok = !parse_double(argv[++i], &forget_share) && forget_share >= 0 && forget_share <= 1;
+    }
     else if (ok && !strcmp(x, "--decoys")) {
       ok = !parse_double(argv[++i], &decoys) && decoys >= 0 && decoys <= 2048;
     }
@@ -855,6 +858,8 @@ static int cmd_train(int argc, char **argv) {
               "  data:  [--seq 2048] [--seq-min 128] [--batch-tokens 4096] [--filler austen|random|SPEC]\n"
               "         [--depth-edge 0.1 (share of samples at depth 0 and at 1 each)]\n"
               "         [--decoys 0 (digit strings of 1-5 digits per 2048 filler bytes, <= 2048)]\n"
+              "         [--forget-share 0: a share of the sequences whose recurrent state resets\n"
+              "          between the key and the query (mm_train_batch.recurrent_resets)]\n"
               "         [--prefill L: a share of the sequences (--prefill-share 0.5) continue\n"
               "          one of --prefill-streams 4 streams of L filler bytes holding a key,\n"
               "          ending in its query; new streams, read by the current weights, every\n"
@@ -941,11 +946,12 @@ static int cmd_train(int argc, char **argv) {
   size_t cap_tokens = batch_tokens > seq ? batch_tokens : seq;
   int32_t *tokens = malloc(cap_tokens * sizeof *tokens);
   uint8_t *mask = malloc(cap_tokens);
+  uint8_t *resets = calloc(cap_tokens, 1); /* --forget-share */
   unsigned char *sample = malloc(seq), key[kKeyDigits];
   float *keep = malloc(cfg.n_layer * sizeof *keep);
   /* Per sequence: the stream it continues (NULL: none). */
   const mm_session **from = malloc(cap_tokens * sizeof *from);
-  if (!tokens || !mask || !sample || !keep || !from) {
+  if (!tokens || !mask || !resets || !sample || !keep || !from) {
     fprintf(stderr, "passkey: out of memory\n");
     return 1;
   }
@@ -958,6 +964,7 @@ static int cmd_train(int argc, char **argv) {
   for (int s = 0; s < n_stages; ++s) printf(" %zu", stage_len[s]);
   printf(", %zu tokens per batch, budget %.0f %s", batch_tokens, budget,
          steps ? "steps" : cpu_budget ? "CPU seconds" : "seconds");
+  if (forget_share > 0) printf(", recurrent resets in a share %g of the sequences", forget_share);
   if (pre.length) {
     printf(", prefill %zu tokens (share %g, %zu streams, every %zu steps, base %zu%s)",
            pre.length, prefill_share, prefill_streams, prefill_every, pre.base,
@@ -1035,6 +1042,14 @@ static int cmd_train(int argc, char **argv) {
       for (size_t t = 0; t < T; ++t) {
         tokens[b * T + t] = sample[t];
         mask[b * T + t] = t >= T - kKeyDigits;
+        resets[b * T + t] = 0;
+      }
+      /* --forget-share: the recurrent state resets somewhere between the
+       * key's window and the query, so that only the notes carry the key,
+       * and the note block learns from the answer how to write them. */
+      size_t after_key = key_offset(T, depth) + kKeyDigits + 2, query = T - kKeyDigits - 1;
+      if (forget_share > 0 && after_key <= query && rng_uniform(&data) < forget_share) {
+        resets[b * T + after_key + rng_next(&data) % (query - after_key + 1)] = 1;
       }
     }
     double lr_now = lr * (step < warmup ? (double)(step + 1) / warmup
@@ -1042,7 +1057,15 @@ static int cmd_train(int argc, char **argv) {
     mm_trainer_set_learning_rate(trainer, (float)lr_now);
     mm_train_result res;
     mm_train_result_init(&res, sizeof res);
-    st = mm_train_step_from(trainer, pre.length ? from : NULL, tokens, B, T, mask, &res);
+    mm_train_batch in;
+    mm_train_batch_init(&in, sizeof in);
+    in.tokens = tokens;
+    in.batch = B;
+    in.seq_len = T;
+    in.loss_mask = mask;
+    in.sessions = pre.length ? from : NULL;
+    in.recurrent_resets = forget_share > 0 ? resets : NULL;
+    st = mm_train_step_batch(trainer, &in, &res);
     if (st != MM_OK) {
       fprintf(stderr, "passkey: mm_train_step failed: %s (%s)\n", mm_status_string(st),
               mm_trainer_last_error(trainer));
@@ -1127,6 +1150,7 @@ static int cmd_train(int argc, char **argv) {
   free(keep);
   free(sample);
   free(mask);
+  free(resets);
   free(tokens);
   free(f.text);
   mm_trainer_free(trainer);
