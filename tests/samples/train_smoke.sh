@@ -37,6 +37,12 @@ grep -q "mean surprisal" "$work/stream.txt"
   > "$work/passkey_train.txt"
 cat "$work/passkey_train.txt"
 grep -q "saved $work/passkey.safetensors" "$work/passkey_train.txt"
+# Sequences whose recurrent state resets between the key and the query.
+"$bin/passkey" train --init "$work/passkey.safetensors" --out "$work/forget.safetensors" \
+  --steps 2 --seq-min 64 --seq 64 --batch-tokens 128 --eval-every 0 --filler $filler \
+  --threads 1 --forget-share 1 > "$work/forget_train.txt"
+grep -q "recurrent resets in a share 1 of the sequences" "$work/forget_train.txt"
+grep -q "saved $work/forget.safetensors" "$work/forget_train.txt"
 # Sequences that continue streams holding a key (mm_train_step_from), the
 # streams read from the start and from a shared base's snapshot, the latter
 # with their recurrent state reset (only the pools carry the key).
