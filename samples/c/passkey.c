@@ -590,8 +590,8 @@ static int evaluate(const mm_model *model, const filler *f, const eval_args *a, 
         sample_result r;
         double ts = now_seconds();
         size_t key_at = key_offset(length, depth);
-        if ((st = run_sample(s, &cfg, seq, length, key_at, a->chunk, a->forget, tokens, logits, &r)) !=
-            MM_OK) {
+        st = run_sample(s, &cfg, seq, length, key_at, a->chunk, a->forget, tokens, logits, &r);
+        if (st != MM_OK) {
           rc = fail_status("mm_session_feed", st);
           break;
         }

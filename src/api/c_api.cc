@@ -975,13 +975,15 @@ mm_status mm_train_step_from(mm_trainer* trainer, const mm_session* const* sessi
 mm_status mm_train_step_batch(mm_trainer* trainer, const mm_train_batch* batch,
                               mm_train_result* result) {
   if (trainer == nullptr) return Fail(ErrorCode::kInvalidArgument, "trainer is NULL");
+  using memmamba::FailTrainer;
   if (batch == nullptr) {
-    return memmamba::FailTrainer(memmamba::Error(ErrorCode::kInvalidArgument, "batch is NULL"), trainer);
+    return FailTrainer(memmamba::Error(ErrorCode::kInvalidArgument, "batch is NULL"), trainer);
   }
   mm_train_batch b{};
   b.struct_size = sizeof b;
-  absl::Status read = memmamba::ReadStruct(batch, &b, "mm_train_batch", memmamba::kTrainBatchV1Size);
-  if (!read.ok()) return memmamba::FailTrainer(read, trainer);
+  absl::Status read =
+      memmamba::ReadStruct(batch, &b, "mm_train_batch", memmamba::kTrainBatchV1Size);
+  if (!read.ok()) return FailTrainer(read, trainer);
   return memmamba::TrainStep(trainer, b.sessions, b.tokens, b.batch, b.seq_len, b.loss_mask,
                              b.recurrent_resets, result);
 }

@@ -135,14 +135,12 @@ class GradientPass {
         g.t0 = t0;
         g.len = t - t0;
         g.carried = t0 == 0 && from_stream && !(batch.resets && batch.resets[b * T_]);
-        g.checkpoint = segments_.empty() ? 0
-                                         : segments_.back().checkpoint +
-                                               (segments_.back().len + kScanChunk - 1) / kScanChunk;
+        g.checkpoint = checkpoints_;
+        checkpoints_ += (g.len + kScanChunk - 1) / kScanChunk;
         segments_.push_back(g);
         t0 = t;
       }
     }
-    checkpoints_ = segments_.back().checkpoint + (segments_.back().len + kScanChunk - 1) / kScanChunk;
   }
 
   absl::Status Run(BatchStats* stats);
