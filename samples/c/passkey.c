@@ -1067,7 +1067,7 @@ static int cmd_train(int argc, char **argv) {
     in.recurrent_resets = forget_share > 0 ? resets : NULL;
     st = mm_train_step_batch(trainer, &in, &res);
     if (st != MM_OK) {
-      fprintf(stderr, "passkey: mm_train_step failed: %s (%s)\n", mm_status_string(st),
+      fprintf(stderr, "passkey: mm_train_step_batch failed: %s (%s)\n", mm_status_string(st),
               mm_trainer_last_error(trainer));
       rc = 1;
       break;

@@ -106,6 +106,17 @@ SessionPtr MakeSession(const mm_model* model) {
   return SessionPtr(s);
 }
 
+// A new session of `model` restored from a snapshot of `s`.
+SessionPtr RestoredCopy(const mm_model* model, const mm_session* s) {
+  void* snap = nullptr;
+  size_t size = 0;
+  EXPECT_EQ(mm_session_snapshot_alloc(s, &snap, &size), MM_OK);
+  SessionPtr restored = MakeSession(model);
+  EXPECT_EQ(mm_session_restore(restored.get(), snap, size), MM_OK);
+  mm_free(snap);
+  return restored;
+}
+
 std::vector<int32_t> Tokens(size_t n, uint32_t seed, uint32_t vocab = kVocab) {
   std::mt19937 rng(seed);
   std::vector<int32_t> t(n);
@@ -2136,12 +2147,7 @@ TEST(ApiSession, ResetRecurrentKeepsTheNotes) {
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     EXPECT_TRUE(BitwiseEqual(notes(s.get(), l), notes(twin.get(), l))) << "layer " << l;
   }
-  void* snap = nullptr;
-  size_t size = 0;
-  ASSERT_EQ(mm_session_snapshot_alloc(s.get(), &snap, &size), MM_OK);
-  SessionPtr restored = MakeSession(model.get());
-  ASSERT_EQ(mm_session_restore(restored.get(), snap, size), MM_OK);
-  mm_free(snap);
+  SessionPtr restored = RestoredCopy(model.get(), s.get());
   const std::vector<float> after = FeedAll(s.get(), next);
   EXPECT_GT(RelErr(after, FeedAll(twin.get(), next)), 1e-3);
   EXPECT_TRUE(BitwiseEqual(FeedAll(restored.get(), next), after));
@@ -2190,12 +2196,7 @@ TEST(ApiSession, PoolNotesListWhatThePoolsHold) {
     EXPECT_EQ(two[1], windows[1]);
 
     // A restored stream remembers the same notes, bit for bit.
-    void* snap = nullptr;
-    size_t size = 0;
-    ASSERT_EQ(mm_session_snapshot_alloc(s.get(), &snap, &size), MM_OK);
-    SessionPtr restored = MakeSession(model.get());
-    ASSERT_EQ(mm_session_restore(restored.get(), snap, size), MM_OK);
-    mm_free(snap);
+    SessionPtr restored = RestoredCopy(model.get(), s.get());
     std::vector<int64_t> windows2(P);
     std::vector<float> scores2(P), summaries2(P * S);
     ASSERT_EQ(mm_session_pool_notes(restored.get(), l, windows2.data(), scores2.data(),

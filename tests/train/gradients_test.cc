@@ -287,15 +287,20 @@ double CrossEntropy(const std::vector<float>& logits, const std::vector<int32_t>
   return sum / static_cast<double>(T - 1);
 }
 
+// Configurations for the tests of sequences that continue a stream: full
+// and evicting pools, cross-layer reads, and no memory.
+std::vector<GradCase> StreamCases() {
+  return {GradCase{"priority_w4", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 3},
+          GradCase{"fifo_w1", PoolPolicy::kFifo, 1, Fusion::kGated, 1, 5},
+          GradCase{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 0}};
+}
+
 // A sequence that continues a stream (Batch::initial) has the loss that
 // feeding it to the stream's session gives (DESIGN 2.4): conv and SSM state,
 // full and evicting pools, cross-layer reads; the straight-through estimator
 // does not change it. The stream's state is read, not changed.
 TEST(FromState, LossEqualsFeedingTheStream) {
-  for (const GradCase& g :
-       {GradCase{"priority_w4", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 3},
-        GradCase{"fifo_w1", PoolPolicy::kFifo, 1, Fusion::kGated, 1, 5},
-        GradCase{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 0}}) {
+  for (const GradCase& g : StreamCases()) {
     const ModelConfig c = SmallConfig(g);
     std::unique_ptr<Model> model = PerturbedModel(c, 13);
     const int64_t T = 40, V = c.vocab_size, prefix = 48;
@@ -336,10 +341,7 @@ TEST(FromState, LossEqualsFeedingTheStream) {
 // session with mm_session_reset_recurrent between them, from empty state and
 // from a stream (where a reset at 0 drops the stream's recurrent state).
 TEST(Resets, LossEqualsFeedingWithRecurrentResets) {
-  for (const GradCase& g :
-       {GradCase{"priority_w4", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 3},
-        GradCase{"fifo_w1", PoolPolicy::kFifo, 1, Fusion::kGated, 1, 5},
-        GradCase{"plain_mamba", PoolPolicy::kPriority, 4, Fusion::kWeighted, 2, 0}}) {
+  for (const GradCase& g : StreamCases()) {
     const ModelConfig c = SmallConfig(g);
     std::unique_ptr<Model> model = PerturbedModel(c, 13);
     const int64_t T = 40, V = c.vocab_size, prefix = 48;

@@ -289,17 +289,39 @@ std::string SnapshotBytes(const mm_session* s) {
   return out;
 }
 
-TEST(Trainer, StepFromSessionsContinuesTheirStreams) {
-  Handles h;
-  MakeTrainer(&h);
-  const std::vector<int32_t> tokens = Batch(8, 2 * 32);
-  // The loss of a sequence continuing a session is what feeding it gives.
+// Mean next-token cross-entropy of a 32-token sequence over a vocabulary of
+// 32 from its logits [32, 32].
+double MeanNextTokenLoss(const std::vector<float>& logits, const std::vector<int32_t>& tokens) {
+  double sum = 0.0;
+  for (int i = 0; i + 1 < 32; ++i) {
+    const float* row = &logits[i * 32];
+    double mx = row[0], z = 0.0;
+    for (int v = 1; v < 32; ++v) mx = std::max<double>(mx, row[v]);
+    for (int v = 0; v < 32; ++v) z += std::exp(row[v] - mx);
+    sum += (mx + std::log(z) - row[tokens[i + 1]]) / 31.0;
+  }
+  return sum;
+}
+
+// A trainer whose updates change nothing measurable: its result reports
+// the loss of the weights as they are.
+mm_trainer* LossOnlyTrainer(const mm_model* model) {
   mm_trainer_options slow;
   mm_trainer_options_init(&slow, sizeof slow);
   slow.learning_rate = 1e-30f;
   slow.n_threads = 1;
   mm_trainer* t = nullptr;
-  ASSERT_EQ(mm_trainer_create(&t, h.model, &slow), MM_OK);
+  EXPECT_EQ(mm_trainer_create(&t, model, &slow), MM_OK);
+  return t;
+}
+
+TEST(Trainer, StepFromSessionsContinuesTheirStreams) {
+  Handles h;
+  MakeTrainer(&h);
+  const std::vector<int32_t> tokens = Batch(8, 2 * 32);
+  // The loss of a sequence continuing a session is what feeding it gives.
+  mm_trainer* t = LossOnlyTrainer(h.model);
+  ASSERT_NE(t, nullptr);
   mm_session* from = FedSession(h.model, 9, 40);  // window 4: 10 windows, pools full
   const std::string before = SnapshotBytes(from);
   const mm_session* sessions[2] = {from, nullptr};
@@ -311,14 +333,7 @@ TEST(Trainer, StepFromSessionsContinuesTheirStreams) {
   std::vector<float> logits(32 * 32);
   ASSERT_EQ(mm_session_feed(from, tokens.data(), 32, MM_LOGITS_ALL, logits.data(), logits.size()),
             MM_OK);
-  double want = 0.0;
-  for (int i = 0; i + 1 < 32; ++i) {
-    const float* row = &logits[i * 32];
-    double mx = row[0], z = 0.0;
-    for (int v = 1; v < 32; ++v) mx = std::max<double>(mx, row[v]);
-    for (int v = 0; v < 32; ++v) z += std::exp(row[v] - mx);
-    want += (mx + std::log(z) - row[tokens[i + 1]]) / 31.0;
-  }
+  const double want = MeanNextTokenLoss(logits, tokens);
   EXPECT_NEAR(r.loss, want, 1e-5 * want);
   mm_trainer_free(t);
 
@@ -384,12 +399,8 @@ TEST(Trainer, StepBatchWithRecurrentResets) {
   resets[13] = 1;
   in.batch = 1;
   in.recurrent_resets = resets.data();
-  mm_trainer_options slow;
-  mm_trainer_options_init(&slow, sizeof slow);
-  slow.learning_rate = 1e-30f;
-  slow.n_threads = 1;
-  mm_trainer* t = nullptr;
-  ASSERT_EQ(mm_trainer_create(&t, a.model, &slow), MM_OK);
+  mm_trainer* t = LossOnlyTrainer(a.model);
+  ASSERT_NE(t, nullptr);
   mm_train_result r;
   mm_train_result_init(&r, sizeof r);
   ASSERT_EQ(mm_train_step_batch(t, &in, &r), MM_OK) << mm_trainer_last_error(t);
@@ -402,14 +413,7 @@ TEST(Trainer, StepBatchWithRecurrentResets) {
   ASSERT_EQ(mm_session_feed(s, &tokens[13], 19, MM_LOGITS_ALL, &logits[13 * 32], 19 * 32),
             MM_OK);
   mm_session_free(s);
-  double want = 0.0;
-  for (int i = 0; i + 1 < 32; ++i) {
-    const float* row = &logits[i * 32];
-    double mx = row[0], z = 0.0;
-    for (int v = 1; v < 32; ++v) mx = std::max<double>(mx, row[v]);
-    for (int v = 0; v < 32; ++v) z += std::exp(row[v] - mx);
-    want += (mx + std::log(z) - row[tokens[i + 1]]) / 31.0;
-  }
+  const double want = MeanNextTokenLoss(logits, tokens);
   EXPECT_NEAR(r.loss, want, 1e-5 * want);
 
   // Refused, changing nothing: NULL, a struct too small, unknown fields set.
