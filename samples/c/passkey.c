@@ -27,6 +27,10 @@
  * With --prefill-base B every stream first reads the same B filler bytes
  * (read once, then restored from a snapshot), so that its key is written
  * B to B + L tokens into a stream, as a key at depth 0.75 of a 1M sample is.
+ * With --prefill-filler the streams hold no key: a sequence that continues
+ * one is a whole sample of its own (key, filler, query; --forget-share and
+ * --decoys apply), read against pools already full of a long stream's
+ * filler notes, the notes a key competes with in a long evaluation stream.
  * Filler: Jane Austen's novels (text_source "janeausten", read from a
  * uniformly drawn start offset, wrapping around) or, with --filler random,
  * uniform random lowercase letters.
@@ -235,6 +239,7 @@ typedef struct prefill {
   size_t n, length;
   size_t base; /* --prefill-base: filler every stream reads first (0: none) */
   int forget;  /* --prefill-forget: streams end with their recurrent state reset */
+  int filler;  /* --prefill-filler: streams of filler only, no key */
 } prefill;
 
 static void prefill_free(prefill *p) {
@@ -278,14 +283,16 @@ static mm_status prefill_refresh(prefill *p, size_t n, const mm_trainer *trainer
     ++p->n;
     if (base && (st = mm_session_restore(p->streams[i], base, base_size)) != MM_OK) break;
     fill_bytes(f, r, bytes, p->length);
-    size_t at = (size_t)(rng_next(r) % (p->length - kKeyDigits - 1));
-    bytes[at] = kKeyOpen;
-    for (int d = 0; d < kKeyDigits; ++d) {
-      p->keys[i][d] = (unsigned char)('0' + rng_next(r) % 10);
-      bytes[at + 1 + d] = p->keys[i][d];
+    if (!p->filler) {
+      size_t at = (size_t)(rng_next(r) % (p->length - kKeyDigits - 1));
+      bytes[at] = kKeyOpen;
+      for (int d = 0; d < kKeyDigits; ++d) {
+        p->keys[i][d] = (unsigned char)('0' + rng_next(r) % 10);
+        bytes[at + 1 + d] = p->keys[i][d];
+      }
+      bytes[at + 1 + kKeyDigits] = kKeyClose;
+      p->key_at[i] = p->base + at;
     }
-    bytes[at + 1 + kKeyDigits] = kKeyClose;
-    p->key_at[i] = p->base + at;
     for (size_t k = 0; k < p->length; ++k) tokens[k] = bytes[k];
     st = mm_session_feed(p->streams[i], tokens, p->length, MM_LOGITS_NONE, NULL, 0);
     if (st == MM_OK && p->forget) st = mm_session_reset_recurrent(p->streams[i]);
@@ -804,6 +811,10 @@ static int cmd_train(int argc, char **argv) {
       pre.forget = 1;
       continue;
     }
+    if (r == 0 && !strcmp(x, "--prefill-filler")) {
+      pre.filler = 1;
+      continue;
+    }
     if (ok && !strcmp(x, "--out")) out = argv[++i];
     else if (ok && !strcmp(x, "--init")) init = argv[++i];
     else if (ok && !strcmp(x, "--filler")) filler_kind = argv[++i];
@@ -868,6 +879,8 @@ static int cmd_train(int argc, char **argv) {
               "          so that its key lies B to B + L bytes deep; the base is read once]\n"
               "         [--prefill-forget: the streams' recurrent state is reset after their\n"
               "          L bytes, so that only the pools carry the key]\n"
+              "         [--prefill-filler: the streams hold no key; the sequences that\n"
+              "          continue them are whole samples, read against their full pools]\n"
               "  optim: [--lr 2e-3] [--lr-final 0.1 (fraction)] [--warmup 30] [--clip 1]\n"
               "         [--weight-decay 0.1] [--straight-through] [--init MODEL]\n"
               "         [--device cpu|cuda (where the trainer runs; checks run on the CPU)]\n"
@@ -966,9 +979,9 @@ static int cmd_train(int argc, char **argv) {
          steps ? "steps" : cpu_budget ? "CPU seconds" : "seconds");
   if (forget_share > 0) printf(", recurrent resets in a share %g of the sequences", forget_share);
   if (pre.length) {
-    printf(", prefill %zu tokens (share %g, %zu streams, every %zu steps, base %zu%s)",
+    printf(", prefill %zu tokens (share %g, %zu streams, every %zu steps, base %zu%s%s)",
            pre.length, prefill_share, prefill_streams, prefill_every, pre.base,
-           pre.forget ? ", recurrent state reset" : "");
+           pre.forget ? ", recurrent state reset" : "", pre.filler ? ", filler only" : "");
   }
   printf("\n");
   fflush(stdout);
@@ -1002,12 +1015,15 @@ static int cmd_train(int argc, char **argv) {
         rc = fail_status("prefill", st);
         break;
       }
-      size_t held = 0;
-      for (size_t i = 0; i < pre.n; ++i) {
-        held += key_layers(pre.streams[i], &cfg, pre.key_at[i]) != 0;
+      printf("prefill at step %zu: ", step);
+      if (!pre.filler) {
+        size_t held = 0;
+        for (size_t i = 0; i < pre.n; ++i) {
+          held += key_layers(pre.streams[i], &cfg, pre.key_at[i]) != 0;
+        }
+        printf("the key is in a pool in %zu of %zu streams; ", held, pre.n);
       }
-      printf("prefill at step %zu: the key is in a pool in %zu of %zu streams; the first "
-             "stream's pools hold", step, held, pre.n);
+      printf("the first stream's pools hold");
       for (uint32_t l = 0; l < cfg.n_layer; ++l) {
         printf(" %d", (int)mm_session_pool_size(pre.streams[0], l));
       }
@@ -1015,10 +1031,13 @@ static int cmd_train(int argc, char **argv) {
     }
     for (size_t b = 0; b < B; ++b) {
       from[b] = NULL;
+      size_t i = 0;
       if (pre.length && rng_uniform(&data) < prefill_share) {
-        /* Filler, the query, and the key of the stream continued. */
-        size_t i = (size_t)(rng_next(&data) % pre.n);
+        i = (size_t)(rng_next(&data) % pre.n);
         from[b] = pre.streams[i];
+      }
+      if (from[b] && !pre.filler) {
+        /* Filler, the query, and the key of the stream continued. */
         fill_bytes(&f, &data, sample, T - kKeyDigits - 1);
         sample[T - kKeyDigits - 1] = kQuery;
         memcpy(sample + T - kKeyDigits, pre.keys[i], kKeyDigits);

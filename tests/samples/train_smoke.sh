@@ -62,6 +62,16 @@ for base in 0 96; do
   grep -q "^prefill at step 2: the key is in a pool in [0-4] of 4 streams" "$work/prefill_train.txt"
   grep -q "saved $work/prefill.safetensors" "$work/prefill_train.txt"
 done
+# Streams of filler only: the sequences that continue them carry their own
+# key, reset between it and the query.
+"$bin/passkey" train --init "$work/passkey.safetensors" --out "$work/prefill.safetensors" \
+  --steps 3 --seq-min 64 --seq 64 --batch-tokens 128 --eval-every 0 --filler $filler \
+  --threads 1 --prefill 200 --prefill-share 1 --prefill-every 2 --prefill-filler \
+  --forget-share 1 > "$work/prefill_train.txt"
+cat "$work/prefill_train.txt"
+grep -q "every 2 steps, base 0, filler only)" "$work/prefill_train.txt"
+grep -q "^prefill at step 2: the first stream's pools hold" "$work/prefill_train.txt"
+grep -q "saved $work/prefill.safetensors" "$work/prefill_train.txt"
 "$bin/passkey" eval "$work/passkey.safetensors" --lengths 64,300 --depths 0,1 --samples 2 \
   --filler $filler --fidelity-tokens 256 --threads 1 --table "$work/table.md" > "$work/eval.txt"
 grep -q "key in a pool [0-2]/2" "$work/eval.txt"
