@@ -18,5 +18,6 @@ func structSizes() map[string]int {
 		"mm_eval_result":     C.sizeof_mm_eval_result,
 		"mm_fidelity":        C.sizeof_mm_fidelity,
 		"mm_sample_options":  C.sizeof_mm_sample_options,
+		"mm_train_batch":     C.sizeof_mm_train_batch,
 	}
 }

@@ -467,3 +467,45 @@ func TestTrain_DataParallelWithoutGPUs(t *testing.T) {
 		}
 	}
 }
+
+func TestTrain_StepBatchWithRecurrentResets(t *testing.T) {
+	m := smallModel(t, 7)
+	plain := newTrainer(t, m, trainOptions())
+	resets := newTrainer(t, m, trainOptions())
+	batch := patternBatch(2, 16)
+	none := make([]byte, len(batch))
+
+	// No byte set: the same call as TrainStep, bit for bit.
+	want, err := plain.TrainStep(batch, 2, 16, nil)
+	must(t, err)
+	got, err := resets.TrainStepBatch(&TrainBatch{Tokens: batch, Batch: 2, SeqLen: 16,
+		RecurrentResets: none})
+	skipIfUnsupported(t, err, "recurrent resets")
+	must(t, err)
+	if got != want || !sameBits(weightsProbe(t, resets), weightsProbe(t, plain)) {
+		t.Fatalf("no resets %+v, TrainStep %+v", got, want)
+	}
+
+	// A reset in the middle of the first sequence changes its loss.
+	mid := make([]byte, len(batch))
+	mid[8] = 1
+	want, err = plain.TrainStep(batch, 2, 16, nil)
+	must(t, err)
+	got, err = resets.TrainStepBatch(&TrainBatch{Tokens: batch, Batch: 2, SeqLen: 16,
+		RecurrentResets: mid})
+	must(t, err)
+	if got.Step != 2 || got.Tokens != want.Tokens || got.Loss == want.Loss {
+		t.Fatalf("a reset made no difference: %+v against %+v", got, want)
+	}
+
+	// Resets of the wrong length, or no batch at all, are refused and change nothing.
+	weights := weightsProbe(t, resets)
+	_, err = resets.TrainStepBatch(&TrainBatch{Tokens: batch, Batch: 2, SeqLen: 16,
+		RecurrentResets: mid[:31]})
+	expectCode(t, err, CodeInvalidArgument)
+	_, err = resets.TrainStepBatch(nil)
+	expectCode(t, err, CodeInvalidArgument)
+	if resets.StepCount() != 2 || !sameBits(weightsProbe(t, resets), weights) {
+		t.Fatal("a refused step changed the trainer")
+	}
+}

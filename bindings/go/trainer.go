@@ -3,6 +3,25 @@ package memmamba
 /*
 #include <stdlib.h>
 #include "memmamba/memmamba.h"
+
+// The batch struct is built on the C side: cgo may not store Go pointers
+// (the caller's slices) in memory it passes to C, but may pass them as
+// arguments.
+static mm_status go_train_step_batch(mm_trainer *trainer, const int32_t *tokens, size_t batch,
+                                     size_t seq_len, const uint8_t *loss_mask,
+                                     const mm_session *const *sessions,
+                                     const uint8_t *recurrent_resets, mm_train_result *result) {
+  mm_train_batch in;
+  mm_status st = mm_train_batch_init(&in, sizeof in);
+  if (st != MM_OK) return st;
+  in.tokens = tokens;
+  in.batch = batch;
+  in.seq_len = seq_len;
+  in.loss_mask = loss_mask;
+  in.sessions = sessions;
+  in.recurrent_resets = recurrent_resets;
+  return mm_train_step_batch(trainer, &in, result);
+}
 */
 import "C"
 
@@ -176,7 +195,7 @@ func (t *Trainer) check(st C.mm_status) error {
 // the token a target (entries at t = 0 are ignored). On error nothing
 // changes.
 func (t *Trainer) TrainStep(tokens []int32, batch, seqLen int, mask []byte) (TrainResult, error) {
-	return t.trainStep(nil, false, tokens, batch, seqLen, mask)
+	return t.TrainStepBatch(&TrainBatch{Tokens: tokens, Batch: batch, SeqLen: seqLen, LossMask: mask})
 }
 
 // TrainStepFrom is TrainStep where sequence b continues the stream of
@@ -194,36 +213,78 @@ func (t *Trainer) TrainStepFrom(sessions []*Session, tokens []int32, batch, seqL
 	if len(sessions) != batch {
 		return TrainResult{}, invalid("%d sessions for a batch of %d sequences", len(sessions), batch)
 	}
-	return t.trainStep(sessions, true, tokens, batch, seqLen, mask)
+	if sessions == nil {
+		sessions = []*Session{} // batch 0: still a call from sessions
+	}
+	return t.TrainStepBatch(&TrainBatch{Tokens: tokens, Batch: batch, SeqLen: seqLen,
+		LossMask: mask, Sessions: sessions})
 }
 
-// trainStep is TrainStep (from false) or TrainStepFrom (from true, one
-// session or nil per sequence).
-func (t *Trainer) trainStep(sessions []*Session, from bool, tokens []int32, batch, seqLen int,
-	mask []byte) (TrainResult, error) {
+// TrainBatch is the input of one training call (mm_train_batch): Batch
+// sequences of SeqLen token ids, row-major, and what else the call may take.
+type TrainBatch struct {
+	Tokens   []int32
+	Batch    int
+	SeqLen   int
+	LossMask []byte     // nil, or a byte per token: non-zero makes it a target (t = 0 ignored)
+	Sessions []*Session // nil, or one per sequence: the stream it continues (nil entry: empty state)
+	// RecurrentResets is nil, or a byte per token: non-zero at (b, t) zeroes
+	// sequence b's recurrent state (every layer's scan state and conv
+	// inputs) before position t while its notes and pools go on, the
+	// function a session computes with ResetRecurrent between feeding
+	// positions < t and >= t. The answer's gradient then reaches the note
+	// block only through the notes. CPU trainers only.
+	RecurrentResets []byte
+}
+
+// TrainStepBatch runs one training call on the inputs b describes
+// (mm_train_step_batch): TrainStep, TrainStepFrom (b.Sessions), and
+// recurrent resets. A trainer on a GPU gives CodeUnsupported for resets and
+// for sessions. On error nothing changes.
+func (t *Trainer) TrainStepBatch(b *TrainBatch) (TrainResult, error) {
 	if t.p == nil {
 		return TrainResult{}, closedError("trainer")
 	}
+	if b == nil {
+		return TrainResult{}, invalid("no batch")
+	}
+	batch, seqLen := b.Batch, b.SeqLen
 	if batch < 0 || seqLen < 0 || (seqLen > 0 && batch > int(^uint(0)>>1)/seqLen) {
 		return TrainResult{}, invalid("batch %d x seq_len %d is not a valid shape", batch, seqLen)
 	}
-	if len(tokens) != batch*seqLen {
-		return TrainResult{}, invalid("%d tokens for a batch of %d x %d = %d", len(tokens), batch, seqLen, batch*seqLen)
+	n := batch * seqLen
+	if len(b.Tokens) != n {
+		return TrainResult{}, invalid("%d tokens for a batch of %d x %d = %d", len(b.Tokens), batch, seqLen, n)
 	}
-	var maskPtr *C.uint8_t
-	if mask != nil {
-		if len(mask) != len(tokens) {
-			return TrainResult{}, invalid("a loss mask of %d bytes for %d tokens", len(mask), len(tokens))
+	bytesPtr := func(what string, v []byte) (*C.uint8_t, error) {
+		if v == nil {
+			return nil, nil
 		}
-		if len(mask) > 0 {
-			maskPtr = (*C.uint8_t)(unsafe.Pointer(&mask[0]))
+		if len(v) != n {
+			return nil, invalid("%s of %d bytes for %d tokens", what, len(v), n)
 		}
+		if n == 0 {
+			return nil, nil
+		}
+		return (*C.uint8_t)(unsafe.Pointer(&v[0])), nil
+	}
+	maskPtr, err := bytesPtr("a loss mask", b.LossMask)
+	if err != nil {
+		return TrainResult{}, err
+	}
+	resetsPtr, err := bytesPtr("recurrent resets", b.RecurrentResets)
+	if err != nil {
+		return TrainResult{}, err
 	}
 	// C pointers in Go memory: allowed, and C reads them during the call only.
 	var handles []*C.mm_session
-	if from {
-		handles = make([]*C.mm_session, len(sessions))
-		for i, s := range sessions {
+	var hp **C.mm_session
+	if b.Sessions != nil {
+		if len(b.Sessions) != batch {
+			return TrainResult{}, invalid("%d sessions for a batch of %d sequences", len(b.Sessions), batch)
+		}
+		handles = make([]*C.mm_session, len(b.Sessions)+1) // never empty: a non-NULL array
+		for i, s := range b.Sessions {
 			if s == nil {
 				continue // empty state
 			}
@@ -232,27 +293,18 @@ func (t *Trainer) trainStep(sessions []*Session, from bool, tokens []int32, batc
 			}
 			handles[i] = s.p
 		}
+		hp = &handles[0]
 	}
 	var r C.mm_train_result
 	r.struct_size = C.sizeof_mm_train_result
-	var st C.mm_status
-	if from {
-		var hp **C.mm_session
-		if len(handles) > 0 {
-			hp = &handles[0]
-		}
-		st = C.mm_train_step_from(t.p, hp, tokensPtr(tokens), C.size_t(batch), C.size_t(seqLen),
-			maskPtr, &r)
-	} else {
-		st = C.mm_train_step(t.p, tokensPtr(tokens), C.size_t(batch), C.size_t(seqLen), maskPtr, &r)
-	}
-	err := t.check(st)
+	st := C.go_train_step_batch(t.p, tokensPtr(b.Tokens), C.size_t(batch), C.size_t(seqLen),
+		maskPtr, hp, resetsPtr, &r)
+	err = t.check(st)
 	runtime.KeepAlive(t)
-	for _, s := range sessions {
+	for _, s := range b.Sessions {
 		runtime.KeepAlive(s)
 	}
-	runtime.KeepAlive(tokens)
-	runtime.KeepAlive(mask)
+	runtime.KeepAlive(b)
 	if err != nil {
 		return TrainResult{}, err
 	}

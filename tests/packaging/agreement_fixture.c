@@ -108,6 +108,7 @@ int main(int argc, char **argv) {
   fprintf(f, "mm_eval_result %zu\n", sizeof(mm_eval_result));
   fprintf(f, "mm_fidelity %zu\n", sizeof(mm_fidelity));
   fprintf(f, "mm_sample_options %zu\n", sizeof(mm_sample_options));
+  fprintf(f, "mm_train_batch %zu\n", sizeof(mm_train_batch));
   if (fclose(f) != 0) return fail(path, "cannot write");
 
   mm_session_free(r);

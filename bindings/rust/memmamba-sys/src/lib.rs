@@ -219,6 +219,18 @@ pub struct mm_train_result {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mm_train_batch {
+    pub struct_size: u32,
+    pub tokens: *const i32,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub loss_mask: *const u8,
+    pub sessions: *const *const mm_session,
+    pub recurrent_resets: *const u8,
+}
+
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct mm_eval_result {
     pub struct_size: u32,
@@ -375,6 +387,12 @@ extern "C" {
         batch: usize,
         seq_len: usize,
         loss_mask: *const u8,
+        result: *mut mm_train_result,
+    ) -> mm_status;
+    pub fn mm_train_batch_init(batch: *mut mm_train_batch, size: usize) -> mm_status;
+    pub fn mm_train_step_batch(
+        trainer: *mut mm_trainer,
+        batch: *const mm_train_batch,
         result: *mut mm_train_result,
     ) -> mm_status;
     pub fn mm_trainer_set_learning_rate(trainer: *mut mm_trainer, learning_rate: f32) -> mm_status;

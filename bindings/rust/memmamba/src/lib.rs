@@ -38,7 +38,7 @@ pub use eval::{EvalResult, Fidelity};
 pub use model::{Config, Device, Dtype, Fusion, Math, Model, ModelOptions, PoolPolicy};
 pub use session::{Logits, Note, Session, SessionOptions};
 pub use snapshot::SnapshotInfo;
-pub use train::{TrainResult, Trainer, TrainerOptions};
+pub use train::{TrainBatch, TrainResult, Trainer, TrainerOptions};
 
 /// The raw C declarations, for what the safe API does not cover.
 pub use memmamba_sys as sys;

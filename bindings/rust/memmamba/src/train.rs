@@ -96,7 +96,46 @@ impl TrainerOptions {
     }
 }
 
-/// What one `train_step` or `train_step_from` did (`mm_train_result`).
+/// The inputs of one training call (`mm_train_batch`): `batch` sequences of
+/// `seq_len` token ids, row-major, and what else the call may take. Start
+/// from `TrainBatch::new`; fields may be added in later versions.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct TrainBatch<'a> {
+    pub tokens: &'a [i32],
+    pub batch: usize,
+    pub seq_len: usize,
+    /// One byte per token: non-zero makes the token a target (entries at
+    /// t = 0 are ignored). `None`: every token from t = 1 on.
+    pub loss_mask: Option<&'a [u8]>,
+    /// One entry per sequence: the session whose stream it continues
+    /// (`None`: empty state), as in `Trainer::train_step_from`.
+    pub sessions: Option<&'a [Option<&'a Session>]>,
+    /// One byte per token: non-zero at (b, t) zeroes sequence b's recurrent
+    /// state (every layer's scan state and conv inputs) before position t,
+    /// while its notes and pools go on: the function a session computes
+    /// with `Session::reset_recurrent` between feeding positions < t and
+    /// >= t. The answer's gradient then reaches the note block only through
+    /// the notes. CPU trainers only.
+    pub recurrent_resets: Option<&'a [u8]>,
+}
+
+impl<'a> TrainBatch<'a> {
+    /// `batch` sequences of `seq_len` tokens from empty state, every token
+    /// from t = 1 on a target, no resets.
+    pub fn new(tokens: &'a [i32], batch: usize, seq_len: usize) -> Self {
+        TrainBatch {
+            tokens,
+            batch,
+            seq_len,
+            loss_mask: None,
+            sessions: None,
+            recurrent_resets: None,
+        }
+    }
+}
+
+/// What one training call did (`mm_train_result`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainResult {
     /// Mean cross-entropy (nats) over this call's targets.
@@ -201,7 +240,9 @@ impl Trainer {
         seq_len: usize,
         mask: Option<&[u8]>,
     ) -> Result<TrainResult> {
-        self.step_impl(None, tokens, batch, seq_len, mask)
+        let mut b = TrainBatch::new(tokens, batch, seq_len);
+        b.loss_mask = mask;
+        self.train_step_batch(&b)
     }
 
     /// `train_step` where sequence b continues the stream of `sessions[b]`
@@ -222,75 +263,77 @@ impl Trainer {
         seq_len: usize,
         mask: Option<&[u8]>,
     ) -> Result<TrainResult> {
-        if sessions.len() != batch {
-            return Err(invalid(format!(
-                "{} sessions for a batch of {} sequences",
-                sessions.len(),
-                batch
-            )));
-        }
-        let handles: Vec<*const sys::mm_session> = sessions
-            .iter()
-            .map(|s| s.map_or(ptr::null(), |s| s.as_ptr()))
-            .collect();
-        self.step_impl(Some(&handles), tokens, batch, seq_len, mask)
+        let mut b = TrainBatch::new(tokens, batch, seq_len);
+        b.loss_mask = mask;
+        b.sessions = Some(sessions);
+        self.train_step_batch(&b)
     }
 
-    // One training call, from empty state (`sessions` None) or continuing
-    // the given session handles (`batch` of them, null for empty state).
-    fn step_impl(
-        &mut self,
-        sessions: Option<&[*const sys::mm_session]>,
-        tokens: &[i32],
-        batch: usize,
-        seq_len: usize,
-        mask: Option<&[u8]>,
-    ) -> Result<TrainResult> {
-        let expected = batch
-            .checked_mul(seq_len)
-            .ok_or_else(|| invalid(format!("batch {} x seq_len {} overflows", batch, seq_len)))?;
-        if tokens.len() != expected {
+    /// One training call on the inputs `batch` describes
+    /// (`mm_train_step_batch`): `train_step`, `train_step_from`, and
+    /// recurrent resets (see `TrainBatch`). A trainer on a GPU gives
+    /// `Code::Unsupported` for resets and for sessions. On error nothing
+    /// changes.
+    pub fn train_step_batch(&mut self, batch: &TrainBatch<'_>) -> Result<TrainResult> {
+        let expected = batch.batch.checked_mul(batch.seq_len).ok_or_else(|| {
+            invalid(format!(
+                "batch {} x seq_len {} overflows",
+                batch.batch, batch.seq_len
+            ))
+        })?;
+        if batch.tokens.len() != expected {
             return Err(invalid(format!(
                 "{} tokens for a batch of {} x {} = {}",
-                tokens.len(),
-                batch,
-                seq_len,
+                batch.tokens.len(),
+                batch.batch,
+                batch.seq_len,
                 expected
             )));
         }
-        if let Some(m) = mask {
-            if m.len() != expected {
-                return Err(invalid(format!(
-                    "a loss mask of {} bytes for {} tokens",
-                    m.len(),
-                    expected
-                )));
+        for (what, bytes) in [
+            ("a loss mask", batch.loss_mask),
+            ("recurrent resets", batch.recurrent_resets),
+        ] {
+            if let Some(b) = bytes {
+                if b.len() != expected {
+                    return Err(invalid(format!(
+                        "{} of {} bytes for {} tokens",
+                        what,
+                        b.len(),
+                        expected
+                    )));
+                }
             }
         }
+        let handles: Option<Vec<*const sys::mm_session>> = match batch.sessions {
+            None => None,
+            Some(s) if s.len() != batch.batch => {
+                return Err(invalid(format!(
+                    "{} sessions for a batch of {} sequences",
+                    s.len(),
+                    batch.batch
+                )));
+            }
+            Some(s) => Some(
+                s.iter()
+                    .map(|s| s.map_or(ptr::null(), |s| s.as_ptr()))
+                    .collect(),
+            ),
+        };
+        let bytes_ptr = |b: Option<&[u8]>| b.map_or(ptr::null(), |b| b.as_ptr());
+        let raw_batch = sys::mm_train_batch {
+            struct_size: size_of::<sys::mm_train_batch>() as u32,
+            tokens: batch.tokens.as_ptr(),
+            batch: batch.batch,
+            seq_len: batch.seq_len,
+            loss_mask: bytes_ptr(batch.loss_mask),
+            sessions: handles.as_ref().map_or(ptr::null(), |h| h.as_ptr()),
+            recurrent_resets: bytes_ptr(batch.recurrent_resets),
+        };
         let mut raw = sys::mm_train_result::default();
         raw.struct_size = size_of::<sys::mm_train_result>() as u32;
-        let loss_mask = mask.map_or(ptr::null(), |m| m.as_ptr());
-        let status = unsafe {
-            match sessions {
-                None => sys::mm_train_step(
-                    self.ptr.as_ptr(),
-                    tokens.as_ptr(),
-                    batch,
-                    seq_len,
-                    loss_mask,
-                    &mut raw,
-                ),
-                Some(handles) => sys::mm_train_step_from(
-                    self.ptr.as_ptr(),
-                    handles.as_ptr(),
-                    tokens.as_ptr(),
-                    batch,
-                    seq_len,
-                    loss_mask,
-                    &mut raw,
-                ),
-            }
-        };
+        let status =
+            unsafe { sys::mm_train_step_batch(self.ptr.as_ptr(), &raw_batch, &mut raw) };
         check(status, || self.last_error())?;
         Ok(TrainResult {
             loss: raw.loss,

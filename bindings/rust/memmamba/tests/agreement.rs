@@ -111,10 +111,11 @@ fn struct_sizes_equal_the_c_compilers() {
             "mm_eval_result" => size_of::<sys::mm_eval_result>(),
             "mm_fidelity" => size_of::<sys::mm_fidelity>(),
             "mm_sample_options" => size_of::<sys::mm_sample_options>(),
+            "mm_train_batch" => size_of::<sys::mm_train_batch>(),
             other => panic!("unknown struct {} in struct_sizes.txt", other),
         };
         assert_eq!(ours, size, "{}", name);
         checked += 1;
     }
-    assert_eq!(checked, 9);
+    assert_eq!(checked, 10);
 }

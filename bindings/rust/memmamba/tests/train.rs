@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use memmamba::{Code, Logits, Model, Session, Trainer, TrainerOptions};
+use memmamba::{Code, Logits, Model, Session, TrainBatch, Trainer, TrainerOptions};
 
 fn options() -> TrainerOptions {
     TrainerOptions {
@@ -524,4 +524,48 @@ fn data_parallel_without_gpus() {
     if let Err(e) = memmamba::NcclId::create() {
         assert!(e.code == Code::Unsupported || e.code == Code::Comm, "{}", e);
     }
+}
+
+#[test]
+fn train_step_batch_with_recurrent_resets() {
+    let model = small_model(7);
+    let test = "train_step_batch_with_recurrent_resets";
+    let mut plain = match trainer_or_skip(test, &model, &options()) {
+        Some(t) => t,
+        None => return,
+    };
+    let mut resets = Trainer::new(&model, &options()).unwrap();
+    let batch = pattern_batch(2, 16);
+    let none = vec![0u8; batch.len()];
+
+    // No byte set: the same call as train_step, bit for bit.
+    let want = plain.train_step(&batch, 2, 16, None).unwrap();
+    let mut b = TrainBatch::new(&batch, 2, 16);
+    b.recurrent_resets = Some(&none);
+    let got = match resets.train_step_batch(&b) {
+        Ok(r) => r,
+        Err(e) if e.code == Code::Unsupported => {
+            skip(test, &format!("the library cannot reset in training: {}", e));
+            return;
+        }
+        Err(e) => panic!("train_step_batch: {}", e),
+    };
+    assert_eq!(got, want);
+    assert!(same_bits(&weights_probe(&resets), &weights_probe(&plain)));
+
+    // A reset in the middle of the first sequence changes its loss.
+    let mut mid = vec![0u8; batch.len()];
+    mid[8] = 1;
+    let want = plain.train_step(&batch, 2, 16, None).unwrap();
+    b.recurrent_resets = Some(&mid);
+    let got = resets.train_step_batch(&b).unwrap();
+    assert_eq!((got.step, got.tokens), (2, want.tokens));
+    assert_ne!(got.loss, want.loss, "a reset made no difference");
+
+    // Resets of the wrong length are refused and change nothing.
+    let weights = weights_probe(&resets);
+    b.recurrent_resets = Some(&mid[..31]);
+    expect_code(resets.train_step_batch(&b), Code::InvalidArgument);
+    assert_eq!(resets.step_count(), 2);
+    assert!(same_bits(&weights_probe(&resets), &weights));
 }
