@@ -11,12 +11,25 @@
 # length when 90% of a check is right, or after half the steps), then one
 # more run of PHASE_STEPS steps at 2048 tokens for each learning rate in
 # PHASE_LRS (each continues from the saved model, with fresh optimizer
-# state and the next seed).
+# state and the next seed), then the memory phases, where the recurrent
+# state resets between the key and the query in a share of the sequences
+# (passkey train --forget-share), so that only the notes can carry the key
+# there: one run at 2048 tokens and learning rate 1e-3 for each
+# SHARE:STEPS:SEED of FORGET_PHASES, then MEMORY_STEPS steps of
+# MEMORY_SEQ-token sequences (four times the answers a step) with share
+# FORGET_SHARE, --decoys 3, learning rate MEMORY_LR and seed SEED + 11,
+# half of which continue streams of 65,536 filler bytes (MEMORY_ARGS:
+# --prefill-filler), so that keys are written and read against pools full
+# of a long stream's notes.
 # Knobs (environment): STEPS (2000), PHASE_STEPS (1200), PHASE_LRS
-# ("1.5e-3 1e-3"; "" for none), CAPACITY (16: the MemMamba's
+# ("1.5e-3 1e-3"; "" for none), FORGET_PHASES ("0.5:1200:5 0.75:2400:6
+# 0.9:5000:9"; "" for none), MEMORY_STEPS (4000; 0 for none),
+# MEMORY_SEQ (512), MEMORY_LR (1e-3), FORGET_SHARE (0.9), MEMORY_ARGS
+# ("--prefill 16384 --prefill-base 49152 --prefill-share 0.5
+# --prefill-every 50 --prefill-filler"), CAPACITY (16: the MemMamba's
 # pool_capacity), SEED (1), SAMPLES (4 per cell), LENGTHS, DEPTHS,
 # THREADS (1), TRAIN_ARGS (extra arguments for every training run),
-# PHASE1_ARGS (extra arguments for the first run only, e.g.
+# PHASE1_ARGS (extra arguments for the first run only; default
 # "--straight-through --decoys 3"), PREFILL_PHASES (after those, one more
 # run of PHASE_STEPS for each LENGTH:LR:EVERY, e.g. "65536:1e-3:25
 # 262144:7e-4:50": half the sequences continue streams of LENGTH filler
@@ -31,6 +44,13 @@ mkdir -p "$out"
 STEPS=${STEPS:-2000}
 PHASE_STEPS=${PHASE_STEPS:-1200}
 PHASE_LRS=${PHASE_LRS-1.5e-3 1e-3}
+FORGET_PHASES=${FORGET_PHASES-0.5:1200:5 0.75:2400:6 0.9:5000:9}
+MEMORY_STEPS=${MEMORY_STEPS:-4000}
+MEMORY_SEQ=${MEMORY_SEQ:-512}
+MEMORY_LR=${MEMORY_LR:-1e-3}
+FORGET_SHARE=${FORGET_SHARE:-0.9}
+MEMORY_ARGS=${MEMORY_ARGS-"--prefill 16384 --prefill-base 49152 --prefill-share 0.5 \
+--prefill-every 50 --prefill-filler"}
 CAPACITY=${CAPACITY:-16}
 SEED=${SEED:-1}
 SAMPLES=${SAMPLES:-4}
@@ -38,7 +58,7 @@ THREADS=${THREADS:-1}
 LENGTHS=${LENGTHS:-1024,4096,16384,65536,262144,1048576}
 DEPTHS=${DEPTHS:-0,0.25,0.5,0.75,1}
 TRAIN_ARGS=${TRAIN_ARGS:-}
-PHASE1_ARGS=${PHASE1_ARGS:-}
+PHASE1_ARGS=${PHASE1_ARGS-"--straight-through --decoys 3"}
 PREFILL_PHASES=${PREFILL_PHASES:-}
 PARALLEL=${PARALLEL:-0}
 phase1="--steps $STEPS --seed $SEED --threads $THREADS --seq-min 32 --seq 2048 --batch-tokens 2048 \
@@ -59,6 +79,26 @@ train() { # name capacity
     "$bin" train --init "$out/$1.safetensors" --out "$out/$1.safetensors" --lr "$lr" --seed "$seed" \
       $later >> "$out/$1.train.log" 2>&1
   done
+  for phase in $FORGET_PHASES; do
+    share=${phase%%:*}
+    rest=${phase#*:}
+    args="--steps ${rest%%:*} --seed ${rest#*:} --threads $THREADS --seq-min 2048 --seq 2048 \
+--batch-tokens 4096 --eval-every 400 --eval-samples 16 --probe 16384 --lr 1e-3 \
+--forget-share $share $TRAIN_ARGS"
+    echo "$bin train --init $out/$1.safetensors --out $out/$1.safetensors $args"
+    # shellcheck disable=SC2086
+    "$bin" train --init "$out/$1.safetensors" --out "$out/$1.safetensors" $args \
+      >> "$out/$1.train.log" 2>&1
+  done
+  if [ "$MEMORY_STEPS" -gt 0 ]; then
+    args="--steps $MEMORY_STEPS --threads $THREADS --seq-min $MEMORY_SEQ --seq $MEMORY_SEQ \
+--batch-tokens 4096 --eval-every 400 --eval-samples 16 --probe 16384 --lr $MEMORY_LR \
+--forget-share $FORGET_SHARE --decoys 3 --seed $((SEED + 11)) $MEMORY_ARGS $TRAIN_ARGS"
+    echo "$bin train --init $out/$1.safetensors --out $out/$1.safetensors $args"
+    # shellcheck disable=SC2086
+    "$bin" train --init "$out/$1.safetensors" --out "$out/$1.safetensors" $args \
+      >> "$out/$1.train.log" 2>&1
+  fi
   for phase in $PREFILL_PHASES; do
     seed=$((seed + 1))
     length=${phase%%:*}
