@@ -907,6 +907,10 @@ static int cmd_train(int argc, char **argv) {
                     "--seq-min and --depth-edge in [0, 0.5]\n", kOverhead + 1);
     return 2;
   }
+  if ((pre.forget || pre.filler) && !pre.length) {
+    fprintf(stderr, "passkey train: --prefill-forget and --prefill-filler need --prefill L\n");
+    return 2;
+  }
   filler f;
   char err[512];
   if (filler_load(&f, filler_kind, err, sizeof err)) {

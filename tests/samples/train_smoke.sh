@@ -93,6 +93,13 @@ for args in "/nonexistent/file" "$source --holdout 2" "$source --seq 1" "$source
     exit 1
   fi
 done
+status=0
+"$bin/passkey" train --out "$work/bad.safetensors" --steps 1 --prefill-filler > "$work/bad.txt" 2>&1 ||
+  status=$?
+if [ "$status" -ne 2 ] || ! grep -q "need --prefill" "$work/bad.txt"; then
+  echo "passkey train --prefill-filler without --prefill: exit $status" >&2
+  exit 1
+fi
 echo "junk" > "$work/junk.safetensors"
 status=0
 "$bin/passkey" eval "$work/junk.safetensors" --lengths 64 --samples 1 > "$work/bad.txt" 2>&1 || status=$?
