@@ -80,13 +80,19 @@ std::unique_ptr<Model> PerturbedModel(const ModelConfig& config, uint64_t seed) 
   return std::move(*m);
 }
 
+// n token ids in [0, V), drawn from mt19937(seed).
+std::vector<int32_t> RandomTokens(int64_t n, int64_t V, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> tokens(n);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng() % V);
+  return tokens;
+}
+
 // A session of `model` fed `n` random tokens (seeded by `seed`).
 std::unique_ptr<Session> StreamedSession(const Model& model, int64_t n, uint32_t seed) {
   auto s = Session::Create(&model, 0);
   EXPECT_TRUE(s.ok()) << s.status();
-  std::mt19937 rng(seed);
-  std::vector<int32_t> tokens(n);
-  for (auto& t : tokens) t = static_cast<int32_t>(rng() % model.config().vocab_size);
+  const std::vector<int32_t> tokens = RandomTokens(n, model.config().vocab_size, seed);
   EXPECT_TRUE((*s)->Feed(tokens.data(), tokens.size(), LogitsMode::kNone, nullptr, 0).ok());
   return std::move(*s);
 }
@@ -304,9 +310,7 @@ TEST(FromState, LossEqualsFeedingTheStream) {
     const ModelConfig c = SmallConfig(g);
     std::unique_ptr<Model> model = PerturbedModel(c, 13);
     const int64_t T = 40, V = c.vocab_size, prefix = 48;
-    std::vector<int32_t> tokens(T);
-    std::mt19937 rng(17);
-    for (auto& t : tokens) t = static_cast<int32_t>(rng() % V);
+    std::vector<int32_t> tokens = RandomTokens(T, V, 17);
     std::unique_ptr<Session> stream = StreamedSession(*model, prefix, 23);
     if (c.memory_enabled()) {
       ASSERT_EQ(static_cast<int64_t>(stream->state().layers[0].pool.size()), c.pool_capacity)
@@ -345,9 +349,7 @@ TEST(Resets, LossEqualsFeedingWithRecurrentResets) {
     const ModelConfig c = SmallConfig(g);
     std::unique_ptr<Model> model = PerturbedModel(c, 13);
     const int64_t T = 40, V = c.vocab_size, prefix = 48;
-    std::vector<int32_t> tokens(T);
-    std::mt19937 rng(19);
-    for (auto& t : tokens) t = static_cast<int32_t>(rng() % V);
+    std::vector<int32_t> tokens = RandomTokens(T, V, 19);
     std::unique_ptr<Session> stream = StreamedSession(*model, prefix, 29);
     // A session where the batch's sequence starts: the stream again, or empty.
     auto start = [&](bool from_stream) {
