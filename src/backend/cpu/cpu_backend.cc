@@ -85,6 +85,30 @@ void ConvChannels(const ConvArgs& a, int64_t e0, int64_t e1) {
   }
 }
 
+// One note's share of a read's backward over dh values: dq += ds·k,
+// dk += ds·q, dv += p·do. Each element is one fused multiply-add, so the
+// vector and scalar paths give the same bits; the pointers are the caller's
+// separate buffers (the compiler cannot know that, hence the intrinsics).
+inline void AccumulateReadGrads(float ds, float p, const float* k, const float* q,
+                                const float* dout, int64_t dh, float* dq, float* dk,
+                                float* dv) {
+  int64_t d = 0;
+#if MM_CPU_AVX2
+  const __m256 vds = _mm256_set1_ps(ds), vp = _mm256_set1_ps(p);
+  for (; d + 8 <= dh; d += 8) {
+    _mm256_storeu_ps(dq + d, _mm256_fmadd_ps(vds, _mm256_loadu_ps(k + d), _mm256_loadu_ps(dq + d)));
+    _mm256_storeu_ps(dk + d, _mm256_fmadd_ps(vds, _mm256_loadu_ps(q + d), _mm256_loadu_ps(dk + d)));
+    _mm256_storeu_ps(dv + d,
+                     _mm256_fmadd_ps(vp, _mm256_loadu_ps(dout + d), _mm256_loadu_ps(dv + d)));
+  }
+#endif
+  for (; d < dh; ++d) {
+    dq[d] = std::fma(ds, k[d], dq[d]);
+    dk[d] = std::fma(ds, q[d], dk[d]);
+    dv[d] = std::fma(p, dout[d], dv[d]);
+  }
+}
+
 // d SiLU(x) / dx = σ(x)·(1 + x·(1 − σ(x))).
 inline float SiluGrad(float x) {
   const float s = Sigmoid(x);
@@ -202,6 +226,13 @@ void ScanBackwardChannels8(const ScanBackwardArgs& g, int64_t e0, int64_t e1, fl
       const float* B = a.B + t * a.ld_bc;
       float* dl = deltas + (t - t0) * nb;
       const float* u = a.xc + t * E + e0;
+      // The walk back reads z and dy and writes dz, which nothing here
+      // touches first: ask for their rows now, a chunk of rows ahead of use.
+      for (int64_t i = 0; i < nb; i += 16) {
+        _mm_prefetch(reinterpret_cast<const char*>(a.z + t * a.ld_z + e0 + i), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(g.dy + t * E + e0 + i), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(g.dz + t * g.ld_dz + e0 + i), _MM_HINT_T0);
+      }
       for (int64_t i = 0; i < nb; i += 8) {
         _mm256_storeu_ps(dl + i, cpu::Softplus8(_mm256_add_ps(
                                      _mm256_loadu_ps(a.dt + t * E + e0 + i),
@@ -656,28 +687,38 @@ class CpuBackend final : public Backend {
     const int64_t blocks = (E + kScanBlock - 1) / kScanBlock;
     int64_t max_t = 0;  // streams may differ in length
     for (int64_t i = 0; i < n; ++i) max_t = std::max(max_t, streams[i].fwd.T);
-    std::vector<float> part(static_cast<size_t>(blocks * 2 * max_t * N));
+    // Every buffer below is written before it is read (the kernels clear
+    // their parts of `part`), so none is zero-filled: with many short
+    // streams that filling was most of the call.
+    std::unique_ptr<float[]> part(new float[blocks * 2 * max_t * N]);
+    // Per thread: states and decays [rows, N, kScanBlock], carry [N,
+    // kScanBlock], deltas [rows, kScanBlock]; one allocation for the call.
+    const int64_t rows = std::min(max_t, kScanChunk);
+    const int64_t per_thread = (2 * rows * N + N + rows) * kScanBlock;
+    std::unique_ptr<float[]> scratch(new float[n_threads_ * per_thread]);
+    const cpu::FlushDenormals flush;  // this thread; each worker sets its own
     for (int64_t i = 0; i < n; ++i) {
       const ScanBackwardArgs& g = streams[i];
       const int64_t T = g.fwd.T;
       const int threads = T * E * N >= 32768 ? n_threads_ : 1;
 #pragma omp parallel num_threads(threads)
       {
-        std::vector<float> states(kScanChunk * N * kScanBlock), carry(N * kScanBlock),
-            deltas(kScanChunk * kScanBlock), decays(kScanChunk * N * kScanBlock);
+        const cpu::FlushDenormals flush_worker;
+        float* states = scratch.get() + omp_get_thread_num() * per_thread;
+        float* decays = states + rows * N * kScanBlock;
+        float* carry = decays + rows * N * kScanBlock;
+        float* deltas = carry + N * kScanBlock;
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < blocks; ++blk) {
           const int64_t e0 = blk * kScanBlock, e1 = std::min(E, e0 + kScanBlock);
-          float* pb = part.data() + blk * 2 * T * N;
+          float* pb = part.get() + blk * 2 * T * N;
 #if MM_CPU_AVX2
           if ((e1 - e0) % 8 == 0) {
-            ScanBackwardChannels8(g, e0, e1, states.data(), decays.data(), carry.data(),
-                                  deltas.data(), pb, pb + T * N);
+            ScanBackwardChannels8(g, e0, e1, states, decays, carry, deltas, pb, pb + T * N);
             continue;
           }
 #endif
-          ScanBackwardChannels(g, e0, e1, states.data(), carry.data(), deltas.data(), pb,
-                               pb + T * N);
+          ScanBackwardChannels(g, e0, e1, states, carry, deltas, pb, pb + T * N);
         }
       }
       // dB, dC: the channel blocks summed in block order.
@@ -731,14 +772,8 @@ class CpuBackend final : public Backend {
       }
       for (int64_t j = 0; j < m; ++j) {
         const float ds = p[j] * (dp[j] - mean) * scale;
-        float* dk = dkeys[j] + off;
-        float* dv = dvalues[j] + off;
-        const float* k = keys[j] + off;
-        for (int64_t d = 0; d < dh; ++d) {
-          dq[off + d] += ds * k[d];
-          dk[d] += ds * q[off + d];
-          dv[d] += p[j] * dout[off + d];
-        }
+        AccumulateReadGrads(ds, p[j], keys[j] + off, q + off, dout + off, dh, dq + off,
+                            dkeys[j] + off, dvalues[j] + off);
       }
     }
   }
