@@ -103,11 +103,32 @@ struct LayerCache {
   ReadCache tok, lay;
 };
 
+}  // namespace
+
+struct GradientWorkspace {
+  std::vector<std::vector<float>> x;  // GradientPass::x_
+  std::vector<Notes> notes;           // GradientPass::notes_
+  std::vector<LayerCache> caches;     // GradientPass::caches_
+  // LayerBackward's gradients of the layer's activations.
+  std::vector<float> dxbar, dy, dxz, dxc, ddt, ddbc, dh, da;
+};
+
+void GradientWorkspaceDeleter::operator()(GradientWorkspace* w) const { delete w; }
+
+GradientWorkspacePtr MakeGradientWorkspace() { return GradientWorkspacePtr(new GradientWorkspace); }
+
+namespace {
+
 class GradientPass {
  public:
   GradientPass(const Model& model, const Batch& batch, const GradientOptions& options,
                Gradients* grads)
-      : model_(model),
+      : ws_(options.workspace != nullptr ? *options.workspace : own_),
+        persistent_(options.workspace != nullptr),
+        x_(ws_.x),
+        notes_(ws_.notes),
+        caches_(ws_.caches),
+        model_(model),
         straight_through_(options.straight_through),
         keep_bytes_(options.keep_activations_bytes),
         c_(model.config()),
@@ -165,6 +186,16 @@ class GradientPass {
   // Threads for the per-sequence attention loops: one for small batches.
   int ReadThreads() const { return B_ > 1 && M_ * S_ >= 65536 ? model_.n_threads() : 1; }
 
+  GradientWorkspace own_;  // without options.workspace
+  GradientWorkspace& ws_;
+  const bool persistent_;  // ws_ outlives the pass: keep its buffers
+  std::vector<std::vector<float>>& x_;  // x_[l]: input of layer l, [M, D]
+  std::vector<Notes>& notes_;
+  // The activations of the layer being worked on: caches_[l] when every
+  // layer's fit in keep_bytes_ (the backward then recomputes nothing),
+  // else caches_[0], refilled by a recomputation in the backward.
+  std::vector<LayerCache>& caches_;
+
   const Model& model_;
   const bool straight_through_;
   const double keep_bytes_;
@@ -178,13 +209,7 @@ class GradientPass {
   std::vector<Segment> segments_;  // in (b, t0) order; one per sequence without resets
   int64_t checkpoints_ = 0;        // scan checkpoints of all segments
 
-  ModelWeights G_;                     // gradients, shaped like the weights
-  std::vector<std::vector<float>> x_;  // x_[l]: input of layer l, [M, D]
-  std::vector<Notes> notes_;
-  // The activations of the layer being worked on: caches_[l] when every
-  // layer's fit in keep_bytes_ (the backward then recomputes nothing),
-  // else caches_[0], refilled by a recomputation in the backward.
-  std::vector<LayerCache> caches_;
+  ModelWeights G_;  // gradients, shaped like the weights
   LayerCache* cur_ = nullptr;
   bool keep_all_ = false;
 };
@@ -605,14 +630,20 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
     LayerForward(l, u, out.data());  // recompute this layer's activations
   }
   LayerCache& lc = *cur_;
+  // The workspace's buffers: each is written in full before it is read
+  // (the segments cover every row), except da, which gathers sums.
   // dx holds the gradient of the layer's output; x̄ passes it through.
-  std::vector<float> dxbar(dx, dx + M_ * D_);
+  float* dxbar = Fit(&ws_.dxbar, M_ * D_);
+  std::memcpy(dxbar, dx, M_ * D_ * sizeof(float));
   // out = x̄ + out_proj·y.
-  std::vector<float> dy(M_ * E_);
+  float* dy = Fit(&ws_.dy, M_ * E_);
   be_.MatmulBackwardWeight(dx, M_, D_, lc.y.data(), E_, D_, E_, GL.out_proj.f32.data());
-  be_.MatmulBackwardInput(dx, M_, D_, LW.out_proj.f32.data(), D_, E_, dy.data(), E_, false);
+  be_.MatmulBackwardInput(dx, M_, D_, LW.out_proj.f32.data(), D_, E_, dy, E_, false);
   // Scan.
-  std::vector<float> dxz(M_ * 2 * E_), dxc(M_ * E_), ddt(M_ * E_), ddbc(M_ * ld_dbc_);
+  float* dxz = Fit(&ws_.dxz, M_ * 2 * E_);
+  float* dxc = Fit(&ws_.dxc, M_ * E_);
+  float* ddt = Fit(&ws_.ddt, M_ * E_);
+  float* ddbc = Fit(&ws_.ddbc, M_ * ld_dbc_);
   std::vector<float> dA(N_ * E_, 0.0f);
   const int64_t n_seg = static_cast<int64_t>(segments_.size());
   std::vector<ScanBackwardArgs> sb(n_seg);
@@ -625,13 +656,13 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
     g.fwd = SegmentScanArgs(s, l, lc.xz.data(), lc.xc.data(), lc.dbc.data(), lc.dt.data(),
                             nullptr);
     g.checkpoints = lc.checkpoints.data() + s.checkpoint * N_ * E_;
-    g.dy = dy.data() + row * E_;
-    g.dxc = dxc.data() + row * E_;
-    g.ddt = ddt.data() + row * E_;
-    g.dB = ddbc.data() + row * ld_dbc_ + R_;
-    g.dC = ddbc.data() + row * ld_dbc_ + R_ + N_;
+    g.dy = dy + row * E_;
+    g.dxc = dxc + row * E_;
+    g.ddt = ddt + row * E_;
+    g.dB = ddbc + row * ld_dbc_ + R_;
+    g.dC = ddbc + row * ld_dbc_ + R_ + N_;
     g.ld_dbc = ld_dbc_;
-    g.dz = dxz.data() + row * 2 * E_ + E_;
+    g.dz = dxz + row * 2 * E_ + E_;
     g.ld_dz = 2 * E_;
     g.dA = dA.data();
     g.dD = GL.D.data();
@@ -643,15 +674,15 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
     for (int64_t n = 0; n < N_; ++n) GL.A_log[e * N_ + n] += dA[n * E_ + e] * LW.A[n * E_ + e];
   }
   // dt = dt_proj·δ (δ = the first R columns of dbc).
-  be_.MatmulBackwardWeight(ddt.data(), M_, E_, lc.dbc.data(), ld_dbc_, E_, R_,
+  be_.MatmulBackwardWeight(ddt, M_, E_, lc.dbc.data(), ld_dbc_, E_, R_,
                            GL.dt_proj.f32.data());
-  be_.MatmulBackwardInput(ddt.data(), M_, E_, LW.dt_proj.f32.data(), E_, R_, ddbc.data(),
+  be_.MatmulBackwardInput(ddt, M_, E_, LW.dt_proj.f32.data(), E_, R_, ddbc,
                           ld_dbc_, false);
   // dbc = x_proj·xc.
-  be_.MatmulBackwardWeight(ddbc.data(), M_, ld_dbc_, lc.xc.data(), E_, ld_dbc_, E_,
+  be_.MatmulBackwardWeight(ddbc, M_, ld_dbc_, lc.xc.data(), E_, ld_dbc_, E_,
                            GL.x_proj.f32.data());
-  be_.MatmulBackwardInput(ddbc.data(), M_, ld_dbc_, LW.x_proj.f32.data(), ld_dbc_, E_,
-                          dxc.data(), E_, true);
+  be_.MatmulBackwardInput(ddbc, M_, ld_dbc_, LW.x_proj.f32.data(), ld_dbc_, E_,
+                          dxc, E_, true);
   // xc = SiLU(conv(ξ) + bias).
   std::vector<ConvBackwardArgs> cb(n_seg);
   for (int64_t i = 0; i < n_seg; ++i) {
@@ -666,30 +697,31 @@ void GradientPass::LayerBackward(int64_t l, const float* u, float* dx) {
     g.w = LW.conv_w.data();
     g.b = LW.conv_b.data();
     g.prev = s.carried ? batch_.initial[s.b]->layers[l].conv.data() : nullptr;
-    g.dout = dxc.data() + row * E_;
-    g.dxi = dxz.data() + row * 2 * E_;
+    g.dout = dxc + row * E_;
+    g.dxi = dxz + row * 2 * E_;
     g.ld_dxi = 2 * E_;
     g.dw = GL.conv_w.data();
     g.db = GL.conv_b.data();
   }
   be_.ConvSiluBackward(cb.data(), n_seg);
   // xz = in_proj·h; h = RMSNorm(x̄).
-  std::vector<float> dh(M_ * D_);
-  be_.MatmulBackwardWeight(dxz.data(), M_, 2 * E_, lc.h.data(), D_, 2 * E_, D_,
+  float* dh = Fit(&ws_.dh, M_ * D_);
+  be_.MatmulBackwardWeight(dxz, M_, 2 * E_, lc.h.data(), D_, 2 * E_, D_,
                            GL.in_proj.f32.data());
-  be_.MatmulBackwardInput(dxz.data(), M_, 2 * E_, LW.in_proj.f32.data(), 2 * E_, D_,
-                          dh.data(), D_, false);
-  be_.RmsNormBackward(lc.xbar.data(), M_, D_, LW.norm.data(), c_.norm_eps, dh.data(),
-                      dxbar.data(), true, GL.norm.data());
+  be_.MatmulBackwardInput(dxz, M_, 2 * E_, LW.in_proj.f32.data(), 2 * E_, D_,
+                          dh, D_, false);
+  be_.RmsNormBackward(lc.xbar.data(), M_, D_, LW.norm.data(), c_.norm_eps, dh,
+                      dxbar, true, GL.norm.data());
   // x̄ = u + reads(a): dx = dx̄ + RMSNorm'(da).
-  std::memcpy(dx, dxbar.data(), M_ * D_ * sizeof(float));
+  std::memcpy(dx, dxbar, M_ * D_ * sizeof(float));
   if (!c_.memory_enabled()) return;
-  std::vector<float> da(M_ * D_, 0.0f);
-  ReadBackward(l, /*cross=*/false, dxbar.data(), da.data());
-  if (LW.has_lay) ReadBackward(l, /*cross=*/true, dxbar.data(), da.data());
+  float* da = Fit(&ws_.da, M_ * D_);
+  std::fill(da, da + M_ * D_, 0.0f);
+  ReadBackward(l, /*cross=*/false, dxbar, da);
+  if (LW.has_lay) ReadBackward(l, /*cross=*/true, dxbar, da);
   // Every reader of this layer's notes (itself and later layers) is done.
-  NotesBackward(l, da.data());
-  be_.RmsNormBackward(u, M_, D_, LW.note_norm.data(), c_.norm_eps, da.data(), dx, true,
+  NotesBackward(l, da);
+  be_.RmsNormBackward(u, M_, D_, LW.note_norm.data(), c_.norm_eps, da, dx, true,
                       GL.note_norm.data());
 }
 
@@ -751,7 +783,16 @@ absl::Status GradientPass::Run(BatchStats* stats) {
     if (m->is_bf16()) return Error(ErrorCode::kUnsupported, "gradients need f32 weights");
   }
   AllocateWeights(c_, &G_);
-  notes_.assign(c_.n_layer, Notes());
+  // A workspace's notes and caches keep their buffers (every one is
+  // overwritten before it is read); their bookkeeping starts afresh.
+  notes_.resize(c_.n_layer);
+  for (Notes& nt : notes_) {
+    nt.nw = 0;
+    nt.kept = 0;
+    nt.done = false;
+    nt.s0.clear();
+    nt.versions.clear();
+  }
   {
     // Floats of one layer's activations (LayerCache), roughly.
     const double per_layer =
@@ -759,9 +800,9 @@ absl::Status GradientPass::Run(BatchStats* stats) {
         4.0 * (checkpoints_ + static_cast<double>(segments_.size())) * N_ * E_ +
         4.0 * 4 * B_ * (T_ / c_.note_window + 1 + P_) * 2 * S_ * (1 + c_.cross_layer_span);
     keep_all_ = per_layer * c_.n_layer <= keep_bytes_;
-    caches_.assign(keep_all_ ? c_.n_layer : 1, LayerCache());
+    caches_.resize(keep_all_ ? c_.n_layer : 1);
   }
-  x_.assign(c_.n_layer + 1, {});
+  x_.resize(c_.n_layer + 1);
 
   // Forward.
   std::vector<float>& x0 = x_[0];
@@ -776,10 +817,10 @@ absl::Status GradientPass::Run(BatchStats* stats) {
   // Loss, then backward layer by layer.
   std::vector<float> dx(M_ * D_);
   const double loss_sum = LossAndHeadBackward(x_[c_.n_layer].data(), dx.data(), n_targets);
-  std::vector<float>().swap(x_[c_.n_layer]);
+  if (!persistent_) std::vector<float>().swap(x_[c_.n_layer]);
   for (int64_t l = c_.n_layer - 1; l >= 0; --l) {
     LayerBackward(l, x_[l].data(), dx.data());
-    if (l > 0) std::vector<float>().swap(x_[l]);
+    if (l > 0 && !persistent_) std::vector<float>().swap(x_[l]);
   }
   for (int64_t m = 0; m < M_; ++m) {
     float* g = &G_.embedding.f32[batch_.tokens[m] * D_];

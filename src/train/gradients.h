@@ -6,6 +6,7 @@
 #define MEMMAMBA_TRAIN_GRADIENTS_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/status.h"
@@ -38,6 +39,17 @@ struct Batch {
 // its shapes are the config's and its position closes a note window.
 [[nodiscard]] absl::Status CheckInitialState(const ModelConfig& config, const StreamState& state);
 
+// Buffers a gradient pass leaves behind for the next one (activations,
+// notes, layer inputs), so that steps of the same shape neither allocate nor
+// fault in fresh pages. Opaque; MakeGradientWorkspace makes one. Contents
+// between calls are unspecified: every pass overwrites what it reads.
+struct GradientWorkspace;
+struct GradientWorkspaceDeleter {
+  void operator()(GradientWorkspace* w) const;
+};
+using GradientWorkspacePtr = std::unique_ptr<GradientWorkspace, GradientWorkspaceDeleter>;
+GradientWorkspacePtr MakeGradientWorkspace();
+
 struct GradientOptions {
   // DESIGN 6: every completed earlier window is a read candidate weighted by
   // keep + score - stopgrad(score).
@@ -48,6 +60,9 @@ struct GradientOptions {
   double keep_activations_bytes = 1024.0 * 1024.0 * 1024.0;
   // The same on a CUDA device (train/cuda_train.h); < 0: 40 % of its memory.
   double device_keep_activations_bytes = -1.0;
+  // Where the CPU pass keeps its buffers between calls (one pass at a time
+  // per workspace); NULL: its own, freed at the end of the call.
+  GradientWorkspace* workspace = nullptr;
 };
 
 struct BatchStats {

@@ -219,6 +219,7 @@ absl::Status Trainer::CheckBatch(const Batch& batch) const {
 absl::Status Trainer::StepOnHost(const Batch& batch, StepResult* result) {
   GradientOptions go;
   go.straight_through = options_.straight_through;
+  go.workspace = workspace_.get();
   BatchStats stats;
   Gradients g;
   MM_RETURN_IF_ERROR(ComputeGradients(*model_, batch, go, &stats, &g));

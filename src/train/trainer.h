@@ -121,6 +121,8 @@ class Trainer {
   int64_t accum_count_ = 0;
   int64_t step_ = 0;
   std::vector<float> keep_fraction_;
+  // The CPU gradient pass's buffers, kept from one step to the next.
+  GradientWorkspacePtr workspace_ = MakeGradientWorkspace();
 };
 
 }  // namespace memmamba
