@@ -272,6 +272,38 @@ TEST(Recompute, SameGradientsAsKeepingActivations) {
   }
 }
 
+// A workspace carried from pass to pass (as a trainer carries it) holds the
+// last pass's buffers; a pass of another shape, with or without kept
+// activations and resets, still gives the bits of a pass with its own.
+TEST(Workspace, ReusedAcrossShapesGivesTheBitsOfAFreshPass) {
+  ModelConfig c = SmallConfig(GradCase{"ws"});
+  std::unique_ptr<Model> model = PerturbedModel(c, 5);
+  GradientWorkspacePtr ws = MakeGradientWorkspace();
+  std::mt19937 rng(17);
+  struct Shape {
+    int64_t B, T;
+    bool recompute, reset;
+  } shapes[] = {{3, 40, false, false}, {2, 17, false, true}, {4, 24, true, false},
+                {1, 9, false, true}, {3, 40, false, true}};
+  for (const Shape& sh : shapes) {
+    std::vector<int32_t> tokens(sh.B * sh.T);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng() % c.vocab_size);
+    std::vector<uint8_t> resets(sh.B * sh.T, 0);
+    if (sh.reset) resets[sh.T / 2] = 1;
+    Batch batch{tokens.data(), sh.B, sh.T, nullptr};
+    if (sh.reset) batch.resets = resets.data();
+    GradientOptions fresh, reused;
+    if (sh.recompute) fresh.keep_activations_bytes = reused.keep_activations_bytes = 0;
+    reused.workspace = ws.get();
+    BatchStats s1, s2;
+    Gradients g1, g2;
+    ASSERT_TRUE(ComputeGradients(*model, batch, fresh, &s1, &g1).ok());
+    ASSERT_TRUE(ComputeGradients(*model, batch, reused, &s2, &g2).ok());
+    EXPECT_EQ(s1.loss_sum, s2.loss_sum) << sh.B << "x" << sh.T;
+    EXPECT_EQ(g1, g2) << sh.B << "x" << sh.T;
+  }
+}
+
 }  // namespace
 }  // namespace memmamba
 
