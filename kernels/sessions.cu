@@ -244,8 +244,8 @@ __global__ void __launch_bounds__(kMixerThreads)
 // at most 32; lane g holds states g, g + G, ...: kSPL of them), so a row's
 // dependency chain is one state update and a G-lane sum, not N updates; or,
 // G = 1, a lane holds a whole channel (many streams, see the launch).
-// With G = 1 and N <= 16, SlotScanLaneKernel computes the same with fewer
-// instructions; kSPL 32 remains for 16 < N <= 32, and for channels whose
+// With G = 1 and N <= 16, SlotScanLaneKernel (SlotScanStepKernel for
+// one-token steps) computes the same with fewer instructions; kSPL 32 remains for 16 < N <= 32, and for channels whose
 // state offsets do not fit 32 bits.
 template <int kSPL>
 __global__ void __launch_bounds__(kMixerThreads)
@@ -339,6 +339,48 @@ __global__ void __launch_bounds__(kMixerThreads) SlotScanLaneKernel(mmc_slot_sca
   for (int n = 0; n < 16; ++n) {
     if (n < N) st[n * E] = s[n];
   }
+}
+
+// SlotScanLaneKernel for one-token steps (T = 1): a channel's states in two
+// rounds of 8 (load, update, store), so a thread holds half of them: 56
+// registers instead of 84, nine blocks a multiprocessor instead of six, and
+// more of the state's loads in flight. The same operations in the same
+// order, so the same bits. Many sessions stepping at once are bound by this
+// kernel's trips to memory, not by its arithmetic.
+__global__ void __launch_bounds__(kMixerThreads) SlotScanStepKernel(mmc_slot_scan_args a) {
+  const int64_t idx = blockIdx.x * int64_t{kMixerThreads} + threadIdx.x;
+  if (idx >= a.streams * a.E) return;
+  const int64_t b = idx / a.E;
+  const int E = static_cast<int>(a.E), N = static_cast<int>(a.N);
+  const int e = static_cast<int>(idx - b * a.E);
+  float* st = a.state + (static_cast<int64_t>(a.slots[b]) * a.n_layer + a.layer) * a.N * a.E + e;
+  const float* Ae = a.A + e;
+  const float d = Softplus(a.dt[b * E + e] + a.dt_bias[e]);
+  const float u = a.xc[b * E + e];
+  const float du = d * u;
+  const float* Br = a.B + b * a.ld_bc;
+  const float* Cr = a.C + b * a.ld_bc;
+  float acc = 0.0f;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float s[8], A[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int n = h * 8 + i;
+      s[i] = n < N ? st[n * E] : 0.0f;
+      A[i] = n < N ? Ae[n * E] : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int n = h * 8 + i;
+      if (n < N) {
+        s[i] = __expf(d * A[i]) * s[i] + du * Br[n];
+        acc += s[i] * Cr[n];
+        st[n * E] = s[i];
+      }
+    }
+  }
+  a.y[b * E + e] = (acc + a.D[e] * u) * Silu(a.z[b * a.ld_z + e]);
 }
 
 // The note block of one stream's call over several windows: the rows walk
@@ -624,7 +666,9 @@ MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args*
     const int64_t blocks = CeilDiv(a.streams * a.E << g_shift, kMixerThreads);
     if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
     const unsigned grid = static_cast<unsigned>(blocks);
-    if (per_channel && a.N <= 16 && a.N * a.E < INT32_MAX) {
+    if (per_channel && a.N <= 16 && a.N * a.E < INT32_MAX && a.T == 1) {
+      SlotScanStepKernel<<<grid, kMixerThreads, 0, ctx->stream>>>(a);
+    } else if (per_channel && a.N <= 16 && a.N * a.E < INT32_MAX) {
       SlotScanLaneKernel<<<grid, kMixerThreads, 0, ctx->stream>>>(a);
     } else if (per_channel) {
       SlotScanKernel<32><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
