@@ -34,7 +34,10 @@
 # run of PHASE_STEPS for each LENGTH:LR:EVERY, e.g. "65536:1e-3:25
 # 262144:7e-4:50": half the sequences continue streams of LENGTH filler
 # bytes holding a key, built anew every EVERY steps; see passkey train
-# --prefill), PARALLEL=1 to train both models at once (two cores).
+# --prefill), PARALLEL=1 to train both models at once (two cores),
+# CHECK_EVERY (the runs after the first check accuracy at 2048 and 16,384
+# tokens once, at their end; CHECK_EVERY=N checks every N steps instead:
+# ~5 s each, and no check changes a trained weight).
 set -eu
 build=${1:-build}
 out=${2:-bench/passkey-out}
@@ -64,7 +67,7 @@ PARALLEL=${PARALLEL:-0}
 phase1="--steps $STEPS --seed $SEED --threads $THREADS --seq-min 32 --seq 2048 --batch-tokens 2048 \
 --stage-share 0.5 --eval-every 25 --lr 3e-3 --window 8 --d-state 8 $TRAIN_ARGS $PHASE1_ARGS"
 later="--steps $PHASE_STEPS --threads $THREADS --seq-min 2048 --seq 2048 --batch-tokens 4096 \
---eval-every 100 --probe 16384 $TRAIN_ARGS"
+--eval-every ${CHECK_EVERY:-$PHASE_STEPS} --probe 16384 $TRAIN_ARGS"
 
 train() { # name capacity
   # shellcheck disable=SC2086
@@ -83,8 +86,8 @@ train() { # name capacity
     share=${phase%%:*}
     rest=${phase#*:}
     args="--steps ${rest%%:*} --seed ${rest#*:} --threads $THREADS --seq-min 2048 --seq 2048 \
---batch-tokens 4096 --eval-every 400 --eval-samples 16 --probe 16384 --lr 1e-3 \
---forget-share $share $TRAIN_ARGS"
+--batch-tokens 4096 --eval-every ${CHECK_EVERY:-${rest%%:*}} --eval-samples 16 --probe 16384 \
+--lr 1e-3 --forget-share $share $TRAIN_ARGS"
     echo "$bin train --init $out/$1.safetensors --out $out/$1.safetensors $args"
     # shellcheck disable=SC2086
     "$bin" train --init "$out/$1.safetensors" --out "$out/$1.safetensors" $args \
@@ -92,7 +95,8 @@ train() { # name capacity
   done
   if [ "$MEMORY_STEPS" -gt 0 ]; then
     args="--steps $MEMORY_STEPS --threads $THREADS --seq-min $MEMORY_SEQ --seq $MEMORY_SEQ \
---batch-tokens 4096 --eval-every 400 --eval-samples 16 --probe 16384 --lr $MEMORY_LR \
+--batch-tokens 4096 --eval-every ${CHECK_EVERY:-$MEMORY_STEPS} --eval-samples 16 --probe 16384 \
+--lr $MEMORY_LR \
 --forget-share $FORGET_SHARE --decoys 3 --seed $((SEED + 11)) $MEMORY_ARGS $TRAIN_ARGS"
     echo "$bin train --init $out/$1.safetensors --out $out/$1.safetensors $args"
     # shellcheck disable=SC2086
