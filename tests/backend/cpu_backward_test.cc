@@ -3,6 +3,7 @@
 // lengths; other callers need not).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
@@ -120,6 +121,110 @@ TEST(CpuScanBackward, MixedLengthsEqualOneCallPerStream) {
   EXPECT_EQ(dD1, dD2);
   EXPECT_EQ(db1, db2);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(per_stream[i], s[i].dbc) << i;
+}
+
+// A float kept as rounded: the compiler cannot fuse it into a multiply-add.
+float Rounded(float x) {
+#if defined(__x86_64__)
+  asm("" : "+x"(x));
+#endif
+  return x;
+}
+
+// A read's backward written out plainly: every dot product's products
+// rounded and added one by one from d = 0, the softmax and Σ p·dp as the
+// backend defines them, one fused multiply-add per gradient element.
+void PlainReadBackward(const std::vector<float>& q, const std::vector<const float*>& keys,
+                       const std::vector<const float*>& values, int64_t S, int64_t H,
+                       const std::vector<float>& dout, std::vector<float>* dq,
+                       std::vector<std::vector<float>>* dk, std::vector<std::vector<float>>* dv) {
+  const int64_t m = static_cast<int64_t>(keys.size()), dh = S / H;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  auto dot = [&](const float* a, const float* b) {
+    float sum = 0.0f;
+    for (int64_t d = 0; d < dh; ++d) sum = Rounded(sum + Rounded(a[d] * b[d]));
+    return sum;
+  };
+  dq->assign(S, 0.0f);
+  for (int64_t h = 0; h < H; ++h) {
+    const int64_t off = h * dh;
+    std::vector<float> p(m), dp(m);
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < m; ++j) {
+      p[j] = dot(&q[off], keys[j] + off) * scale;
+      dp[j] = dot(&dout[off], values[j] + off);
+      mx = std::max(mx, p[j]);
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < m; ++j) sum += (p[j] = std::exp(p[j] - mx));
+    const float inv = 1.0f / sum;
+    float mean = 0.0f;
+    for (int64_t j = 0; j < m; ++j) mean = std::fma(p[j] *= inv, dp[j], mean);
+    for (int64_t j = 0; j < m; ++j) {
+      const float ds = p[j] * (dp[j] - mean) * scale;
+      for (int64_t d = 0; d < dh; ++d) {
+        (*dq)[off + d] = std::fma(ds, keys[j][off + d], (*dq)[off + d]);
+        (*dk)[j][off + d] = std::fma(ds, q[off + d], (*dk)[j][off + d]);
+        (*dv)[j][off + d] = std::fma(p[j], dout[off + d], (*dv)[j][off + d]);
+      }
+    }
+  }
+}
+
+// The backend's read backward gives the plain loops' bits where a head's
+// width is a multiple of 8 (the vector path, with note counts that fill
+// and do not fill its groups of eight), and agrees to rounding elsewhere.
+TEST(CpuPoolAttendBackward, EqualsThePlainLoops) {
+  std::unique_ptr<Backend> be = CreateCpuBackend(1);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  struct Shape {
+    int64_t S, H;
+  };
+  for (const Shape sh : {Shape{16, 2}, Shape{64, 4}, Shape{32, 1}, Shape{24, 2}, Shape{12, 4}}) {
+    for (const int64_t m : {1, 3, 8, 9, 17}) {
+      const int64_t S = sh.S, H = sh.H;
+      std::vector<float> q(S), dout(S);
+      for (float& x : q) x = nd(rng);
+      for (float& x : dout) x = nd(rng);
+      std::vector<std::vector<float>> k(m, std::vector<float>(S)), v = k;
+      for (auto& row : k) for (float& x : row) x = nd(rng);
+      for (auto& row : v) for (float& x : row) x = nd(rng);
+      std::vector<const float*> keys, values;
+      for (int64_t j = 0; j < m; ++j) {
+        keys.push_back(k[j].data());
+        values.push_back(v[j].data());
+      }
+      // Both accumulate into gradients that already hold something.
+      std::vector<std::vector<float>> dk(m, std::vector<float>(S, 0.25f)), dv = dk;
+      std::vector<std::vector<float>> dk_ref = dk, dv_ref = dv;
+      std::vector<float*> dkp, dvp;
+      for (int64_t j = 0; j < m; ++j) {
+        dkp.push_back(dk[j].data());
+        dvp.push_back(dv[j].data());
+      }
+      std::vector<float> dq(S, 9.0f), dq_ref;
+      be->PoolAttendBackward(q.data(), m, keys.data(), values.data(), S, H, dout.data(),
+                             dq.data(), dkp.data(), dvp.data());
+      PlainReadBackward(q, keys, values, S, H, dout, &dq_ref, &dk_ref, &dv_ref);
+      const bool exact = (S / H) % 8 == 0;
+      auto check = [&](const std::vector<float>& got, const std::vector<float>& want) {
+        for (int64_t i = 0; i < S; ++i) {
+          if (exact) {
+            ASSERT_EQ(got[i], want[i]) << "S " << S << " H " << H << " m " << m << " i " << i;
+          } else {
+            ASSERT_NEAR(got[i], want[i], 1e-5f * (1.0f + std::abs(want[i])))
+                << "S " << S << " H " << H << " m " << m << " i " << i;
+          }
+        }
+      };
+      check(dq, dq_ref);
+      for (int64_t j = 0; j < m; ++j) {
+        check(dk[j], dk_ref[j]);
+        check(dv[j], dv_ref[j]);
+      }
+    }
+  }
 }
 
 }  // namespace
