@@ -207,7 +207,11 @@ TEST(CpuPoolAttendBackward, EqualsThePlainLoops) {
       be->PoolAttendBackward(q.data(), m, keys.data(), values.data(), S, H, dout.data(),
                              dq.data(), dkp.data(), dvp.data());
       PlainReadBackward(q, keys, values, S, H, dout, &dq_ref, &dk_ref, &dv_ref);
+#if defined(__x86_64__)
       const bool exact = (S / H) % 8 == 0;
+#else
+      const bool exact = false;  // no vector path, and no rounding barrier in the reference
+#endif
       auto check = [&](const std::vector<float>& got, const std::vector<float>& want) {
         for (int64_t i = 0; i < S; ++i) {
           if (exact) {
