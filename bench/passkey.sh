@@ -18,15 +18,16 @@
 # SHARE:STEPS:SEED of FORGET_PHASES, then MEMORY_STEPS steps of
 # MEMORY_SEQ-token sequences (four times the answers a step) with share
 # FORGET_SHARE, --decoys 3, learning rate MEMORY_LR and seed SEED + 11,
-# half of which continue streams of 65,536 filler bytes (MEMORY_ARGS:
-# --prefill-filler), so that keys are written and read against pools full
-# of a long stream's notes.
+# half of which continue streams of 540,672 filler bytes (MEMORY_ARGS:
+# --prefill-filler; a shared 524,288 bytes, rebuilt every 100 steps, then
+# 16,384 of each stream's own), so that keys are written and read against
+# pools full of a long stream's notes.
 # Knobs (environment): STEPS (2000), PHASE_STEPS (1200), PHASE_LRS
 # ("1.5e-3 1e-3"; "" for none), FORGET_PHASES ("0.5:1200:5 0.75:2400:6
 # 0.9:5000:9"; "" for none), MEMORY_STEPS (4000; 0 for none),
 # MEMORY_SEQ (512), MEMORY_LR (1e-3), FORGET_SHARE (0.9), MEMORY_ARGS
-# ("--prefill 16384 --prefill-base 49152 --prefill-share 0.5
-# --prefill-every 50 --prefill-filler"), CAPACITY (16: the MemMamba's
+# ("--prefill 16384 --prefill-base 524288 --prefill-share 0.5
+# --prefill-every 100 --prefill-filler"), CAPACITY (16: the MemMamba's
 # pool_capacity), SEED (1), SAMPLES (4 per cell), LENGTHS, DEPTHS,
 # THREADS (1), TRAIN_ARGS (extra arguments for every training run),
 # PHASE1_ARGS (extra arguments for the first run only; default
@@ -52,8 +53,8 @@ MEMORY_STEPS=${MEMORY_STEPS:-4000}
 MEMORY_SEQ=${MEMORY_SEQ:-512}
 MEMORY_LR=${MEMORY_LR:-1e-3}
 FORGET_SHARE=${FORGET_SHARE:-0.9}
-MEMORY_ARGS=${MEMORY_ARGS-"--prefill 16384 --prefill-base 49152 --prefill-share 0.5 \
---prefill-every 50 --prefill-filler"}
+MEMORY_ARGS=${MEMORY_ARGS-"--prefill 16384 --prefill-base 524288 --prefill-share 0.5 \
+--prefill-every 100 --prefill-filler"}
 CAPACITY=${CAPACITY:-16}
 SEED=${SEED:-1}
 SAMPLES=${SAMPLES:-4}
