@@ -245,8 +245,9 @@ __global__ void __launch_bounds__(kMixerThreads)
 // dependency chain is one state update and a G-lane sum, not N updates; or,
 // G = 1, a lane holds a whole channel (many streams, see the launch).
 // With G = 1 and N <= 16, SlotScanLaneKernel (SlotScanStepKernel for
-// one-token steps) computes the same with fewer instructions; kSPL 32 remains for 16 < N <= 32, and for channels whose
-// state offsets do not fit 32 bits.
+// one-token steps) computes the same with fewer instructions; kSPL 32
+// remains for 16 < N <= 32, and for channels whose state offsets do not fit
+// 32 bits.
 template <int kSPL>
 __global__ void __launch_bounds__(kMixerThreads)
     SlotScanKernel(mmc_slot_scan_args a, int g_shift) {
