@@ -6,9 +6,12 @@
 // (pool_capacity 0); each step with its sessions' logits brought back to
 // the host (logits:1), or without (logits:0, the model's own throughput),
 // or with each session's next token drawn on the device and only the ids
-// brought back (logits:2, mm_sessions_step_sample at temperature 1); products in fp32 (tf32:0) or on
-// TF32 tensor cores (tf32:1, MM_MATH_TF32). MM_CUDA_GRAPHS=0 in the
-// environment runs one-token steps op by op instead of as recorded graphs.
+// brought back (logits:2, mm_sessions_step_sample at temperature 1); the
+// model's mm_math: products in fp32 (math:0), on TF32 tensor cores (math:1,
+// MM_MATH_TF32), or the mixers and the head in bf16 (math:2, MM_MATH_BF16;
+// the argument was called tf32 before MM_MATH_BF16). MM_CUDA_GRAPHS=0 in
+// the environment runs one-token steps op by op instead of as recorded
+// graphs.
 //
 // Without a GPU every benchmark reports the reason as an error and the
 // program exits 0.
@@ -39,11 +42,11 @@ std::vector<int32_t> Tokens(int64_t n, int64_t V, uint32_t seed) {
   return t;
 }
 
-// Every model made stays (at most four, ~0.7 GB each on the device): the
+// Every model made stays (at most six, ~0.7 GB each on the device): the
 // benchmarks' order alternates between them.
-Setup& GetSetup(int pool, int tf32) {
+Setup& GetSetup(int pool, int math) {
   static std::map<int, Setup> cache;
-  const int key = pool * 2 + tf32;
+  const int key = pool * 3 + math;
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   Setup& s = cache[key];
@@ -56,7 +59,7 @@ Setup& GetSetup(int pool, int tf32) {
   mm_model_options o;
   mm_model_options_init(&o, sizeof o);
   o.device = MM_DEVICE_CUDA;
-  o.math = tf32 ? MM_MATH_TF32 : MM_MATH_FP32;
+  o.math = math;
   if (mm_model_create(&s.model, &c, 1, &o) != MM_OK) {
     s.error = mm_last_error();
     s.model = nullptr;
@@ -86,7 +89,7 @@ int64_t Vocab(const mm_model* m) {
 }
 
 // args: memory on/off, concurrent sessions, logits back to the host (1),
-// none (0) or sampled ids (2), TF32 products or not.
+// none (0) or sampled ids (2), mm_math.
 void BM_GpuDecode(benchmark::State& state) {
   const int pool = static_cast<int>(state.range(0));
   const int64_t B = state.range(1);
@@ -134,7 +137,7 @@ void BM_GpuDecode(benchmark::State& state) {
   for (auto* x : sessions) mm_session_free(x);
 }
 
-// args: memory on/off, tokens per feed, TF32 products or not.
+// args: memory on/off, tokens per feed, mm_math.
 void BM_GpuPrefill(benchmark::State& state) {
   const int pool = static_cast<int>(state.range(0));
   const int64_t T = state.range(1);
@@ -167,13 +170,13 @@ void BM_GpuPrefill(benchmark::State& state) {
 }
 
 BENCHMARK(BM_GpuDecode)
-    ->ArgNames({"pool", "sessions", "logits", "tf32"})
-    ->ArgsProduct({{1, 0}, {1, 16, 64, 256}, {1, 0, 2}, {0, 1}})
+    ->ArgNames({"pool", "sessions", "logits", "math"})
+    ->ArgsProduct({{1, 0}, {1, 16, 64, 256}, {1, 0, 2}, {0, 1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GpuPrefill)
-    ->ArgNames({"pool", "tokens", "tf32"})
-    ->ArgsProduct({{1, 0}, {2048}, {0, 1}})
+    ->ArgNames({"pool", "tokens", "math"})
+    ->ArgsProduct({{1, 0}, {2048}, {0, 1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -159,6 +159,7 @@ MMC_API int mmc_context_create(mmc_context** out, const mmc_context_options* opt
     mmc_context* ctx = new mmc_context;
     ctx->device = opts.device;
     ctx->allow_tf32 = opts.allow_tf32 != 0;
+    ctx->bf16_products = opts.bf16_products != 0;
     int previous = 0;
     cudaGetDevice(&previous);
     auto fail = [&](int status) {
@@ -455,6 +456,7 @@ MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   t.decode_scan = mmc_decode_scan;
   t.sample_rows = mmc_sample_rows;
   t.decode_linear_conv = mmc_decode_linear_conv;
+  t.decode_linear_bf16 = mmc_decode_linear_bf16;
   std::memcpy(table, &t, t.struct_size);
   return MMC_OK;
 }

@@ -10,7 +10,8 @@
 //   x̂ = x | RMSNorm(x) (mmc_rms_norm's reduction, the same bits) | the causal
 //   conv + bias + SiLU of the slot's K−1 previous inputs and x (read only).
 //   Every block builds all rows' x̂ in shared memory (a few KiB, from L2),
-//   then a warp per output reads its row of w once, in 16-byte loads, for
+//   then a warp per output reads its row of w once, four weights a load
+//   (fp32, or bf16 widened exactly: half the bytes, the same fp32 sums), for
 //   every row. Optionally the conv runs on the way out instead, on outputs
 //   n < conv_n: the in projection hands the x projection ξc, so the conv is
 //   computed once per channel, not once in each of the x projection's
@@ -44,10 +45,22 @@ using slot_ops::kWarps;
 constexpr int kMaxConvK = 16;
 constexpr int kHeld = 12;  // float4s of a weight row a lane loads early: K <= 1536 whole
 
-// conv_n > 0: mmc_decode_linear_conv's conv of outputs n < conv_n into conv_y.
-template <int kRows, int kInput>
+// Four consecutive weights from float4 k4 of a row: fp32, or bf16 widened
+// exactly (the upper 16 bits of a float; the first in the low half).
+__device__ __forceinline__ float4 LoadWeights4(const float* row, int64_t k4) {
+  return __ldg(reinterpret_cast<const float4*>(row) + k4);
+}
+__device__ __forceinline__ float4 LoadWeights4(const uint16_t* row, int64_t k4) {
+  const uint2 v = __ldg(reinterpret_cast<const uint2*>(row) + k4);
+  return make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
+                     __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u));
+}
+
+// w: the weight [N, K], fp32 or bf16 (W). conv_n > 0: mmc_decode_linear_conv's
+// conv of outputs n < conv_n into conv_y.
+template <int kRows, int kInput, typename W>
 __global__ void __launch_bounds__(kThreads)
-    DecodeLinearKernel(mmc_decode_linear_args p, int64_t conv_n, float* conv_y) {
+    DecodeLinearKernel(mmc_decode_linear_args p, const W* w, int64_t conv_n, float* conv_y) {
   extern __shared__ float4 xs4[];  // [kRows][K / 4]
   float* xs = reinterpret_cast<float*>(xs4);
   __shared__ float inv[kRows];
@@ -57,12 +70,12 @@ __global__ void __launch_bounds__(kThreads)
   // kernel before still runs: nothing writes weights.
   const int64_t n = blockIdx.x * int64_t{kWarps} + warp;
   const bool has_row = n < p.N;
-  const float4* w4 = reinterpret_cast<const float4*>(p.w + (has_row ? n : 0) * K);
+  const W* w_row = w + (has_row ? n : 0) * K;
   float4 held[kHeld];
 #pragma unroll
   for (int j = 0; j < kHeld; ++j) {
     const int64_t k = lane + 32 * j;
-    if (has_row && k < K4) held[j] = __ldg(w4 + k);
+    if (has_row && k < K4) held[j] = LoadWeights4(w_row, k);
   }
   WaitForPrevious();
   AllowNext();
@@ -133,7 +146,7 @@ __global__ void __launch_bounds__(kThreads)
     if (k < K4) add(held[j], k);
   }
 #pragma unroll 4
-  for (int64_t k = lane + 32 * kHeld; k < K4; k += 32) add(__ldg(w4 + k), k);
+  for (int64_t k = lane + 32 * kHeld; k < K4; k += 32) add(LoadWeights4(w_row, k), k);
 #pragma unroll
   for (int r = 0; r < kRows; ++r) acc[r] = WarpSum(acc[r]);
   if (lane != 0) return;
@@ -406,24 +419,26 @@ __global__ void __launch_bounds__(kScanThreads) DecodeScanKernel(mmc_decode_scan
   }
 }
 
-template <int kRows>
-cudaError_t LaunchLinear(mmc_context* ctx, const mmc_decode_linear_args& p, int64_t conv_n,
-                         float* conv_y, unsigned blocks, size_t smem) {
+template <int kRows, typename W>
+cudaError_t LaunchLinear(mmc_context* ctx, const mmc_decode_linear_args& p, const W* w,
+                         int64_t conv_n, float* conv_y, unsigned blocks, size_t smem) {
   switch (p.input) {
     case MMC_DECODE_INPUT_PLAIN:
-      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_PLAIN>, blocks,
-                             kThreads, smem, p, conv_n, conv_y);
+      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_PLAIN, W>, blocks,
+                             kThreads, smem, p, w, conv_n, conv_y);
     case MMC_DECODE_INPUT_RMS_NORM:
-      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_RMS_NORM>, blocks,
-                             kThreads, smem, p, conv_n, conv_y);
+      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_RMS_NORM, W>,
+                             blocks, kThreads, smem, p, w, conv_n, conv_y);
     default:
-      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_CONV>, blocks,
-                             kThreads, smem, p, conv_n, conv_y);
+      return LaunchDependent(ctx, DecodeLinearKernel<kRows, MMC_DECODE_INPUT_CONV, W>, blocks,
+                             kThreads, smem, p, w, conv_n, conv_y);
   }
 }
 
-// mmc_decode_linear (conv_n = 0) and mmc_decode_linear_conv.
-int DecodeLinear(mmc_context* ctx, const mmc_decode_linear_args& p, int64_t conv_n,
+// mmc_decode_linear (conv_n = 0), mmc_decode_linear_conv and, with W =
+// uint16_t, mmc_decode_linear_bf16 (p.w not read).
+template <typename W>
+int DecodeLinear(mmc_context* ctx, const mmc_decode_linear_args& p, const W* w, int64_t conv_n,
                  float* conv_y) {
   if (p.rows < 0 || p.rows > MMC_DECODE_MAX_ROWS || p.K < 1 || p.N < 0 || p.ld_x < p.K ||
       p.ld_y < p.N || p.input < MMC_DECODE_INPUT_PLAIN || p.input > MMC_DECODE_INPUT_CONV) {
@@ -432,7 +447,7 @@ int DecodeLinear(mmc_context* ctx, const mmc_decode_linear_args& p, int64_t conv
   const bool conv_in = p.input == MMC_DECODE_INPUT_CONV, conv_out = conv_n > 0;
   if (conv_n < 0 || conv_n > p.N || (conv_in && conv_out)) return MMC_ERR_INVALID_ARGUMENT;
   if (p.rows == 0 || p.N == 0) return MMC_OK;
-  if (p.x == nullptr || p.w == nullptr || p.y == nullptr ||
+  if (p.x == nullptr || w == nullptr || p.y == nullptr ||
       (p.input == MMC_DECODE_INPUT_RMS_NORM && p.norm == nullptr) ||
       (conv_out && conv_y == nullptr) ||
       ((conv_in || conv_out) &&
@@ -442,10 +457,10 @@ int DecodeLinear(mmc_context* ctx, const mmc_decode_linear_args& p, int64_t conv
     return MMC_ERR_INVALID_ARGUMENT;
   }
   const int64_t rows_pow2 = MMC_DECODE_ROWS_ROUNDED(p.rows);
-  if (p.K % 4 != 0 || !Aligned16(p.w) || rows_pow2 * p.K > MMC_DECODE_MAX_INPUT_FLOATS ||
-      (conv_in && p.conv_k > kMaxConvK)) {
+  if (p.K % 4 != 0 || reinterpret_cast<uintptr_t>(w) % (4 * sizeof(W)) != 0 ||
+      rows_pow2 * p.K > MMC_DECODE_MAX_INPUT_FLOATS || (conv_in && p.conv_k > kMaxConvK)) {
     return FailWith(ctx, MMC_ERR_UNSUPPORTED,
-                    "decode_linear: needs K % 4 == 0, 16-byte aligned weights, rows·K <= " +
+                    "decode_linear: needs K % 4 == 0, weights aligned to 4 of them, rows·K <= " +
                         std::to_string(MMC_DECODE_MAX_INPUT_FLOATS) +
                         " (rows rounded up to a power of two) and a conv of at most 16 taps");
   }
@@ -456,10 +471,10 @@ int DecodeLinear(mmc_context* ctx, const mmc_decode_linear_args& p, int64_t conv
     const unsigned grid = static_cast<unsigned>(blocks);
     cudaError_t err;
     switch (rows_pow2) {
-      case 1: err = LaunchLinear<1>(ctx, p, conv_n, conv_y, grid, smem); break;
-      case 2: err = LaunchLinear<2>(ctx, p, conv_n, conv_y, grid, smem); break;
-      case 4: err = LaunchLinear<4>(ctx, p, conv_n, conv_y, grid, smem); break;
-      default: err = LaunchLinear<8>(ctx, p, conv_n, conv_y, grid, smem); break;
+      case 1: err = LaunchLinear<1>(ctx, p, w, conv_n, conv_y, grid, smem); break;
+      case 2: err = LaunchLinear<2>(ctx, p, w, conv_n, conv_y, grid, smem); break;
+      case 4: err = LaunchLinear<4>(ctx, p, w, conv_n, conv_y, grid, smem); break;
+      default: err = LaunchLinear<8>(ctx, p, w, conv_n, conv_y, grid, smem); break;
     }
     if (err != cudaSuccess) return Fail(ctx, err, "decode_linear");
     return MMC_OK;
@@ -474,13 +489,19 @@ using namespace memmamba::cuda;
 MMC_API int mmc_decode_linear(mmc_context* ctx, const mmc_decode_linear_args* args) {
   MMC_ENTER(ctx);
   if (args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
-  return DecodeLinear(ctx, *args, 0, nullptr);
+  return DecodeLinear(ctx, *args, args->w, 0, nullptr);
 }
 
 MMC_API int mmc_decode_linear_conv(mmc_context* ctx, const mmc_decode_linear_conv_args* args) {
   MMC_ENTER(ctx);
   if (args == nullptr || args->conv_n < 1) return MMC_ERR_INVALID_ARGUMENT;
-  return DecodeLinear(ctx, args->linear, args->conv_n, args->conv_y);
+  return DecodeLinear(ctx, args->linear, args->linear.w, args->conv_n, args->conv_y);
+}
+
+MMC_API int mmc_decode_linear_bf16(mmc_context* ctx, const mmc_decode_linear_bf16_args* args) {
+  MMC_ENTER(ctx);
+  if (args == nullptr || args->op.conv_n < 0) return MMC_ERR_INVALID_ARGUMENT;
+  return DecodeLinear(ctx, args->op.linear, args->w, args->op.conv_n, args->op.conv_y);
 }
 
 MMC_API int mmc_decode_read(mmc_context* ctx, const mmc_slot_pools* pools,

@@ -11,7 +11,9 @@
 // Compute type CUBLAS_COMPUTE_32F (no TF32) unless the context allows TF32.
 // bf16 weights (the upper half of a float) are widened exactly into an fp32
 // panel of at most 16 Mi elements and multiplied in fp32: the CPU backend's
-// arithmetic, not tensor-core bf16 speed.
+// arithmetic, not tensor-core bf16 speed. In a context with bf16_products,
+// x is rounded to bf16 instead (to nearest even, NaN kept a NaN) and the
+// product runs on bf16 tensor cores, A and B bf16, C fp32, sums in fp32.
 //
 // Plans (descriptors, layouts and the heuristic's algorithm) are cached per
 // shape, strides and pointer alignment in the context; cuBLASLt's results are
@@ -20,6 +22,7 @@
 #include <cstring>
 #include <map>
 #include <tuple>
+#include <type_traits>
 
 #include "internal.cuh"
 
@@ -28,13 +31,13 @@ namespace memmamba::cuda {
 namespace {
 
 struct GemmKey {
-  bool trans_a, trans_b, tf32;
+  bool trans_a, trans_b, tf32, bf16;  // bf16: A and B in bf16
   int64_t m, n, k, lda, ldb, ldc;
   int align_a, align_b, align_c;
   bool operator<(const GemmKey& o) const {
-    return std::tie(trans_a, trans_b, tf32, m, n, k, lda, ldb, ldc, align_a, align_b, align_c) <
-           std::tie(o.trans_a, o.trans_b, o.tf32, o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.align_a,
-                    o.align_b, o.align_c);
+    return std::tie(trans_a, trans_b, tf32, bf16, m, n, k, lda, ldb, ldc, align_a, align_b,
+                    align_c) < std::tie(o.trans_a, o.trans_b, o.tf32, o.bf16, o.m, o.n, o.k,
+                                        o.lda, o.ldb, o.ldc, o.align_a, o.align_b, o.align_c);
   }
 };
 
@@ -92,7 +95,8 @@ namespace {
 
 int MakePlan(mmc_context* ctx, const GemmKey& key, GemmPlan* plan) {
   const cublasComputeType_t compute =
-      key.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+      key.tf32 && !key.bf16 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cudaDataType_t ab = key.bf16 ? CUDA_R_16BF : CUDA_R_32F;
   MMC_LT_CHECK(ctx, cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
   const cublasOperation_t ta = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t tb = key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -103,8 +107,8 @@ int MakePlan(mmc_context* ctx, const GemmKey& key, GemmPlan* plan) {
   // Stored shapes (before the transposes).
   const uint64_t a_rows = key.trans_a ? key.k : key.m, a_cols = key.trans_a ? key.m : key.k;
   const uint64_t b_rows = key.trans_b ? key.n : key.k, b_cols = key.trans_b ? key.k : key.n;
-  MMC_LT_CHECK(ctx, cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_32F, a_rows, a_cols, key.lda));
-  MMC_LT_CHECK(ctx, cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_32F, b_rows, b_cols, key.ldb));
+  MMC_LT_CHECK(ctx, cublasLtMatrixLayoutCreate(&plan->a, ab, a_rows, a_cols, key.lda));
+  MMC_LT_CHECK(ctx, cublasLtMatrixLayoutCreate(&plan->b, ab, b_rows, b_cols, key.ldb));
   MMC_LT_CHECK(ctx, cublasLtMatrixLayoutCreate(&plan->c, CUDA_R_32F, key.m, key.n, key.ldc));
 
   cublasLtMatmulPreference_t pref = nullptr;
@@ -136,12 +140,15 @@ int MakePlan(mmc_context* ctx, const GemmKey& key, GemmPlan* plan) {
   return MMC_OK;
 }
 
-// Column-major C (m×n, ldc) = op(A)·op(B) + beta·C.
+// Column-major C (m×n, ldc) = op(A)·op(B) + beta·C; A and B fp32, or both
+// bf16 (uint16_t).
+template <typename AB>
 int Gemm(mmc_context* ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-         const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+         const AB* A, int64_t lda, const AB* B, int64_t ldb, float* C, int64_t ldc,
          float beta) {
-  GemmKey key{trans_a, trans_b, ctx->allow_tf32, m, n, k, lda, ldb, ldc,
-              Alignment(A), Alignment(B), Alignment(C)};
+  static_assert(std::is_same_v<AB, float> || std::is_same_v<AB, uint16_t>);
+  GemmKey key{trans_a, trans_b, ctx->allow_tf32, std::is_same_v<AB, uint16_t>, m, n, k, lda,
+              ldb, ldc, Alignment(A), Alignment(B), Alignment(C)};
   if (ctx->gemm_cache == nullptr) ctx->gemm_cache = new GemmCache;
   auto it = ctx->gemm_cache->plans.find(key);
   if (it == ctx->gemm_cache->plans.end()) {
@@ -179,6 +186,19 @@ __global__ void WidenBf16Kernel(const uint16_t* __restrict__ in, float* __restri
 
 constexpr int64_t kBf16PanelElements = int64_t{1} << 24;
 
+// out[m·K + k] = bf16(x[m·ldx + k]), to nearest even; a NaN stays a NaN.
+__global__ void RoundBf16Kernel(const float* __restrict__ x, int64_t M, int64_t K, int64_t ldx,
+                                uint16_t* __restrict__ out) {
+  const int64_t n = M * K;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const uint32_t u = __float_as_uint(x[i / K * ldx + i % K]);
+    out[i] = (u & 0x7fffffffu) > 0x7f800000u
+                 ? static_cast<uint16_t>((u >> 16) | 0x40u)
+                 : static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+
 }  // namespace
 }  // namespace memmamba::cuda
 
@@ -204,6 +224,16 @@ MMC_API int mmc_matmul(mmc_context* ctx, const float* x, int64_t M, int64_t ldx,
     if (w->f32 != nullptr) {
       // yᵀ (N×M, ldy) = op_T(W as K×N, ld K) · xᵀ (K×M, ldx).
       return Gemm(ctx, true, false, N, M, K, w->f32, K, x, ldx, y, ldy, beta);
+    }
+    if (ctx->bf16_products) {
+      Scratch xb(ctx);
+      MMC_RETURN_IF_ERROR(xb.Allocate(static_cast<size_t>(M * K) * sizeof(uint16_t)));
+      const int64_t blocks = std::min<int64_t>(CeilDiv(M * K, 256), 4096);
+      RoundBf16Kernel<<<static_cast<unsigned>(blocks), 256, 0, ctx->stream>>>(
+          x, M, K, ldx, xb.as<uint16_t>());
+      MMC_LAUNCH_CHECK(ctx, "RoundBf16Kernel");
+      return Gemm(ctx, true, false, N, M, K, w->bf16, K, xb.as<const uint16_t>(), K, y, ldy,
+                  beta);
     }
     const int64_t panel_rows = std::max<int64_t>(1, std::min(N, kBf16PanelElements / K));
     Scratch panel(ctx);

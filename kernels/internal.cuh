@@ -33,6 +33,7 @@ struct mmc_context {
   cudaStream_t stream = nullptr;
   bool own_stream = false;
   bool allow_tf32 = false;
+  bool bf16_products = false;  // bf16 weights' products on bf16 tensor cores
   cublasLtHandle_t lt = nullptr;
   void* lt_workspace = nullptr;
   size_t lt_workspace_bytes = 0;

@@ -62,7 +62,7 @@
 extern "C" {
 #endif
 
-#define MMC_API_VERSION 7
+#define MMC_API_VERSION 8
 
 typedef enum mmc_status {
   MMC_OK = 0,
@@ -97,6 +97,12 @@ typedef struct mmc_context_options {
                            must outlive the context. */
   int32_t allow_tf32;   /* nonzero: fp32 matrix products may use TF32 tensor
                            cores (about 1e-3 relative error); default 0 */
+  /* Since MMC_API_VERSION 8. */
+  int32_t bf16_products; /* nonzero: mmc_matmul with bf16 weights rounds x to
+                            bf16 (to nearest even) and multiplies on bf16
+                            tensor cores, sums in fp32 (about 1e-2 relative
+                            error), instead of widening the weights to fp32;
+                            default 0 */
 } mmc_context_options;
 
 /* Fills defaults. Returns MMC_ERR_INVALID_ARGUMENT (NULL), MMC_ERR_STRUCT_SIZE
@@ -177,7 +183,9 @@ typedef struct mmc_weight {
 /* y[m, :] (row stride ldy) = x[m, :] (ldx) · Wᵀ for m < M; accumulates when
  * `accumulate`, else overwrites; padding columns of y are not touched.
  * bf16 weights are widened exactly to fp32 in panels and multiplied in fp32
- * (the CPU backend's arithmetic). Backend::Matmul. */
+ * (the CPU backend's arithmetic), or, in a context with bf16_products, x is
+ * rounded to bf16 and the product runs on bf16 tensor cores with fp32 sums.
+ * Backend::Matmul. */
 MMC_API int mmc_matmul(mmc_context* ctx, const float* x, int64_t M, int64_t ldx,
                        const mmc_weight* w, float* y, int64_t ldy, int accumulate);
 
@@ -692,6 +700,21 @@ typedef struct mmc_decode_linear_conv_args {
  * instead of once in each block of the product that reads it. */
 MMC_API int mmc_decode_linear_conv(mmc_context* ctx, const mmc_decode_linear_conv_args* args);
 
+/* Since MMC_API_VERSION 8. */
+typedef struct mmc_decode_linear_bf16_args {
+  mmc_decode_linear_conv_args op; /* conv_n 0: mmc_decode_linear, else
+                                     mmc_decode_linear_conv; op.linear.w is
+                                     not read */
+  const uint16_t* w;              /* [N, K] bf16 (the upper 16 bits of a
+                                     float), 8-byte aligned */
+} mmc_decode_linear_bf16_args;
+
+/* mmc_decode_linear or mmc_decode_linear_conv with the weight in bf16: each
+ * weight is widened exactly to fp32 as it is loaded and x̂ stays fp32 (the
+ * CPU backend's arithmetic with bf16 weights), so the product reads half the
+ * bytes. */
+MMC_API int mmc_decode_linear_bf16(mmc_context* ctx, const mmc_decode_linear_bf16_args* args);
+
 typedef struct mmc_decode_read_args {
   int64_t rows, D;         /* rows <= MMC_DECODE_READ_MAX_ROWS, D % 4 == 0 */
   const float* note_norm;  /* [D]: a = mmc_rms_norm(x; note_norm, eps), the same bits */
@@ -921,6 +944,8 @@ typedef struct mmc_op_table {
                      const uint64_t*, const int64_t*, int32_t*);
   /* Since MMC_API_VERSION 7. */
   int (*decode_linear_conv)(mmc_context*, const mmc_decode_linear_conv_args*);
+  /* Since MMC_API_VERSION 8. */
+  int (*decode_linear_bf16)(mmc_context*, const mmc_decode_linear_bf16_args*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

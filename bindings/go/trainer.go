@@ -43,7 +43,7 @@ type TrainerOptions struct {
 	NThreads            int32   // 0 = OMP_NUM_THREADS, else every CPU the process may use
 	NoteStraightThrough bool    // the straight-through estimator of note selection
 	Device              Device  // DeviceCUDA: the whole step on the GPU (CodeNoDevice without one)
-	Math                Math    // MathTF32: the GPU's products on TF32 tensor cores
+	Math                Math    // MathTF32: products on TF32 tensor cores; MathBF16 refused
 }
 
 // DefaultTrainerOptions is the library's defaults (the header's documented

@@ -186,13 +186,25 @@ typedef enum mm_dtype {
 typedef enum mm_math {
   MM_MATH_FP32 = 0, /* matrix products in fp32 arithmetic on every device:
                        a GPU model's results equal the CPU's to ~1e-5 */
-  MM_MATH_TF32 = 1  /* on a CUDA device, fp32 matrix products may run on
+  MM_MATH_TF32 = 1, /* on a CUDA device, fp32 matrix products may run on
                        TF32 tensor cores (inputs rounded to 10 mantissa
                        bits: ~1e-3 relative error, several times the speed
                        of fp32 where a product has many rows: batched
                        steps, prefill, training). State, scan, norms,
                        softmax and accumulation stay fp32. The CPU computes
                        in fp32 regardless */
+  MM_MATH_BF16 = 2  /* on a CUDA device, the mixers' in, x and out
+                       projections and the LM head are kept in bf16 on the
+                       device (a tied embedding keeps its fp32 copy for
+                       the lookups): products of many rows round their
+                       input to bf16 and run on bf16 tensor cores, one-token
+                       steps of a few sessions multiply the bf16 weights in
+                       fp32; sums in fp32 (~1e-2 relative error). Every
+                       other product as MM_MATH_TF32; state, scan, norms,
+                       the pools and the attention over them stay fp32.
+                       Models only: a trainer refuses it
+                       (MM_ERR_UNSUPPORTED). The CPU computes in fp32
+                       regardless */
 } mm_math;
 
 typedef struct mm_model_options {
@@ -583,7 +595,8 @@ typedef struct mm_trainer_options {
   int32_t math;          /* mm_math: MM_MATH_FP32. MM_MATH_TF32: the GPU
                             trainer's fp32 products (forward and backward)
                             may use TF32 tensor cores; master weights,
-                            moments and updates stay fp32. Not saved with the
+                            moments and updates stay fp32. MM_MATH_BF16:
+                            MM_ERR_UNSUPPORTED. Not saved with the
                             trainer: mm_trainer_load gives MM_MATH_FP32 */
 } mm_trainer_options;
 

@@ -207,11 +207,12 @@ absl::StatusOr<ModelOptions> ToModelOptions(const mm_model_options* in) {
     return Errorf(ErrorCode::kInvalidArgument, "n_threads = ", o.n_threads,
                   " is outside [0, 4096]");
   }
-  if (o.math != MM_MATH_FP32 && o.math != MM_MATH_TF32) {
+  if (o.math != MM_MATH_FP32 && o.math != MM_MATH_TF32 && o.math != MM_MATH_BF16) {
     return Errorf(ErrorCode::kInvalidArgument, "unknown math ", o.math);
   }
   m.cuda = o.device == MM_DEVICE_CUDA;
-  m.tf32 = o.math == MM_MATH_TF32;
+  m.tf32 = o.math == MM_MATH_TF32 || o.math == MM_MATH_BF16;
+  m.bf16_products = o.math == MM_MATH_BF16;
   m.bf16_weights = o.weight_dtype == MM_DTYPE_BF16;
   m.n_threads = o.n_threads;
   return m;
@@ -878,6 +879,11 @@ mm_status mm_trainer_create(mm_trainer** out, const mm_model* model,
       return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "unknown device ", o.device));
     }
     t.cuda = o.device == MM_DEVICE_CUDA;
+    if (o.math == MM_MATH_BF16) {
+      return Fail(memmamba::Errorf(ErrorCode::kUnsupported,
+                                   "MM_MATH_BF16 is for models' sessions; a trainer's products "
+                                   "are fp32 or TF32"));
+    }
     if (o.math != MM_MATH_FP32 && o.math != MM_MATH_TF32) {
       return Fail(memmamba::Errorf(ErrorCode::kInvalidArgument, "unknown math ", o.math));
     }

@@ -23,6 +23,8 @@ struct ModelOptions {
   int n_threads = 0;          // 0 = all cores
   bool cuda = false;          // MM_DEVICE_CUDA
   bool tf32 = false;          // MM_MATH_TF32: GPU products may use TF32
+  bool bf16_products = false; // MM_MATH_BF16: the mixers' and the head's GPU
+                              // products in bf16 (sessions read tf32 too)
 };
 
 class Model {

@@ -26,13 +26,16 @@ namespace {
 template <typename T>
 using DA = DeviceArray<T>;
 
-// A device weight matrix (f32) as the matmul op takes it.
+// A device weight matrix, f32 or (MM_MATH_BF16) bf16, as the matmul op
+// takes it.
 struct DevMatrix {
   const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
   int64_t rows = 0, cols = 0;
   mmc_weight ref() const {
     mmc_weight w{};
-    w.f32 = f32;
+    w.f32 = bf16 != nullptr ? nullptr : f32;
+    w.bf16 = bf16;
     w.rows = rows;
     w.cols = cols;
     return w;
@@ -61,8 +64,10 @@ struct DeviceSessions::Impl {
   CudaContext* ctx = nullptr;
   const mmc_op_table* ops = nullptr;
 
-  // Weights: one device buffer; pointers into it.
+  // Weights: one device buffer, and one of the bf16 matrices (MM_MATH_BF16);
+  // pointers into them.
   DA<float> weights;
+  DA<uint16_t> weights_bf16;
   std::vector<DevLayer> layers;
   DevMatrix embedding, head;
   const float* norm_f = nullptr;
@@ -176,6 +181,10 @@ struct DeviceSessions::Impl {
   }
   mmc_decode_linear_args Linear(int64_t rows, const float* x, int64_t ld_x, const DevMatrix& w,
                                 float* y, int64_t ld_y) const;
+  // mmc_decode_linear (conv_n 0) or mmc_decode_linear_conv of p with weight
+  // w, f32 or bf16 (p.w is set here).
+  absl::Status DecodeLinear(mmc_decode_linear_args p, const DevMatrix& w, int64_t conv_n = 0,
+                            float* conv_y = nullptr);
   // sample != nullptr: the logits stay on the device and next [B] receives
   // each row's chosen token instead.
   absl::Status Run(const int* slots, const int64_t* positions, int64_t B, int64_t T,
@@ -187,14 +196,18 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
   const ModelConfig& c = model->config();
   const ModelWeights& W = model->weights();
   // Everything goes into one host image first (matrices widened to f32,
-  // each tensor 256-byte aligned), then up in one copy.
+  // each tensor 256-byte aligned), then up in one copy; with MM_MATH_BF16
+  // the mixers' matrices and the head go into a bf16 image instead.
   std::vector<float> image;
   std::vector<std::pair<const float**, size_t>> fix;  // pointer to set, offset
+  std::vector<uint16_t> image16;
+  std::vector<std::pair<const uint16_t**, size_t>> fix16;
   auto place = [&](size_t n) {
     const size_t at = image.size();
     image.resize(at + (n + 63) / 64 * 64, 0.0f);
     return at;
   };
+  const bool bf16 = model->options().bf16_products;
   auto vec = [&](const std::vector<float>& v, const float** out) {
     if (v.empty()) return;
     const size_t at = place(v.size());
@@ -219,6 +232,22 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
     }
     fix.emplace_back(&out->f32, at);
   };
+  // MM_MATH_BF16's matrices: bf16 as stored, or rounded to nearest even.
+  auto mat16 = [&](const Matrix& m, DevMatrix* out) {
+    if (!bf16) return mat(m, out);
+    out->rows = m.rows;
+    out->cols = m.cols;
+    const size_t n = static_cast<size_t>(m.rows * m.cols);
+    if (n == 0) return;
+    const size_t at = image16.size();
+    image16.resize(at + (n + 127) / 128 * 128, 0);
+    if (m.is_bf16()) {
+      std::memcpy(image16.data() + at, m.bf16.data(), n * sizeof(uint16_t));
+    } else {
+      cpu::ConvertF32ToBf16(m.f32.data(), image16.data() + at, n);
+    }
+    fix16.emplace_back(&out->bf16, at);
+  };
   auto read = [&](const ReadWeights& rw, DevRead* out) {
     mat(rw.q, &out->q);
     mat(rw.o, &out->o);
@@ -232,21 +261,22 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
   };
   layers.assign(c.n_layer, DevLayer{});
   mat(W.embedding, &embedding);
-  if (W.lm_head.size()) mat(W.lm_head, &head);
+  if (W.lm_head.size()) mat16(W.lm_head, &head);
+  if (!W.lm_head.size() && bf16) mat16(W.embedding, &head);  // a bf16 copy
   vec(W.norm_f, &norm_f);
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& LW = W.layers[l];
     DevLayer& L = layers[l];
     vec(LW.norm, &L.norm);
-    mat(LW.in_proj, &L.in_proj);
+    mat16(LW.in_proj, &L.in_proj);
     vec(LW.conv_w, &L.conv_w);
     vec(LW.conv_b, &L.conv_b);
-    mat(LW.x_proj, &L.x_proj);
+    mat16(LW.x_proj, &L.x_proj);
     mat(LW.dt_proj, &L.dt_proj);
     vec(LW.dt_bias, &L.dt_bias);
     vec(LW.A, &L.A);
     vec(LW.D, &L.D);
-    mat(LW.out_proj, &L.out_proj);
+    mat16(LW.out_proj, &L.out_proj);
     if (c.memory_enabled()) {
       vec(LW.note_norm, &L.note_norm);
       mat(LW.note_summary, &L.note_summary);
@@ -259,7 +289,13 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
   MM_RETURN_IF_ERROR(Fit(&weights, static_cast<int64_t>(image.size())));
   MM_RETURN_IF_ERROR(ctx->Upload(weights.get(), image.data(), image.size() * sizeof(float)));
   for (auto& [ptr, at] : fix) *ptr = weights.get() + at;
-  if (!W.lm_head.size()) head = embedding;
+  if (!image16.empty()) {
+    MM_RETURN_IF_ERROR(Fit(&weights_bf16, static_cast<int64_t>(image16.size())));
+    MM_RETURN_IF_ERROR(ctx->Upload(weights_bf16.get(), image16.data(),
+                                   image16.size() * sizeof(uint16_t)));
+    for (auto& [ptr, at] : fix16) *ptr = weights_bf16.get() + at;
+  }
+  if (!W.lm_head.size() && !bf16) head = embedding;
 
   return absl::OkStatus();
 }
@@ -550,6 +586,30 @@ mmc_decode_linear_args DeviceSessions::Impl::Linear(int64_t rows, const float* x
   return p;
 }
 
+absl::Status DeviceSessions::Impl::DecodeLinear(mmc_decode_linear_args p, const DevMatrix& w,
+                                                int64_t conv_n, float* conv_y) {
+  if (w.bf16 != nullptr) {
+    mmc_decode_linear_bf16_args b{};
+    b.op.linear = p;
+    b.op.linear.w = nullptr;
+    b.op.conv_n = conv_n;
+    b.op.conv_y = conv_y;
+    b.w = w.bf16;
+    MMC_CALL(decode_linear_bf16, &b);
+  } else if (conv_n > 0) {
+    mmc_decode_linear_conv_args c{};
+    c.linear = p;
+    c.linear.w = w.f32;
+    c.conv_n = conv_n;
+    c.conv_y = conv_y;
+    MMC_CALL(decode_linear_conv, &c);
+  } else {
+    p.w = w.f32;
+    MMC_CALL(decode_linear, &p);
+  }
+  return absl::OkStatus();
+}
+
 // Layer l's note block and pool reads for a one-token step of B streams
 // through mmc_decode_read (any B: the mixer may take the general ops).
 absl::Status DeviceSessions::Impl::DecodeRead(int64_t l, int64_t B) {
@@ -628,30 +688,26 @@ absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, boo
     if (c.memory_enabled()) {
       MM_RETURN_IF_ERROR(DecodeRead(l, B));
       if (any_close) {
-        const mmc_decode_linear_args ps =
-            Linear(B, m.get(), D, LW.note_summary, raw.get() + l * B * S, S);
-        MMC_CALL(decode_linear, &ps);
+        MM_RETURN_IF_ERROR(DecodeLinear(
+            Linear(B, m.get(), D, LW.note_summary, raw.get() + l * B * S, S), LW.note_summary));
       }
     }
     // The in projection also runs the conv on its ξ half, so the x
     // projection reads ξc as it is (no conv in each of its blocks).
-    mmc_decode_linear_conv_args pin{};
-    pin.linear = Linear(B, x.get(), D, LW.in_proj, xz.get(), 2 * E);
-    pin.linear.input = MMC_DECODE_INPUT_RMS_NORM;
-    pin.linear.norm = LW.norm;
-    pin.linear.eps = c.norm_eps;
-    pin.linear.conv_w = LW.conv_w;
-    pin.linear.conv_b = LW.conv_b;
-    pin.linear.conv_k = K;
-    pin.linear.conv_state = conv.get();
-    pin.linear.n_layer = L;
-    pin.linear.layer = l;
-    pin.linear.slots = slots_dev;
-    pin.conv_n = E;
-    pin.conv_y = xc.get();
-    MMC_CALL(decode_linear_conv, &pin);
-    mmc_decode_linear_args px = Linear(B, xc.get(), E, LW.x_proj, dbc.get(), ld_dbc);
-    MMC_CALL(decode_linear, &px);
+    mmc_decode_linear_args pin = Linear(B, x.get(), D, LW.in_proj, xz.get(), 2 * E);
+    pin.input = MMC_DECODE_INPUT_RMS_NORM;
+    pin.norm = LW.norm;
+    pin.eps = c.norm_eps;
+    pin.conv_w = LW.conv_w;
+    pin.conv_b = LW.conv_b;
+    pin.conv_k = K;
+    pin.conv_state = conv.get();
+    pin.n_layer = L;
+    pin.layer = l;
+    pin.slots = slots_dev;
+    MM_RETURN_IF_ERROR(DecodeLinear(pin, LW.in_proj, /*conv_n=*/E, xc.get()));
+    MM_RETURN_IF_ERROR(
+        DecodeLinear(Linear(B, xc.get(), E, LW.x_proj, dbc.get(), ld_dbc), LW.x_proj));
     mmc_decode_scan_args sa{};
     sa.rows = B;
     sa.E = E;
@@ -678,7 +734,7 @@ absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, boo
     MMC_CALL(decode_scan, &sa);
     mmc_decode_linear_args po = Linear(B, y.get(), E, LW.out_proj, x.get(), D);
     po.accumulate = 1;
-    MMC_CALL(decode_linear, &po);
+    MM_RETURN_IF_ERROR(DecodeLinear(po, LW.out_proj));
   }
   if (c.memory_enabled() && any_close) {
     MMC_CALL(slots_pool_insert, &pools,
@@ -691,7 +747,7 @@ absl::Status DeviceSessions::Impl::EnqueueDecode(int64_t B, LogitsMode mode, boo
   ph.input = MMC_DECODE_INPUT_RMS_NORM;
   ph.norm = norm_f;
   ph.eps = c.norm_eps;
-  MMC_CALL(decode_linear, &ph);
+  MM_RETURN_IF_ERROR(DecodeLinear(ph, head));
   return absl::OkStatus();
 }
 
@@ -835,7 +891,8 @@ absl::StatusOr<std::unique_ptr<DeviceSessions>> DeviceSessions::Create(const Mod
   const ModelConfig& c = model.config();
   auto impl = std::make_unique<Impl>();
   impl->model = &model;
-  MM_ASSIGN_OR_RETURN(impl->ctx_holder, CudaContext::Create(0, model.options().tf32));
+  MM_ASSIGN_OR_RETURN(impl->ctx_holder, CudaContext::Create(0, model.options().tf32,
+                                                                  model.options().bf16_products));
   impl->ctx = impl->ctx_holder.get();
   impl->ops = &impl->ctx->ops();
   if (c.d_conv > 16 || c.d_state > 64) {

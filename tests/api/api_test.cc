@@ -862,7 +862,7 @@ TEST(ApiOptions, InvalidOptionsAreInvalidArguments) {
       {"n_threads INT32_MIN",
        [](mm_model_options* o) { o->n_threads = std::numeric_limits<int32_t>::min(); },
        "n_threads"},
-      {"math 2", [](mm_model_options* o) { o->math = 2; }, "math"},
+      {"math 3", [](mm_model_options* o) { o->math = 3; }, "math"},
       {"math -1", [](mm_model_options* o) { o->math = -1; }, "math"},
   };
   const mm_model_config c = SmallConfig();
@@ -877,9 +877,9 @@ TEST(ApiOptions, InvalidOptionsAreInvalidArguments) {
   }
 }
 
-// MM_MATH_TF32 only concerns GPU products: a CPU model computes the same
-// bits with it, and an options struct of the first version (without
-// `math`) is accepted.
+// MM_MATH_TF32 and MM_MATH_BF16 only concern GPU products: a CPU model
+// computes the same bits with them, and an options struct of the first
+// version (without `math`) is accepted. A trainer refuses MM_MATH_BF16.
 TEST(ApiOptions, MathTf32LeavesCpuModelsAlone) {
   const mm_model_config c = SmallConfig();
   mm_model_options o = Options();
@@ -894,14 +894,18 @@ TEST(ApiOptions, MathTf32LeavesCpuModelsAlone) {
   mm_model* tf32 = nullptr;
   ASSERT_EQ(mm_model_create(&tf32, &c, 5, &o), MM_OK) << mm_last_error();
   ModelPtr tf32_owned(tf32);
+  o.math = MM_MATH_BF16;
+  mm_model* bf16 = nullptr;
+  ASSERT_EQ(mm_model_create(&bf16, &c, 5, &o), MM_OK) << mm_last_error();
+  ModelPtr bf16_owned(bf16);
   mm_model_options v1 = Options();
   v1.struct_size = offsetof(mm_model_options, math);
   mm_model* old = nullptr;
   ASSERT_EQ(mm_model_create(&old, &c, 5, &v1), MM_OK) << mm_last_error();
   ModelPtr old_owned(old);
-  std::vector<float> a, b, d;
+  std::vector<float> a, b, d, e;
   const std::vector<std::pair<mm_model*, std::vector<float>*>> runs = {
-      {fp32.get(), &a}, {tf32, &b}, {old, &d}};
+      {fp32.get(), &a}, {tf32, &b}, {old, &d}, {bf16, &e}};
   for (auto [model, out] : runs) {
     mm_session* s = nullptr;
     ASSERT_EQ(mm_session_create(&s, model, nullptr), MM_OK);
@@ -914,6 +918,7 @@ TEST(ApiOptions, MathTf32LeavesCpuModelsAlone) {
   }
   EXPECT_EQ(a, b);
   EXPECT_EQ(a, d);
+  EXPECT_EQ(a, e);
   mm_trainer_options t;
   ASSERT_EQ(mm_trainer_options_init(&t, sizeof t), MM_OK);
   EXPECT_EQ(t.math, MM_MATH_FP32);
@@ -921,6 +926,11 @@ TEST(ApiOptions, MathTf32LeavesCpuModelsAlone) {
   mm_trainer* trainer = Sentinel<mm_trainer>();
   EXPECT_TRUE(Fails(mm_trainer_create(&trainer, fp32.get(), &t), MM_ERR_INVALID_ARGUMENT,
                     {"math"}));
+  EXPECT_EQ(trainer, nullptr);
+  t.math = MM_MATH_BF16;
+  trainer = Sentinel<mm_trainer>();
+  EXPECT_TRUE(Fails(mm_trainer_create(&trainer, fp32.get(), &t), MM_ERR_UNSUPPORTED,
+                    {"MM_MATH_BF16"}));
   EXPECT_EQ(trainer, nullptr);
   t.math = MM_MATH_TF32;
   ASSERT_EQ(mm_trainer_create(&trainer, fp32.get(), &t), MM_OK) << mm_last_error();

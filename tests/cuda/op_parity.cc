@@ -263,6 +263,152 @@ void TestMatmul() {
   }
 }
 
+// Products on bf16 tensor cores (a context with bf16_products): against the
+// CPU's product of the same bf16 weights and x rounded to bf16 (so only the
+// order of the fp32 sums differs), and away from the product of x unrounded
+// (the rounding happened: the option reaches the product).
+void TestMatmulBf16Products() {
+  mmc_context_options opts;
+  mmc_context_options_init(&opts, sizeof opts);
+  opts.bf16_products = 1;
+  mmc_context* ctx = nullptr;
+  CHECK_MMC(mmc_context_create(&ctx, &opts));
+  struct Case {
+    int64_t M, K, N, pad_x, pad_y;
+    bool accumulate;
+  };
+  const Case cases[] = {{1, 96, 50, 0, 3, false},
+                        {77, 768, 333, 2, 0, true},
+                        {256, 768, 3072, 0, 0, false},
+                        {256, 1536, 80, 0, 0, false},
+                        {8, 1536, 768, 0, 0, true}};
+  for (const Case& c : cases) {
+    const int64_t ldx = c.K + c.pad_x, ldy = c.N + c.pad_y;
+    std::vector<float> x = Normal(c.M * ldx), w = Normal(c.N * c.K, 0.0f, 0.05f),
+                       y = Normal(c.M * ldy);
+    std::vector<uint16_t> w16(w.size()), x16(x.size());
+    memmamba::cpu::ConvertF32ToBf16(w.data(), w16.data(), w.size());
+    memmamba::cpu::ConvertF32ToBf16(x.data(), x16.data(), x.size());
+    std::vector<float> x_rounded(x.size());
+    memmamba::cpu::ConvertBf16ToF32(x16.data(), x_rounded.data(), x.size());
+    memmamba::WeightRef ref;
+    ref.rows = c.N;
+    ref.cols = c.K;
+    ref.bf16 = w16.data();
+    std::vector<float> y_cpu = y, y_unrounded = y;
+    g_cpu->Matmul(x_rounded.data(), c.M, ldx, ref, y_cpu.data(), ldy, c.accumulate);
+    g_cpu->Matmul(x.data(), c.M, ldx, ref, y_unrounded.data(), ldy, c.accumulate);
+    DeviceBuffer<float> dx(x), dy(y);
+    DeviceBuffer<uint16_t> dw16(w16);
+    mmc_weight mw{};
+    mw.rows = c.N;
+    mw.cols = c.K;
+    mw.bf16 = dw16.get();
+    CHECK_MMC(mmc_matmul(ctx, dx.get(), c.M, ldx, &mw, dy.get(), ldy, c.accumulate));
+    CHECK_MMC(mmc_synchronize(ctx));
+    const std::vector<float> got = dy.Download();
+    const std::string shape =
+        Fmt("M=%" PRId64 " K=%" PRId64 " N=%" PRId64 " ldx+%" PRId64 " ldy+%" PRId64 "%s", c.M,
+            c.K, c.N, c.pad_x, c.pad_y, c.accumulate ? " acc" : "");
+    Compare("matmul (bf16 products)", shape, "y", got, y_cpu, kTolMatmul);
+    const double off = NormErr(got, y_unrounded);
+    Report("matmul (bf16 products)", shape, "x rounded", off > 1e-5 ? 0.0 : INFINITY, 0.0);
+  }
+  mmc_context_free(ctx);
+}
+
+// mmc_decode_linear_bf16 against mmc_decode_linear(_conv) given the same
+// weights widened to fp32: the same loads' values in the same order, so the
+// same bits.
+void TestDecodeLinearBf16() {
+  const int64_t K = 768, N = 200, conv_k = 4, n_layer = 2, layer = 1, n_slots = 5;
+  for (const int64_t rows : {int64_t{1}, int64_t{3}, int64_t{8}}) {
+    std::vector<float> x = Normal(rows * K), w = Normal(N * K, 0.0f, 0.05f), y = Normal(rows * N),
+                       norm = Normal(K, 1.0f, 0.1f), conv_w = Normal(N * conv_k, 0.0f, 0.3f),
+                       conv_b = Normal(N, 0.0f, 0.1f),
+                       conv_state = Normal(n_slots * n_layer * (conv_k - 1) * N);
+    std::vector<uint16_t> w16(w.size());
+    memmamba::cpu::ConvertF32ToBf16(w.data(), w16.data(), w.size());
+    std::vector<float> w_wide(w.size());
+    memmamba::cpu::ConvertBf16ToF32(w16.data(), w_wide.data(), w.size());
+    std::vector<int32_t> slots(rows);
+    for (int64_t r = 0; r < rows; ++r) slots[r] = static_cast<int32_t>((r * 3 + 1) % n_slots);
+    DeviceBuffer<float> dx(x), dw(w_wide), dn(norm), dcw(conv_w), dcb(conv_b), dcs(conv_state);
+    DeviceBuffer<uint16_t> dw16(w16);
+    DeviceBuffer<int32_t> dslots(slots);
+    for (const bool in_proj : {false, true}) {
+      DeviceBuffer<float> y32(y), y16(y), c32(std::vector<float>(rows * N)),
+          c16(std::vector<float>(rows * N));
+      mmc_decode_linear_args p{};
+      p.rows = rows;
+      p.K = K;
+      p.N = N;
+      p.x = dx.get();
+      p.ld_x = K;
+      p.y = y32.get();
+      p.ld_y = N;
+      p.w = dw.get();
+      if (in_proj) {  // the in projection: the norm before, the conv after
+        p.input = MMC_DECODE_INPUT_RMS_NORM;
+        p.norm = dn.get();
+        p.eps = 1e-5f;
+        p.conv_w = dcw.get();
+        p.conv_b = dcb.get();
+        p.conv_k = conv_k;
+        p.conv_state = dcs.get();
+        p.n_layer = n_layer;
+        p.layer = layer;
+        p.slots = dslots.get();
+      } else {
+        p.accumulate = 1;
+      }
+      mmc_decode_linear_bf16_args b{};
+      b.op.linear = p;
+      b.op.linear.w = nullptr;
+      b.op.linear.y = y16.get();
+      b.w = dw16.get();
+      if (in_proj) {
+        mmc_decode_linear_conv_args c{};
+        c.linear = p;
+        c.conv_n = N;
+        c.conv_y = c32.get();
+        CHECK_MMC(mmc_decode_linear_conv(g_ctx, &c));
+        b.op.conv_n = N;
+        b.op.conv_y = c16.get();
+      } else {
+        CHECK_MMC(mmc_decode_linear(g_ctx, &p));
+      }
+      CHECK_MMC(mmc_decode_linear_bf16(g_ctx, &b));
+      const std::string shape =
+          Fmt("rows=%" PRId64 " K=%" PRId64 " N=%" PRId64 "%s", rows, K, N,
+              in_proj ? " norm, conv out" : " acc");
+      ReportRepeat("decode_linear_bf16", shape + " vs widened", y32.Download(), y16.Download());
+      if (in_proj) {
+        ReportRepeat("decode_linear_bf16", shape + " conv vs widened", c32.Download(),
+                     c16.Download());
+      }
+    }
+  }
+  // Refusals: no weight; a weight not aligned to four of them.
+  mmc_decode_linear_bf16_args b{};
+  b.op.linear.rows = 1;
+  b.op.linear.K = 8;
+  b.op.linear.N = 4;
+  b.op.linear.ld_x = 8;
+  b.op.linear.ld_y = 4;
+  DeviceBuffer<float> dx(Normal(8)), dy(Normal(4));
+  DeviceBuffer<uint16_t> dw(std::vector<uint16_t>(64));
+  b.op.linear.x = dx.get();
+  b.op.linear.y = dy.get();
+  ReportStatus("decode_linear_bf16", "no weight", mmc_decode_linear_bf16(g_ctx, &b),
+               MMC_ERR_INVALID_ARGUMENT);
+  b.w = dw.get() + 1;
+  ReportStatus("decode_linear_bf16", "weight 2-byte aligned", mmc_decode_linear_bf16(g_ctx, &b),
+               MMC_ERR_UNSUPPORTED);
+  b.w = dw.get();
+  ReportStatus("decode_linear_bf16", "aligned", mmc_decode_linear_bf16(g_ctx, &b), MMC_OK);
+}
+
 // ---------------------------------------------------------------------------
 // RMSNorm.
 
@@ -1277,7 +1423,8 @@ void TestStatuses() {
                MMC_OK);
   Report("get_op_table", "version", "MMC_API_VERSION",
          table.version == MMC_API_VERSION && table.adamw == mmc_adamw &&
-                 table.decode_linear_conv == mmc_decode_linear_conv
+                 table.decode_linear_conv == mmc_decode_linear_conv &&
+                 table.decode_linear_bf16 == mmc_decode_linear_bf16
              ? 0.0
              : INFINITY,
          0.0);
@@ -1328,6 +1475,8 @@ int main(int argc, char** argv) {
   g_cpu = memmamba::CreateCpuBackend(1);
 
   if (want("matmul")) TestMatmul();
+  if (want("matmul")) TestMatmulBf16Products();
+  if (want("decode")) TestDecodeLinearBf16();
   if (want("norm")) TestRmsNorm();
   if (want("conv")) TestConv();
   if (want("scan")) TestScan();

@@ -37,6 +37,7 @@ struct Case {
   bool bf16 = false;
   int64_t summary = 12;  // 12: the reads move notes in float4s; 9: in floats
   bool tf32 = false;     // the GPU model's products on TF32 tensor cores
+  bool bf16_products = false;  // MM_MATH_BF16 on the GPU
 };
 
 ModelConfig Config(const Case& k) {
@@ -83,7 +84,8 @@ Pair MakePair(const Case& k, uint64_t seed) {
   one.bf16_weights = k.bf16;
   ModelOptions dev = one;
   dev.cuda = true;
-  dev.tf32 = k.tf32;
+  dev.tf32 = k.tf32 || k.bf16_products;
+  dev.bf16_products = k.bf16_products;
   Pair pair;
   auto cpu = Model::FromWeights(config, w, one);
   auto gpu = Model::FromWeights(config, std::move(w), dev);
@@ -492,52 +494,70 @@ TEST(SessionSample, DeviceDrawsMatchTheHost) {
   }
 }
 
-// MM_MATH_TF32: the GPU's products on TF32 tensor cores stay near the CPU's
-// fp32 (inputs rounded to 10 mantissa bits), in a long feed (the chunked
-// products) and in batched steps (the general products), and differ from
-// the fp32 GPU model's bits (the option reaches the products). FIFO pools:
-// a kept note does not depend on how two near scores compare.
-TEST(SessionParityTf32, StaysNearFp32) {
-  const Case k{"tf32", PoolPolicy::kFifo, 4, Fusion::kWeighted, 2, 6, false, 12, true};
+// Reduced-precision products on the GPU (k.tf32 or k.bf16_products) stay
+// within `tol` of the CPU's fp32 in a long feed (the chunked products), in
+// batched steps of more streams than the decode kernels take (the general
+// products) and of a few (the decode kernels), and differ from the fp32 GPU
+// model's bits (the option reaches the products). FIFO pools: a kept note
+// does not depend on how two near scores compare.
+void ExpectNearFp32(const Case& k, double tol) {
   Case exact = k;
   exact.tf32 = false;
+  exact.bf16_products = false;
   Pair p = MakePair(k, 4321);
   Pair q = MakePair(exact, 4321);
   ASSERT_TRUE(p.cpu && p.gpu && q.gpu);
   const int64_t T = 100, V = p.cpu->config().vocab_size;
   const std::vector<int32_t> tokens = RandomTokens(T, V, 7);
-  constexpr double kTf32Tol = 1e-2;
   std::vector<float> got(T * V), want(T * V), fp32(T * V);
   auto g = NewSession(p.gpu.get()), c = NewSession(p.cpu.get()), e = NewSession(q.gpu.get());
   ASSERT_TRUE(g->Feed(tokens.data(), T, LogitsMode::kAll, got.data(), got.size()).ok());
   ASSERT_TRUE(c->Feed(tokens.data(), T, LogitsMode::kAll, want.data(), want.size()).ok());
   ASSERT_TRUE(e->Feed(tokens.data(), T, LogitsMode::kAll, fp32.data(), fp32.size()).ok());
-  EXPECT_LE(RelErr(got.data(), want.data(), got.size()), kTf32Tol);
+  EXPECT_LE(RelErr(got.data(), want.data(), got.size()), tol);
   EXPECT_LE(RelErr(fp32.data(), want.data(), got.size()), kTol);
-  EXPECT_GT(RelErr(got.data(), fp32.data(), got.size()), 0.0) << "TF32 never used";
+  EXPECT_GT(RelErr(got.data(), fp32.data(), got.size()), 0.0) << "the option never used";
   EXPECT_EQ(PoolWindows(g.get()), PoolWindows(c.get()));
 
-  const int kStreams = 12;
-  std::vector<std::unique_ptr<Session>> gpu, cpu;
-  for (int i = 0; i < kStreams; ++i) {
-    gpu.push_back(NewSession(p.gpu.get()));
-    cpu.push_back(NewSession(p.cpu.get()));
-  }
-  std::vector<Session*> ptrs;
-  for (auto& s : gpu) ptrs.push_back(s.get());
-  std::vector<float> step(kStreams * V), solo(V);
-  double worst = 0.0;
-  for (int64_t t = 0; t < 30; ++t) {
-    std::vector<int32_t> toks(kStreams);
-    for (int i = 0; i < kStreams; ++i) toks[i] = tokens[(t + 5 * i) % T];
-    ASSERT_TRUE(Session::StepMany(ptrs.data(), kStreams, toks.data(), step.data(), step.size())
-                    .ok());
-    for (int i = 0; i < kStreams; ++i) {
-      ASSERT_TRUE(cpu[i]->Feed(&toks[i], 1, LogitsMode::kLast, solo.data(), V).ok());
-      worst = std::max(worst, RelErr(&step[i * V], solo.data(), V));
+  for (const int streams : {12, 3}) {
+    std::vector<std::unique_ptr<Session>> gpu, cpu;
+    for (int i = 0; i < streams; ++i) {
+      gpu.push_back(NewSession(p.gpu.get()));
+      cpu.push_back(NewSession(p.cpu.get()));
     }
+    std::vector<Session*> ptrs;
+    for (auto& s : gpu) ptrs.push_back(s.get());
+    std::vector<float> step(streams * V), solo(V);
+    double worst = 0.0;
+    for (int64_t t = 0; t < 30; ++t) {
+      std::vector<int32_t> toks(streams);
+      for (int i = 0; i < streams; ++i) toks[i] = tokens[(t + 5 * i) % T];
+      ASSERT_TRUE(
+          Session::StepMany(ptrs.data(), streams, toks.data(), step.data(), step.size()).ok());
+      for (int i = 0; i < streams; ++i) {
+        ASSERT_TRUE(cpu[i]->Feed(&toks[i], 1, LogitsMode::kLast, solo.data(), V).ok());
+        worst = std::max(worst, RelErr(&step[i * V], solo.data(), V));
+      }
+    }
+    EXPECT_LE(worst, tol) << "batched steps of " << streams << " streams";
   }
-  EXPECT_LE(worst, kTf32Tol) << "batched steps";
+}
+
+// MM_MATH_TF32: inputs rounded to 10 mantissa bits.
+TEST(SessionParityTf32, StaysNearFp32) {
+  Case k{"tf32", PoolPolicy::kFifo, 4, Fusion::kWeighted, 2, 6, false, 12, true};
+  ExpectNearFp32(k, 1e-2);
+}
+
+// MM_MATH_BF16: the mixers' and the head's weights in bf16 on the device,
+// and their products' inputs rounded to bf16 (8 bits) where they run on
+// tensor cores; from fp32 weights (rounded on upload) and from bf16 ones.
+TEST(SessionParityBf16, StaysNearFp32) {
+  Case k{"bf16_products", PoolPolicy::kFifo, 4, Fusion::kWeighted, 2, 6, false, 12};
+  k.bf16_products = true;
+  ExpectNearFp32(k, 3e-2);
+  k.bf16 = true;
+  ExpectNearFp32(k, 3e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -92,8 +92,8 @@ absl::StatusOr<const mmc_op_table*> CudaOps() {
   return &loaded->table;
 }
 
-absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(int device,
-                                                                  bool allow_tf32) {
+absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(int device, bool allow_tf32,
+                                                                  bool bf16_products) {
   MM_ASSIGN_OR_RETURN(const mmc_op_table* ops, CudaOps());
   std::unique_ptr<CudaContext> c(new CudaContext());
   c->ops_ = ops;
@@ -102,6 +102,7 @@ absl::StatusOr<std::unique_ptr<CudaContext>> CudaContext::Create(int device,
   ops->context_options_init(&options, sizeof options);
   options.device = device;
   options.allow_tf32 = allow_tf32 ? 1 : 0;
+  options.bf16_products = bf16_products ? 1 : 0;
   const int st = ops->context_create(&c->ctx_, &options);
   if (st != MMC_OK) {
     c->ctx_ = nullptr;

@@ -33,8 +33,10 @@ class CudaContext {
   // library loads but no device or driver answers, or the ordinal is not a
   // device of this machine.
   // allow_tf32: fp32 matrix products may use TF32 tensor cores (MM_MATH_TF32).
+  // bf16_products: products with bf16 weights run on bf16 tensor cores
+  // (MM_MATH_BF16; mmc_context_options.bf16_products).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaContext>> Create(
-      int device = 0, bool allow_tf32 = false);
+      int device = 0, bool allow_tf32 = false, bool bf16_products = false);
   ~CudaContext();
   CudaContext(const CudaContext&) = delete;
   CudaContext& operator=(const CudaContext&) = delete;

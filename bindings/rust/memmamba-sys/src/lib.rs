@@ -61,6 +61,7 @@ pub const MM_DTYPE_BF16: i32 = 1;
 
 pub const MM_MATH_FP32: i32 = 0;
 pub const MM_MATH_TF32: i32 = 1;
+pub const MM_MATH_BF16: i32 = 2;
 
 pub const MM_LOGITS_NONE: i32 = 0;
 pub const MM_LOGITS_LAST: i32 = 1;

@@ -183,6 +183,10 @@ pub enum Math {
     /// On a GPU, fp32 products may use TF32 tensor cores (~1e-3 relative
     /// error, several times faster at many rows); the CPU ignores it.
     Tf32,
+    /// On a GPU, the mixers' in, x and out projections and the LM head in
+    /// bf16 on the device (~1e-2 relative error); models only (a trainer refuses
+    /// it); the CPU ignores it.
+    Bf16,
 }
 
 impl Math {
@@ -190,6 +194,7 @@ impl Math {
         match self {
             Math::Fp32 => sys::MM_MATH_FP32,
             Math::Tf32 => sys::MM_MATH_TF32,
+            Math::Bf16 => sys::MM_MATH_BF16,
         }
     }
 }

@@ -32,7 +32,8 @@ pub struct TrainerOptions {
     /// (`Code::NoDevice` without one, `Code::Unsupported` without CUDA).
     pub device: Device,
     /// How the GPU trainer's products are computed (`Math::Tf32`: TF32
-    /// tensor cores; master weights and moments stay fp32).
+    /// tensor cores; master weights and moments stay fp32; `Math::Bf16` is
+    /// refused with `Code::Unsupported`).
     pub math: Math,
 }
 
