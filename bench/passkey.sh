@@ -8,7 +8,8 @@
 #   bench/passkey.sh [BUILD_DIR [OUT_DIR]]
 #
 # Training, for both models: a curriculum from 32 to 2048 tokens (the next
-# length when 90% of a check is right, or after half the steps), then one
+# length when 90% of a check is right, or after a quarter of the first run's
+# STEPS, so that every length gets its turn), then one
 # more run of PHASE_STEPS steps at 2048 tokens for each learning rate in
 # PHASE_LRS (each continues from the saved model, with fresh optimizer
 # state and the next seed), then the memory phases, where the recurrent
@@ -22,7 +23,7 @@
 # --prefill-filler; a shared 524,288 bytes, rebuilt every 100 steps, then
 # 16,384 of each stream's own), so that keys are written and read against
 # pools full of a long stream's notes.
-# Knobs (environment): STEPS (2000), PHASE_STEPS (1200), PHASE_LRS
+# Knobs (environment): STEPS (4000), PHASE_STEPS (1200), PHASE_LRS
 # ("1.5e-3 1e-3"; "" for none), FORGET_PHASES ("0.5:1200:5 0.75:2400:6
 # 0.9:5000:9"; "" for none), MEMORY_STEPS (4000; 0 for none),
 # MEMORY_SEQ (512), MEMORY_LR (1e-3), FORGET_SHARE (0.9), MEMORY_ARGS
@@ -45,7 +46,7 @@ out=${2:-bench/passkey-out}
 bin=$build/samples/passkey
 [ -x "$bin" ] || { echo "passkey.sh: $bin not built (cmake --build $build --target passkey)" >&2; exit 1; }
 mkdir -p "$out"
-STEPS=${STEPS:-2000}
+STEPS=${STEPS:-4000}
 PHASE_STEPS=${PHASE_STEPS:-1200}
 PHASE_LRS=${PHASE_LRS-1.5e-3 1e-3}
 FORGET_PHASES=${FORGET_PHASES-0.5:1200:5 0.75:2400:6 0.9:5000:9}
@@ -66,7 +67,7 @@ PHASE1_ARGS=${PHASE1_ARGS-"--straight-through --decoys 3"}
 PREFILL_PHASES=${PREFILL_PHASES:-}
 PARALLEL=${PARALLEL:-0}
 phase1="--steps $STEPS --seed $SEED --threads $THREADS --seq-min 32 --seq 2048 --batch-tokens 2048 \
---stage-share 0.5 --eval-every 25 --lr 3e-3 --window 8 --d-state 8 $TRAIN_ARGS $PHASE1_ARGS"
+--stage-share 0.25 --eval-every 25 --lr 3e-3 --window 8 --d-state 8 $TRAIN_ARGS $PHASE1_ARGS"
 later="--steps $PHASE_STEPS --threads $THREADS --seq-min 2048 --seq 2048 --batch-tokens 4096 \
 --eval-every ${CHECK_EVERY:-$PHASE_STEPS} --probe 16384 $TRAIN_ARGS"
 
