@@ -24,7 +24,7 @@ struct ModelOptions {
   bool cuda = false;          // MM_DEVICE_CUDA
   bool tf32 = false;          // MM_MATH_TF32: GPU products may use TF32
   bool bf16_products = false; // MM_MATH_BF16: the mixers' and the head's GPU
-                              // products in bf16 (sessions read tf32 too)
+                              // products in bf16 (set with tf32 for the rest)
 };
 
 class Model {

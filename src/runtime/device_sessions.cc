@@ -891,8 +891,8 @@ absl::StatusOr<std::unique_ptr<DeviceSessions>> DeviceSessions::Create(const Mod
   const ModelConfig& c = model.config();
   auto impl = std::make_unique<Impl>();
   impl->model = &model;
-  MM_ASSIGN_OR_RETURN(impl->ctx_holder, CudaContext::Create(0, model.options().tf32,
-                                                                  model.options().bf16_products));
+  MM_ASSIGN_OR_RETURN(impl->ctx_holder,
+                      CudaContext::Create(0, model.options().tf32, model.options().bf16_products));
   impl->ctx = impl->ctx_holder.get();
   impl->ops = &impl->ctx->ops();
   if (c.d_conv > 16 || c.d_state > 64) {
