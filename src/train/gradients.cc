@@ -182,9 +182,17 @@ class GradientPass {
   void Gather(const ReadCache& rc, int64_t l, int64_t b, int64_t t, bool grad,
               std::vector<const float*>* keys, std::vector<const float*>* values,
               std::vector<float*>* dkeys, std::vector<float*>* dvalues) const;
+  // Straight-through κ of row (b, t) of read `rc`: every entry of its pools
+  // and every earlier window left out of them is a candidate; fills where
+  // each candidate's dκ goes (targets) and the dκ themselves. Only reads.
+  void KappaRow(const ReadCache& rc, int64_t l, int64_t b, int64_t t, const float* dout,
+                float* constant_sink, std::vector<float*>* targets,
+                std::vector<float>* dkappa) const;
   double LossAndHeadBackward(const float* x_last, float* dx, int64_t n_targets);
-  // Threads for the per-sequence attention loops: one for small batches.
-  int ReadThreads() const { return B_ > 1 && M_ * S_ >= 65536 ? model_.n_threads() : 1; }
+  // Threads for the attention loops: none for small blocks. The backward's
+  // loop is per sequence (rows of one sequence share their notes' dk, dv).
+  int ReadThreads() const { return M_ * S_ >= 65536 ? model_.n_threads() : 1; }
+  int SequenceThreads() const { return B_ > 1 ? ReadThreads() : 1; }
 
   GradientWorkspace own_;  // without options.workspace
   GradientWorkspace& ws_;
@@ -318,6 +326,41 @@ void GradientPass::Gather(const ReadCache& rc, int64_t l, int64_t b, int64_t t, 
   }
 }
 
+void GradientPass::KappaRow(const ReadCache& rc, int64_t l, int64_t b, int64_t t,
+                            const float* dout, float* constant_sink,
+                            std::vector<float*>* targets, std::vector<float>* dkappa) const {
+  thread_local std::vector<const float*> keys, values, ckeys, cvalues;
+  Gather(rc, l, b, t, false, &keys, &values, nullptr, nullptr);
+  // κ = keep + score − stopgrad(score): κ's gradient goes to the score.
+  const int64_t k = t / c_.note_window;
+  targets->clear();
+  ckeys.clear();
+  cvalues.clear();
+  for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {  // pool entries first
+    Notes& nt = notes_[src];
+    for (int32_t id : nt.versions[b][k]) {
+      targets->push_back(id < 0 ? constant_sink : &nt.dscore_st[b * nt.nw + id]);
+    }
+  }
+  for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {
+    Notes& nt = notes_[src];
+    const std::vector<int32_t>& pool = nt.versions[b][k];
+    const int64_t i = src - rc.src_begin;
+    for (int64_t win = 0; win < std::min(k, nt.nw); ++win) {
+      if (std::find(pool.begin(), pool.end(), win) != pool.end()) continue;
+      const int64_t r = (b * nt.nw + win) * 2 * S_;
+      ckeys.push_back(&rc.kv[i][r]);
+      cvalues.push_back(&rc.kv[i][r + S_]);
+      targets->push_back(&nt.dscore_st[b * nt.nw + win]);
+    }
+  }
+  dkappa->resize(targets->size());
+  const int64_t row = b * T_ + t;
+  be_.PoolAttendKappaGrad(&rc.q[row * S_], static_cast<int64_t>(keys.size()), keys.data(),
+                          values.data(), static_cast<int64_t>(ckeys.size()), ckeys.data(),
+                          cvalues.data(), S_, c_.attn_heads, dout + row * S_, dkappa->data());
+}
+
 void GradientPass::ReadForward(int64_t l, bool cross, float* xbar) {
   const ReadWeights& rw = cross ? W_.layers[l].lay : W_.layers[l].tok;
   ReadCache& rc = cross ? cur_->lay : cur_->tok;
@@ -349,12 +392,13 @@ void GradientPass::ReadForward(int64_t l, bool cross, float* xbar) {
   float* gate = Fit(&rc.gate, M_);
   be_.Matmul(a, M_, D_, Ref(rw.q), q, S_, false);
   std::fill(o, o + M_ * S_, 0.0f);
-#pragma omp parallel for num_threads(ReadThreads()) schedule(static)
-  for (int64_t b = 0; b < B_; ++b) {
+  // Row by row: each row's read is its own (the same bits on any thread).
+#pragma omp parallel num_threads(ReadThreads())
+  {
     std::vector<const float*> keys, values;
-    for (int64_t t = 0; t < T_; ++t) {
-      const int64_t row = b * T_ + t;
-      Gather(rc, l, b, t, false, &keys, &values, nullptr, nullptr);
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < M_; ++row) {
+      Gather(rc, l, row / T_, row % T_, false, &keys, &values, nullptr, nullptr);
       const float* ar = a + row * D_;
       float g = rw.gate_bias;
       for (int64_t d = 0; d < D_; ++d) g += rw.gate[d] * ar[d];
@@ -496,55 +540,53 @@ void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float
   be_.MatmulBackwardWeight(dco.data(), M_, D_, rc.o.data(), S_, D_, S_, gw.o.f32.data());
   std::vector<float> dout(M_ * S_);
   be_.MatmulBackwardInput(dco.data(), M_, D_, rw.o.f32.data(), D_, S_, dout.data(), S_, false);
-  // Attention: per sequence (rows of one sequence share notes' dk, dv).
+  // Attention, per sequence: rows of one sequence add to their notes' dk,
+  // dv and to their windows' dκ, in row order. With fewer sequences than
+  // threads, the κ gradients (rows that only read) of a block of rows are
+  // computed in parallel and added in row order after: the same sums.
   std::vector<float> dq(M_ * S_, 0.0f);
-#pragma omp parallel for num_threads(ReadThreads()) schedule(static)
-  for (int64_t b = 0; b < B_; ++b) {
+  const int seq_threads = SequenceThreads();
+  const bool block_kappa = straight_through_ && seq_threads < ReadThreads();
+  const int64_t block = block_kappa ? std::min<int64_t>(T_, 256) : 1;
+  std::vector<std::vector<float*>> block_targets(block);
+  std::vector<std::vector<float>> block_dkappa(block);
+  auto sequence = [&](int64_t b) {
     std::vector<const float*> keys, values;
     std::vector<float*> dkeys, dvalues;
-    std::vector<const float*> ckeys, cvalues;
     std::vector<float*> targets;  // where each candidate's dκ goes
     std::vector<float> dkappa;
     float constant_sink = 0.0f;    // the dκ of an initial pool's note (a constant)
-    for (int64_t t = 0; t < T_; ++t) {
-      const int64_t row = b * T_ + t;
-      if (rc.gate[row] == 0.0f) continue;
-      Gather(rc, l, b, t, true, &keys, &values, &dkeys, &dvalues);
-      be_.PoolAttendBackward(&rc.q[row * S_], static_cast<int64_t>(keys.size()), keys.data(),
-                             values.data(), S_, c_.attn_heads, &dout[row * S_], &dq[row * S_],
-                             dkeys.data(), dvalues.data());
-      if (!straight_through_) continue;
-      // Every completed earlier window of each source is a candidate with
-      // κ = keep + score − stopgrad(score): κ's gradient goes to the score.
-      const int64_t k = t / c_.note_window;
-      targets.clear();
-      ckeys.clear();
-      cvalues.clear();
-      for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {  // pool entries first
-        Notes& nt = notes_[src];
-        for (int32_t id : nt.versions[b][k]) {
-          targets.push_back(id < 0 ? &constant_sink : &nt.dscore_st[b * nt.nw + id]);
+    for (int64_t t0 = 0; t0 < T_; t0 += block) {
+      const int64_t t1 = std::min(T_, t0 + block);
+      if (block_kappa) {
+#pragma omp parallel for num_threads(ReadThreads()) schedule(dynamic, 8)
+        for (int64_t t = t0; t < t1; ++t) {
+          block_targets[t - t0].clear();
+          if (rc.gate[b * T_ + t] == 0.0f) continue;
+          KappaRow(rc, l, b, t, dout.data(), &constant_sink, &block_targets[t - t0],
+                   &block_dkappa[t - t0]);
         }
       }
-      for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {
-        Notes& nt = notes_[src];
-        const std::vector<int32_t>& pool = nt.versions[b][k];
-        const int64_t i = src - rc.src_begin;
-        for (int64_t win = 0; win < std::min(k, nt.nw); ++win) {
-          if (std::find(pool.begin(), pool.end(), win) != pool.end()) continue;
-          const int64_t r = (b * nt.nw + win) * 2 * S_;
-          ckeys.push_back(&rc.kv[i][r]);
-          cvalues.push_back(&rc.kv[i][r + S_]);
-          targets.push_back(&nt.dscore_st[b * nt.nw + win]);
-        }
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t row = b * T_ + t;
+        if (rc.gate[row] == 0.0f) continue;
+        Gather(rc, l, b, t, true, &keys, &values, &dkeys, &dvalues);
+        be_.PoolAttendBackward(&rc.q[row * S_], static_cast<int64_t>(keys.size()), keys.data(),
+                               values.data(), S_, c_.attn_heads, &dout[row * S_],
+                               &dq[row * S_], dkeys.data(), dvalues.data());
+        if (!straight_through_) continue;
+        if (!block_kappa) KappaRow(rc, l, b, t, dout.data(), &constant_sink, &targets, &dkappa);
+        const std::vector<float*>& tg = block_kappa ? block_targets[t - t0] : targets;
+        const std::vector<float>& dk = block_kappa ? block_dkappa[t - t0] : dkappa;
+        for (size_t j = 0; j < tg.size(); ++j) *tg[j] += dk[j];
       }
-      dkappa.resize(targets.size());
-      be_.PoolAttendKappaGrad(&rc.q[row * S_], static_cast<int64_t>(keys.size()), keys.data(),
-                              values.data(), static_cast<int64_t>(ckeys.size()), ckeys.data(),
-                              cvalues.data(), S_, c_.attn_heads, &dout[row * S_],
-                              dkappa.data());
-      for (size_t j = 0; j < targets.size(); ++j) *targets[j] += dkappa[j];
     }
+  };
+  if (seq_threads > 1) {  // not around the blocks' own parallel loop: it would nest
+#pragma omp parallel for num_threads(seq_threads) schedule(static)
+    for (int64_t b = 0; b < B_; ++b) sequence(b);
+  } else {
+    for (int64_t b = 0; b < B_; ++b) sequence(b);
   }
   // q = read.q · a.
   be_.MatmulBackwardWeight(dq.data(), M_, S_, a, D_, S_, D_, gw.q.f32.data());

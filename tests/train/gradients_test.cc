@@ -272,6 +272,29 @@ TEST(Recompute, SameGradientsAsKeepingActivations) {
   }
 }
 
+// One long sequence with straight-through scores: the reads' rows are
+// shared out over the threads (the forward's reads and the κ gradients),
+// and the gradients are the bits of one thread.
+TEST(Threads, OneLongSequenceGivesTheBitsOfOneThread) {
+  ModelConfig c = SmallConfig(GradCase{"threads", PoolPolicy::kPriority, 4, Fusion::kGated, 2, 6});
+  std::unique_ptr<Model> one = PerturbedModel(c, 21);
+  ModelOptions two_threads;
+  two_threads.n_threads = 2;
+  auto two = Model::FromWeights(c, one->weights(), two_threads);
+  ASSERT_TRUE(two.ok()) << two.status();
+  const int64_t T = 65536 / c.summary_dim;  // large enough for the threads to be used
+  std::vector<int32_t> tokens = RandomTokens(T, c.vocab_size, 23);
+  Batch batch{tokens.data(), 1, T, nullptr};
+  GradientOptions o;
+  o.straight_through = true;
+  BatchStats s1, s2;
+  Gradients g1, g2;
+  ASSERT_TRUE(ComputeGradients(*one, batch, o, &s1, &g1).ok());
+  ASSERT_TRUE(ComputeGradients(**two, batch, o, &s2, &g2).ok());
+  EXPECT_EQ(s1.loss_sum, s2.loss_sum);
+  EXPECT_EQ(g1, g2);
+}
+
 // A workspace carried from pass to pass (as a trainer carries it) holds the
 // last pass's buffers; a pass of another shape, with or without kept
 // activations and resets, still gives the bits of a pass with its own.
