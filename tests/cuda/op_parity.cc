@@ -486,9 +486,9 @@ void TestBf16Outputs() {
     for (int64_t b = 0; b < c.streams; ++b) slots[b] = static_cast<int32_t>((b * 7 + 2) % n_slots);
     std::sort(slots.begin(), slots.end());
     slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
-    if (static_cast<int64_t>(slots.size()) != c.streams) {
-      for (int64_t b = 0; b < c.streams; ++b) slots[b] = static_cast<int32_t>(b);
+    if (static_cast<int64_t>(slots.size()) != c.streams) {  // distinct slots, or streams race
       slots.resize(c.streams);
+      for (int64_t b = 0; b < c.streams; ++b) slots[b] = static_cast<int32_t>(b);
     }
     std::vector<float> A(c.N * c.E);
     for (auto& v : A) v = -Uniform(0.5f, 8.0f);
