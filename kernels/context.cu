@@ -457,6 +457,9 @@ MMC_API int mmc_get_op_table(mmc_op_table* table, size_t struct_size) {
   t.sample_rows = mmc_sample_rows;
   t.decode_linear_conv = mmc_decode_linear_conv;
   t.decode_linear_bf16 = mmc_decode_linear_bf16;
+  t.matmul_bf16 = mmc_matmul_bf16;
+  t.rms_norm_bf16 = mmc_rms_norm_bf16;
+  t.slots_selective_scan_bf16 = mmc_slots_selective_scan_bf16;
   std::memcpy(table, &t, t.struct_size);
   return MMC_OK;
 }

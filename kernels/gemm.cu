@@ -2,6 +2,7 @@
 // Matmul, MatmulBackwardInput, MatmulBackwardWeight; DESIGN 3):
 //
 //   matmul                  y[m, :] = x[m, :] · Wᵀ         (overwrites, or accumulates)
+//   matmul_bf16             the same, x and W in bf16, on bf16 tensor cores, fp32 sums
 //   matmul_backward_input   dx[m, :] = dy[m, :] · W        (overwrites, or accumulates)
 //   matmul_backward_weight  dW += dyᵀ · x                   (accumulates)
 //
@@ -192,10 +193,7 @@ __global__ void RoundBf16Kernel(const float* __restrict__ x, int64_t M, int64_t 
   const int64_t n = M * K;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const uint32_t u = __float_as_uint(x[i / K * ldx + i % K]);
-    out[i] = (u & 0x7fffffffu) > 0x7f800000u
-                 ? static_cast<uint16_t>((u >> 16) | 0x40u)
-                 : static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    out[i] = RoundBf16(x[i / K * ldx + i % K]);
   }
 }
 
@@ -204,14 +202,19 @@ __global__ void RoundBf16Kernel(const float* __restrict__ x, int64_t M, int64_t 
 
 using namespace memmamba::cuda;
 
-extern "C" {
+namespace {
 
-MMC_API int mmc_matmul(mmc_context* ctx, const float* x, int64_t M, int64_t ldx,
-                       const mmc_weight* w, float* y, int64_t ldy, int accumulate) {
+// mmc_matmul (X = float) and mmc_matmul_bf16 (X = uint16_t: x in bf16,
+// whose weights must be bf16 too).
+template <typename X>
+int Matmul(mmc_context* ctx, const X* x, int64_t M, int64_t ldx, const mmc_weight* w, float* y,
+           int64_t ldy, int accumulate) {
+  constexpr bool kBf16X = std::is_same_v<X, uint16_t>;
   MMC_ENTER(ctx);
   if (w == nullptr || M < 0 || w->rows < 0 || w->cols < 0) return MMC_ERR_INVALID_ARGUMENT;
   const int64_t N = w->rows, K = w->cols;
-  if ((w->f32 == nullptr) == (w->bf16 == nullptr) && N > 0 && K > 0) {
+  if (((w->f32 == nullptr) == (w->bf16 == nullptr) || (kBf16X && w->f32 != nullptr)) && N > 0 &&
+      K > 0) {
     return MMC_ERR_INVALID_ARGUMENT;
   }
   if (M == 0 || N == 0) return MMC_OK;
@@ -221,35 +224,53 @@ MMC_API int mmc_matmul(mmc_context* ctx, const float* x, int64_t M, int64_t ldx,
   if (K == 0) return accumulate ? MMC_OK : ZeroRows(ctx, y, M, N, ldy);
   return Guarded(ctx, [&]() -> int {
     const float beta = accumulate ? 1.0f : 0.0f;
-    if (w->f32 != nullptr) {
-      // yᵀ (N×M, ldy) = op_T(W as K×N, ld K) · xᵀ (K×M, ldx).
-      return Gemm(ctx, true, false, N, M, K, w->f32, K, x, ldx, y, ldy, beta);
+    // yᵀ (N×M, ldy) = op_T(W as K×N, ld K) · xᵀ (K×M, ldx).
+    if constexpr (kBf16X) {
+      return Gemm(ctx, true, false, N, M, K, w->bf16, K, x, ldx, y, ldy, beta);
+    } else {
+      if (w->f32 != nullptr) {
+        return Gemm(ctx, true, false, N, M, K, w->f32, K, x, ldx, y, ldy, beta);
+      }
+      if (ctx->bf16_products) {
+        Scratch xb(ctx);
+        MMC_RETURN_IF_ERROR(xb.Allocate(static_cast<size_t>(M * K) * sizeof(uint16_t)));
+        const int64_t blocks = std::min<int64_t>(CeilDiv(M * K, 256), 4096);
+        RoundBf16Kernel<<<static_cast<unsigned>(blocks), 256, 0, ctx->stream>>>(
+            x, M, K, ldx, xb.as<uint16_t>());
+        MMC_LAUNCH_CHECK(ctx, "RoundBf16Kernel");
+        return Gemm(ctx, true, false, N, M, K, w->bf16, K, xb.as<const uint16_t>(), K, y, ldy,
+                    beta);
+      }
+      const int64_t panel_rows = std::max<int64_t>(1, std::min(N, kBf16PanelElements / K));
+      Scratch panel(ctx);
+      MMC_RETURN_IF_ERROR(panel.Allocate(panel_rows * K * sizeof(float)));
+      for (int64_t r0 = 0; r0 < N; r0 += panel_rows) {
+        const int64_t rows = std::min(panel_rows, N - r0);
+        const int64_t n = rows * K;
+        const int64_t blocks = std::min<int64_t>(CeilDiv(n, 256), 4096);
+        WidenBf16Kernel<<<static_cast<unsigned>(blocks), 256, 0, ctx->stream>>>(
+            w->bf16 + r0 * K, panel.as<float>(), n);
+        MMC_LAUNCH_CHECK(ctx, "WidenBf16Kernel");
+        MMC_RETURN_IF_ERROR(
+            Gemm(ctx, true, false, rows, M, K, panel.as<float>(), K, x, ldx, y + r0, ldy, beta));
+      }
+      return MMC_OK;
     }
-    if (ctx->bf16_products) {
-      Scratch xb(ctx);
-      MMC_RETURN_IF_ERROR(xb.Allocate(static_cast<size_t>(M * K) * sizeof(uint16_t)));
-      const int64_t blocks = std::min<int64_t>(CeilDiv(M * K, 256), 4096);
-      RoundBf16Kernel<<<static_cast<unsigned>(blocks), 256, 0, ctx->stream>>>(
-          x, M, K, ldx, xb.as<uint16_t>());
-      MMC_LAUNCH_CHECK(ctx, "RoundBf16Kernel");
-      return Gemm(ctx, true, false, N, M, K, w->bf16, K, xb.as<const uint16_t>(), K, y, ldy,
-                  beta);
-    }
-    const int64_t panel_rows = std::max<int64_t>(1, std::min(N, kBf16PanelElements / K));
-    Scratch panel(ctx);
-    MMC_RETURN_IF_ERROR(panel.Allocate(panel_rows * K * sizeof(float)));
-    for (int64_t r0 = 0; r0 < N; r0 += panel_rows) {
-      const int64_t rows = std::min(panel_rows, N - r0);
-      const int64_t n = rows * K;
-      const int64_t blocks = std::min<int64_t>(CeilDiv(n, 256), 4096);
-      WidenBf16Kernel<<<static_cast<unsigned>(blocks), 256, 0, ctx->stream>>>(
-          w->bf16 + r0 * K, panel.as<float>(), n);
-      MMC_LAUNCH_CHECK(ctx, "WidenBf16Kernel");
-      MMC_RETURN_IF_ERROR(
-          Gemm(ctx, true, false, rows, M, K, panel.as<float>(), K, x, ldx, y + r0, ldy, beta));
-    }
-    return MMC_OK;
   });
+}
+
+}  // namespace
+
+extern "C" {
+
+MMC_API int mmc_matmul(mmc_context* ctx, const float* x, int64_t M, int64_t ldx,
+                       const mmc_weight* w, float* y, int64_t ldy, int accumulate) {
+  return Matmul(ctx, x, M, ldx, w, y, ldy, accumulate);
+}
+
+MMC_API int mmc_matmul_bf16(mmc_context* ctx, const uint16_t* x, int64_t M, int64_t ldx,
+                            const mmc_weight* w, float* y, int64_t ldy, int accumulate) {
+  return Matmul(ctx, x, M, ldx, w, y, ldy, accumulate);
 }
 
 MMC_API int mmc_matmul_backward_input(mmc_context* ctx, const float* dy, int64_t M, int64_t ldy,

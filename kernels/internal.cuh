@@ -157,6 +157,17 @@ struct Batch {
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// float -> bf16 (the upper 16 bits of a float), to nearest even; a NaN stays
+// a NaN (quiet). cpu::F32ToBf16 (src/backend/cpu/bf16.h) rounds the same way.
+__device__ __forceinline__ uint16_t RoundBf16(float v) {
+  const uint32_t u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+// An op's output element in fp32, or rounded to bf16 (its _bf16 variant).
+__device__ __forceinline__ void StoreValue(float* p, float v) { *p = v; }
+__device__ __forceinline__ void StoreValue(uint16_t* p, float v) { *p = RoundBf16(v); }
+
 // Whether p may be read as float4s.
 inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 

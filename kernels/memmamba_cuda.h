@@ -189,6 +189,14 @@ typedef struct mmc_weight {
 MMC_API int mmc_matmul(mmc_context* ctx, const float* x, int64_t M, int64_t ldx,
                        const mmc_weight* w, float* y, int64_t ldy, int accumulate);
 
+/* Since MMC_API_VERSION 8: mmc_matmul of x already in bf16 (row stride ldx)
+ * and bf16 weights (w->bf16 set, w->f32 NULL) on bf16 tensor cores, sums in
+ * fp32, in any context; its producers write x in bf16 themselves
+ * (mmc_rms_norm_bf16, mmc_slots_selective_scan_bf16), so no rounding pass
+ * runs in between. */
+MMC_API int mmc_matmul_bf16(mmc_context* ctx, const uint16_t* x, int64_t M, int64_t ldx,
+                            const mmc_weight* w, float* y, int64_t ldy, int accumulate);
+
 /* dx[m, :] (ldx) = dy[m, :] (ldy) · W, W [N, K] f32; accumulates when
  * `accumulate`. Backend::MatmulBackwardInput. */
 MMC_API int mmc_matmul_backward_input(mmc_context* ctx, const float* dy, int64_t M,
@@ -206,6 +214,10 @@ MMC_API int mmc_matmul_backward_weight(mmc_context* ctx, const float* dy, int64_
 /* out[m] = x[m] / sqrt(mean(x[m]²) + eps) ⊙ w, M rows of D; overwrites. */
 MMC_API int mmc_rms_norm(mmc_context* ctx, const float* x, int64_t M, int64_t D,
                          const float* w, float eps, float* out);
+/* Since MMC_API_VERSION 8: mmc_rms_norm with out [M, D] in bf16, each value
+ * the fp32 one rounded to nearest even. */
+MMC_API int mmc_rms_norm_bf16(mmc_context* ctx, const float* x, int64_t M, int64_t D,
+                              const float* w, float eps, uint16_t* out);
 
 /* dx [M, D] overwritten (or accumulated when `accumulate`); dw [D] += the
  * weight gradient. Backend::RmsNormBackward. */
@@ -635,6 +647,11 @@ typedef struct mmc_slot_scan_args {
 
 /* mmc_selective_scan's math for streams whose states live in slots. */
 MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args* args);
+/* Since MMC_API_VERSION 8: the same with the output in bf16 ([streams·T, E],
+ * each value the fp32 one rounded to nearest even) in y; args->y is not
+ * read. */
+MMC_API int mmc_slots_selective_scan_bf16(mmc_context* ctx, const mmc_slot_scan_args* args,
+                                          uint16_t* y);
 
 /* ------------------------------------------------------------------------ */
 /* Decode (decode.cu): one-token steps of at most MMC_DECODE_MAX_ROWS streams
@@ -946,6 +963,11 @@ typedef struct mmc_op_table {
   int (*decode_linear_conv)(mmc_context*, const mmc_decode_linear_conv_args*);
   /* Since MMC_API_VERSION 8. */
   int (*decode_linear_bf16)(mmc_context*, const mmc_decode_linear_bf16_args*);
+  int (*matmul_bf16)(mmc_context*, const uint16_t*, int64_t, int64_t, const mmc_weight*, float*,
+                     int64_t, int);
+  int (*rms_norm_bf16)(mmc_context*, const float*, int64_t, int64_t, const float*, float,
+                       uint16_t*);
+  int (*slots_selective_scan_bf16)(mmc_context*, const mmc_slot_scan_args*, uint16_t*);
 } mmc_op_table;
 
 /* Fills the prefix of *table that both sides know (struct_size bytes at most,

@@ -1,7 +1,8 @@
 // RMSNorm forward and backward (DESIGN 2.3: a = RMSNorm(u); backend.h
 // RmsNorm / RmsNormBackward; the CPU twin is in src/backend/cpu/cpu_backend.cc).
 //
-// Forward, per row m of D:   r = 1/sqrt(mean(x²) + eps);  out = x·r ⊙ w      (overwrites)
+// Forward, per row m of D:   r = 1/sqrt(mean(x²) + eps);  out = x·r ⊙ w      (overwrites;
+//                            mmc_rms_norm_bf16: out rounded to bf16)
 // Backward:                  dx = r·(dy⊙w) − x·r³·Σ_d(dy⊙w⊙x)/D             (overwrites,
 //                                                                  or accumulates)
 //                            dw += Σ_m dy⊙x·r                                 (accumulates)
@@ -18,9 +19,10 @@ namespace {
 constexpr int kWarpsPerBlock = 8;
 constexpr int kRowsPerPartial = 64;
 
-// One warp per row.
+// One warp per row; Out float, or uint16_t (bf16).
+template <typename Out>
 __global__ void RmsNormKernel(const float* __restrict__ x, int64_t M, int64_t D,
-                              const float* __restrict__ w, float eps, float* __restrict__ out) {
+                              const float* __restrict__ w, float eps, Out* __restrict__ out) {
   const int64_t m = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (m >= M) return;
@@ -29,8 +31,18 @@ __global__ void RmsNormKernel(const float* __restrict__ x, int64_t M, int64_t D,
   for (int64_t d = lane; d < D; d += 32) ss += static_cast<double>(xr[d]) * xr[d];
   ss = WarpSumDouble(ss);
   const float inv = static_cast<float>(1.0 / sqrt(ss / D + eps));
-  float* o = out + m * D;
-  for (int64_t d = lane; d < D; d += 32) o[d] = xr[d] * inv * w[d];
+  Out* o = out + m * D;
+  for (int64_t d = lane; d < D; d += 32) StoreValue(o + d, xr[d] * inv * w[d]);
+}
+
+// Four outputs k4·4 .. k4·4 + 3 of a row.
+__device__ __forceinline__ void Store4(float* o, int64_t k4, float4 v) {
+  reinterpret_cast<float4*>(o)[k4] = v;
+}
+__device__ __forceinline__ void Store4(uint16_t* o, int64_t k4, float4 v) {
+  const uint32_t lo = RoundBf16(v.x) | static_cast<uint32_t>(RoundBf16(v.y)) << 16;
+  const uint32_t hi = RoundBf16(v.z) | static_cast<uint32_t>(RoundBf16(v.w)) << 16;
+  reinterpret_cast<uint2*>(o)[k4] = make_uint2(lo, hi);
 }
 
 // Rows of at most kVecRowFloats in float4s (D % 4 == 0, 16-byte aligned
@@ -39,9 +51,10 @@ __global__ void RmsNormKernel(const float* __restrict__ x, int64_t M, int64_t D,
 constexpr int kVecPerLane = 8;
 constexpr int64_t kVecRowFloats = 32 * 4 * kVecPerLane;
 
+template <typename Out>
 __global__ void RmsNormVecKernel(const float* __restrict__ x, int64_t M, int64_t D,
                                  const float* __restrict__ w, float eps,
-                                 float* __restrict__ out) {
+                                 Out* __restrict__ out) {
   const int64_t m = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (m >= M) return;
@@ -62,14 +75,14 @@ __global__ void RmsNormVecKernel(const float* __restrict__ x, int64_t M, int64_t
   ss = WarpSumDouble(ss);
   const float inv = static_cast<float>(1.0 / sqrt(ss / D + eps));
   const float4* w4 = reinterpret_cast<const float4*>(w);
-  float4* o = reinterpret_cast<float4*>(out + m * D);
+  Out* o = out + m * D;
 #pragma unroll
   for (int i = 0; i < kVecPerLane; ++i) {
     const int64_t k = i * 32 + lane;
     if (k < n4) {
       const float4 g = w4[k];
-      o[k] = make_float4(v[i].x * inv * g.x, v[i].y * inv * g.y, v[i].z * inv * g.z,
-                         v[i].w * inv * g.w);
+      Store4(o, k, make_float4(v[i].x * inv * g.x, v[i].y * inv * g.y, v[i].z * inv * g.z,
+                               v[i].w * inv * g.w));
     }
   }
 }
@@ -130,17 +143,19 @@ __global__ void RmsNormWeightSumKernel(const float* __restrict__ partial, int64_
 
 using namespace memmamba::cuda;
 
-extern "C" {
+namespace {
 
-MMC_API int mmc_rms_norm(mmc_context* ctx, const float* x, int64_t M, int64_t D, const float* w,
-                         float eps, float* out) {
+template <typename Out>
+int RmsNorm(mmc_context* ctx, const float* x, int64_t M, int64_t D, const float* w, float eps,
+            Out* out) {
   MMC_ENTER(ctx);
   if (M < 0 || D < 0) return MMC_ERR_INVALID_ARGUMENT;
   if (M == 0 || D == 0) return MMC_OK;
   if (x == nullptr || w == nullptr || out == nullptr) return MMC_ERR_INVALID_ARGUMENT;
   const int64_t blocks = CeilDiv(M, kWarpsPerBlock);
   if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
-  if (D % 4 == 0 && D <= kVecRowFloats && Aligned16(x) && Aligned16(w) && Aligned16(out)) {
+  const bool out_aligned = reinterpret_cast<uintptr_t>(out) % (4 * sizeof(Out)) == 0;
+  if (D % 4 == 0 && D <= kVecRowFloats && Aligned16(x) && Aligned16(w) && out_aligned) {
     RmsNormVecKernel<<<static_cast<unsigned>(blocks), 32 * kWarpsPerBlock, 0, ctx->stream>>>(
         x, M, D, w, eps, out);
   } else {
@@ -149,6 +164,20 @@ MMC_API int mmc_rms_norm(mmc_context* ctx, const float* x, int64_t M, int64_t D,
   }
   MMC_LAUNCH_CHECK(ctx, "RmsNormKernel");
   return MMC_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+MMC_API int mmc_rms_norm(mmc_context* ctx, const float* x, int64_t M, int64_t D, const float* w,
+                         float eps, float* out) {
+  return RmsNorm(ctx, x, M, D, w, eps, out);
+}
+
+MMC_API int mmc_rms_norm_bf16(mmc_context* ctx, const float* x, int64_t M, int64_t D,
+                              const float* w, float eps, uint16_t* out) {
+  return RmsNorm(ctx, x, M, D, w, eps, out);
 }
 
 MMC_API int mmc_rms_norm_backward(mmc_context* ctx, const float* x, int64_t M, int64_t D,

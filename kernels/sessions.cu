@@ -248,9 +248,10 @@ __global__ void __launch_bounds__(kMixerThreads)
 // one-token steps) computes the same with fewer instructions; kSPL 32
 // remains for 16 < N <= 32, and for channels whose state offsets do not fit
 // 32 bits.
-template <int kSPL>
+// y: a.y, or (mmc_slots_selective_scan_bf16) a bf16 output in its place.
+template <int kSPL, typename Y>
 __global__ void __launch_bounds__(kMixerThreads)
-    SlotScanKernel(mmc_slot_scan_args a, int g_shift) {
+    SlotScanKernel(mmc_slot_scan_args a, int g_shift, Y* y) {
   const int64_t E = a.E, N = a.N;
   const int G = 1 << g_shift;
   const int64_t idx = blockIdx.x * int64_t{kMixerThreads} + threadIdx.x;
@@ -288,7 +289,7 @@ __global__ void __launch_bounds__(kMixerThreads)
       }
     }
     for (int o = G >> 1; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o, G);
-    if (live && g == 0) a.y[r * E + e] = (acc + Dv * u) * Silu(a.z[r * a.ld_z + e]);
+    if (live && g == 0) StoreValue(y + r * E + e, (acc + Dv * u) * Silu(a.z[r * a.ld_z + e]));
   }
   if (!live) return;
 #pragma unroll
@@ -304,7 +305,8 @@ __global__ void __launch_bounds__(kMixerThreads)
 // in the same order, so the same bits; under Nsight Compute the general
 // kernel issued ~1,600 instructions a warp for this case (65 % of the issue
 // slots, 38 % of DRAM bandwidth).
-__global__ void __launch_bounds__(kMixerThreads) SlotScanLaneKernel(mmc_slot_scan_args a) {
+template <typename Y>
+__global__ void __launch_bounds__(kMixerThreads) SlotScanLaneKernel(mmc_slot_scan_args a, Y* y) {
   const int64_t idx = blockIdx.x * int64_t{kMixerThreads} + threadIdx.x;
   if (idx >= a.streams * a.E) return;
   const int64_t b = idx / a.E;
@@ -334,7 +336,7 @@ __global__ void __launch_bounds__(kMixerThreads) SlotScanLaneKernel(mmc_slot_sca
         acc += s[n] * Cr[n];
       }
     }
-    a.y[r * E + e] = (acc + Dv * u) * Silu(a.z[r * a.ld_z + e]);
+    StoreValue(y + r * E + e, (acc + Dv * u) * Silu(a.z[r * a.ld_z + e]));
   }
 #pragma unroll
   for (int n = 0; n < 16; ++n) {
@@ -348,7 +350,8 @@ __global__ void __launch_bounds__(kMixerThreads) SlotScanLaneKernel(mmc_slot_sca
 // more of the state's loads in flight. The same operations in the same
 // order, so the same bits. Many sessions stepping at once are bound by this
 // kernel's trips to memory, not by its arithmetic.
-__global__ void __launch_bounds__(kMixerThreads) SlotScanStepKernel(mmc_slot_scan_args a) {
+template <typename Y>
+__global__ void __launch_bounds__(kMixerThreads) SlotScanStepKernel(mmc_slot_scan_args a, Y* y) {
   const int64_t idx = blockIdx.x * int64_t{kMixerThreads} + threadIdx.x;
   if (idx >= a.streams * a.E) return;
   const int64_t b = idx / a.E;
@@ -381,7 +384,7 @@ __global__ void __launch_bounds__(kMixerThreads) SlotScanStepKernel(mmc_slot_sca
       }
     }
   }
-  a.y[b * E + e] = (acc + a.D[e] * u) * Silu(a.z[b * a.ld_z + e]);
+  StoreValue(y + b * E + e, (acc + a.D[e] * u) * Silu(a.z[b * a.ld_z + e]));
 }
 
 // The note block of one stream's call over several windows: the rows walk
@@ -636,7 +639,11 @@ MMC_API int mmc_slots_conv_silu(mmc_context* ctx, int64_t B, int64_t T, int64_t 
   });
 }
 
-MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args* args) {
+namespace {
+
+// mmc_slots_selective_scan (Y float, y = a.y) and its _bf16 variant.
+template <typename Y>
+int SlotsSelectiveScan(mmc_context* ctx, const mmc_slot_scan_args* args, Y* y) {
   MMC_ENTER(ctx);
   if (args == nullptr) return MMC_ERR_INVALID_ARGUMENT;
   const mmc_slot_scan_args& a = *args;
@@ -648,7 +655,7 @@ MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args*
   if (a.streams == 0) return MMC_OK;
   if (a.xc == nullptr || a.dt == nullptr || a.dt_bias == nullptr || a.A == nullptr ||
       a.B == nullptr || a.C == nullptr || a.D == nullptr || a.z == nullptr ||
-      a.state == nullptr || a.slots == nullptr || a.y == nullptr) {
+      a.state == nullptr || a.slots == nullptr || y == nullptr) {
     return MMC_ERR_INVALID_ARGUMENT;
   }
   return Guarded(ctx, [&]() -> int {
@@ -668,19 +675,30 @@ MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args*
     if (blocks > INT32_MAX) return MMC_ERR_UNSUPPORTED;
     const unsigned grid = static_cast<unsigned>(blocks);
     if (per_channel && a.N <= 16 && a.N * a.E < INT32_MAX && a.T == 1) {
-      SlotScanStepKernel<<<grid, kMixerThreads, 0, ctx->stream>>>(a);
+      SlotScanStepKernel<<<grid, kMixerThreads, 0, ctx->stream>>>(a, y);
     } else if (per_channel && a.N <= 16 && a.N * a.E < INT32_MAX) {
-      SlotScanLaneKernel<<<grid, kMixerThreads, 0, ctx->stream>>>(a);
+      SlotScanLaneKernel<<<grid, kMixerThreads, 0, ctx->stream>>>(a, y);
     } else if (per_channel) {
-      SlotScanKernel<32><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
+      SlotScanKernel<32><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift, y);
     } else if (spl == 1) {
-      SlotScanKernel<1><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
+      SlotScanKernel<1><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift, y);
     } else {
-      SlotScanKernel<2><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift);
+      SlotScanKernel<2><<<grid, kMixerThreads, 0, ctx->stream>>>(a, g_shift, y);
     }
     MMC_LAUNCH_CHECK(ctx, "slots_selective_scan");
     return MMC_OK;
   });
+}
+
+}  // namespace
+
+MMC_API int mmc_slots_selective_scan(mmc_context* ctx, const mmc_slot_scan_args* args) {
+  return SlotsSelectiveScan(ctx, args, args != nullptr ? args->y : nullptr);
+}
+
+MMC_API int mmc_slots_selective_scan_bf16(mmc_context* ctx, const mmc_slot_scan_args* args,
+                                          uint16_t* y) {
+  return SlotsSelectiveScan(ctx, args, y);
 }
 
 MMC_API int mmc_chunk_note_windows(mmc_context* ctx, const float* a, int64_t T, int64_t D,

@@ -54,7 +54,7 @@ const (
 	// MathTF32: on a GPU, fp32 products may use TF32 tensor cores (~1e-3
 	// relative error, several times faster at many rows); the CPU ignores it.
 	MathTF32 Math = C.MM_MATH_TF32
-	// MathBF16: on a GPU, the mixers' in, x and out projections and the LM
+	// MathBF16: on a GPU, the mixers' in and out projections and the LM
 	// head in bf16 on the device (~1e-2 relative error); models only (a
 	// trainer refuses it); the CPU ignores it.
 	MathBF16 Math = C.MM_MATH_BF16

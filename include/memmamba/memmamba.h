@@ -193,11 +193,11 @@ typedef enum mm_math {
                        steps, prefill, training). State, scan, norms,
                        softmax and accumulation stay fp32. The CPU computes
                        in fp32 regardless */
-  MM_MATH_BF16 = 2  /* on a CUDA device, the mixers' in, x and out
+  MM_MATH_BF16 = 2  /* on a CUDA device, the mixers' in and out
                        projections and the LM head are kept in bf16 on the
                        device (a tied embedding keeps its fp32 copy for
-                       the lookups): products of many rows round their
-                       input to bf16 and run on bf16 tensor cores, one-token
+                       the lookups): products of many rows take their
+                       input in bf16 and run on bf16 tensor cores, one-token
                        steps of a few sessions multiply the bf16 weights in
                        fp32; sums in fp32 (~1e-2 relative error). Every
                        other product as MM_MATH_TF32; state, scan, norms,

@@ -84,6 +84,7 @@ struct DeviceSessions::Impl {
   // One call's buffers.
   DA<uint8_t> step;  // tokens, slots, windows, last rows
   DA<float> x, a, h, xz, xc, dbc, dt, y, q, o, co, gate, m, raw, note_score, rows, logits_dev;
+  DA<uint16_t> act16;  // MM_MATH_BF16: a product's input in bf16
   // A call of one stream over several windows: the new notes of every layer
   // and each layer's pool versions (mmc_chunk_pool_versions).
   DA<float> new_notes;
@@ -271,7 +272,7 @@ absl::Status DeviceSessions::Impl::UploadWeights() {
     mat16(LW.in_proj, &L.in_proj);
     vec(LW.conv_w, &L.conv_w);
     vec(LW.conv_b, &L.conv_b);
-    mat16(LW.x_proj, &L.x_proj);
+    mat(LW.x_proj, &L.x_proj);
     mat(LW.dt_proj, &L.dt_proj);
     vec(LW.dt_bias, &L.dt_bias);
     vec(LW.A, &L.A);
@@ -464,10 +465,18 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
       }
     }
     // Mamba mixer on x̄; its output is added into x.
-    MMC_CALL(rms_norm, x.get(), M, D, LW.norm, c.norm_eps, h.get());
+    // MM_MATH_BF16: the norm writes the in projection's input in bf16, and
+    // the slot scan the out projection's (one buffer, used in turn).
     const mmc_weight w_in = LW.in_proj.ref(), w_x = LW.x_proj.ref(), w_dt = LW.dt_proj.ref(),
                      w_out = LW.out_proj.ref();
-    MMC_CALL(matmul, h.get(), M, D, &w_in, xz.get(), 2 * E, 0);
+    if (w_in.bf16 != nullptr) {
+      MMC_CALL(rms_norm_bf16, x.get(), M, D, LW.norm, c.norm_eps, act16.get());
+      MMC_CALL(matmul_bf16, act16.get(), M, D, &w_in, xz.get(), 2 * E, 0);
+    } else {
+      MMC_CALL(rms_norm, x.get(), M, D, LW.norm, c.norm_eps, h.get());
+      MMC_CALL(matmul, h.get(), M, D, &w_in, xz.get(), 2 * E, 0);
+    }
+    const bool y16 = w_out.bf16 != nullptr && T <= kSlotKernelRows;
     if (T <= kSlotKernelRows) {
       MMC_CALL(slots_conv_silu, B, T, E, K, xz.get(), 2 * E, LW.conv_w, LW.conv_b, conv.get(),
                L, l, slots_dev, xc.get());
@@ -510,7 +519,11 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
       sa.layer = l;
       sa.slots = slots_dev;
       sa.y = y.get();
-      MMC_CALL(slots_selective_scan, &sa);
+      if (y16) {
+        MMC_CALL(slots_selective_scan_bf16, &sa, act16.get());
+      } else {
+        MMC_CALL(slots_selective_scan, &sa);
+      }
     } else {
       std::vector<mmc_scan_args> args(B);
       for (int64_t b = 0; b < B; ++b) {
@@ -534,7 +547,11 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
       }
       MMC_CALL(selective_scan, args.data(), B);
     }
-    MMC_CALL(matmul, y.get(), M, E, &w_out, x.get(), D, 1);
+    if (y16) {
+      MMC_CALL(matmul_bf16, act16.get(), M, E, &w_out, x.get(), D, 1);
+    } else {
+      MMC_CALL(matmul, y.get(), M, E, &w_out, x.get(), D, 1);
+    }
   }
   // The notes of the windows this call closed, now that every layer has read.
   if (chunk != nullptr) {
@@ -556,9 +573,14 @@ absl::Status DeviceSessions::Impl::Enqueue(int64_t B, int64_t T, LogitsMode mode
     MMC_CALL(gather_rows, x.get(), D, last_dev, nullptr, nullptr, B, D, rows.get(), D, 0);
     src = rows.get();
   }
-  MMC_CALL(rms_norm, src, n_rows, D, norm_f, c.norm_eps, h.get());
   const mmc_weight wh = head.ref();
-  MMC_CALL(matmul, h.get(), n_rows, D, &wh, logits_dev.get(), V, 0);
+  if (wh.bf16 != nullptr) {
+    MMC_CALL(rms_norm_bf16, src, n_rows, D, norm_f, c.norm_eps, act16.get());
+    MMC_CALL(matmul_bf16, act16.get(), n_rows, D, &wh, logits_dev.get(), V, 0);
+  } else {
+    MMC_CALL(rms_norm, src, n_rows, D, norm_f, c.norm_eps, h.get());
+    MMC_CALL(matmul, h.get(), n_rows, D, &wh, logits_dev.get(), V, 0);
+  }
   return absl::OkStatus();
 }
 
@@ -803,6 +825,7 @@ absl::Status DeviceSessions::Impl::Run(const int* slots, const int64_t* position
   MM_RETURN_IF_ERROR(Fit(&dbc, M * (R + 2 * N)));
   MM_RETURN_IF_ERROR(Fit(&dt, M * E));
   MM_RETURN_IF_ERROR(Fit(&y, M * E));
+  if (model->options().bf16_products) MM_RETURN_IF_ERROR(Fit(&act16, M * std::max(D, E)));
   if (memory) {
     MM_RETURN_IF_ERROR(Fit(&q, M * S));
     MM_RETURN_IF_ERROR(Fit(&o, M * 2 * S));  // the decode read's two outputs a row

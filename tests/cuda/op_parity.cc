@@ -438,6 +438,142 @@ void TestRmsNorm() {
   }
 }
 
+// The _bf16 variants of the ops that feed products (MMC_API_VERSION 8):
+// every output equals the fp32 op's rounded to nearest even (bit for bit),
+// and mmc_matmul_bf16 equals mmc_matmul of the same bf16 values.
+std::vector<uint16_t> RoundedBf16(const std::vector<float>& v) {
+  std::vector<uint16_t> r(v.size());
+  memmamba::cpu::ConvertF32ToBf16(v.data(), r.data(), v.size());
+  return r;
+}
+
+void ReportSameBf16(const std::string& op, const std::string& shape,
+                    const std::vector<uint16_t>& got, const std::vector<uint16_t>& want) {
+  const bool same = got.size() == want.size() &&
+                    std::memcmp(got.data(), want.data(), got.size() * sizeof(uint16_t)) == 0;
+  Report(op, shape, "= fp32 rounded", same ? 0.0 : INFINITY, 0.0);
+}
+
+void TestBf16Outputs() {
+  // RMSNorm: the float4 path (D % 4 == 0), the scalar path, an output only
+  // 4-byte aligned (scalar path).
+  struct NormCase {
+    int64_t M, D, offset;
+  };
+  for (const NormCase& c : {NormCase{5, 768, 0}, NormCase{3, 130, 0}, NormCase{4, 768, 2}}) {
+    const std::vector<float> x = Normal(c.M * c.D, 0.3f, 2.0f), w = Normal(c.D, 1.0f, 0.2f);
+    DeviceBuffer<float> dx(x), dw(w), out(c.M * c.D);
+    DeviceBuffer<uint16_t> out16(c.M * c.D + c.offset);
+    CHECK_MMC(mmc_rms_norm(g_ctx, dx.get(), c.M, c.D, dw.get(), 1e-5f, out.get()));
+    CHECK_MMC(mmc_rms_norm_bf16(g_ctx, dx.get(), c.M, c.D, dw.get(), 1e-5f,
+                                out16.get() + c.offset));
+    std::vector<uint16_t> got = out16.Download();
+    got.erase(got.begin(), got.begin() + c.offset);
+    ReportSameBf16("rms_norm_bf16",
+                   Fmt("M=%" PRId64 " D=%" PRId64 " out+%" PRId64, c.M, c.D, c.offset), got,
+                   RoundedBf16(out.Download()));
+  }
+  // The slot scan: a one-token step of many streams, rows of a few, one
+  // stream's longer call; both calls from the same states, which end equal.
+  struct ScanCase {
+    int64_t streams, T, E, N;
+  };
+  for (const ScanCase& c : {ScanCase{256, 1, 1536, 16}, ScanCase{64, 3, 768, 16},
+                            ScanCase{2, 5, 64, 16}, ScanCase{3, 2, 40, 24}}) {
+    const int64_t rows = c.streams * c.T, n_layer = 2, n_slots = c.streams + 3;
+    const int64_t ld_bc = 2 * c.N + 3, ld_z = c.E + 5;
+    std::vector<int32_t> slots(c.streams);
+    for (int64_t b = 0; b < c.streams; ++b) slots[b] = static_cast<int32_t>((b * 7 + 2) % n_slots);
+    std::sort(slots.begin(), slots.end());
+    slots.erase(std::unique(slots.begin(), slots.end()), slots.end());
+    if (static_cast<int64_t>(slots.size()) != c.streams) {  // distinct slots, or streams race
+      slots.resize(c.streams);
+      for (int64_t b = 0; b < c.streams; ++b) slots[b] = static_cast<int32_t>(b);
+    }
+    std::vector<float> A(c.N * c.E);
+    for (auto& v : A) v = -Uniform(0.5f, 8.0f);
+    const std::vector<float> xc = Normal(rows * c.E), dt = Normal(rows * c.E, -1.0f, 0.5f),
+                             bias = Normal(c.E, 0.0f, 0.3f), bc = Normal(rows * ld_bc),
+                             Dv = Normal(c.E), z = Normal(rows * ld_z),
+                             state = Normal(n_slots * n_layer * c.N * c.E);
+    DeviceBuffer<float> d_xc(xc), d_dt(dt), d_bias(bias), d_A(A), d_bc(bc), d_D(Dv), d_z(z),
+        st32(state), st16(state), y(rows * c.E);
+    DeviceBuffer<int32_t> d_slots(slots);
+    DeviceBuffer<uint16_t> y16(rows * c.E);
+    mmc_slot_scan_args a{};
+    a.streams = c.streams;
+    a.T = c.T;
+    a.E = c.E;
+    a.N = c.N;
+    a.xc = d_xc.get();
+    a.dt = d_dt.get();
+    a.dt_bias = d_bias.get();
+    a.A = d_A.get();
+    a.B = d_bc.get() + 1;
+    a.C = d_bc.get() + 1 + c.N;
+    a.ld_bc = ld_bc;
+    a.D = d_D.get();
+    a.z = d_z.get();
+    a.ld_z = ld_z;
+    a.state = st32.get();
+    a.n_layer = n_layer;
+    a.layer = 1;
+    a.slots = d_slots.get();
+    a.y = y.get();
+    CHECK_MMC(mmc_slots_selective_scan(g_ctx, &a));
+    a.state = st16.get();
+    a.y = nullptr;
+    CHECK_MMC(mmc_slots_selective_scan_bf16(g_ctx, &a, y16.get()));
+    const std::string shape = Fmt("streams=%" PRId64 " T=%" PRId64 " E=%" PRId64 " N=%" PRId64,
+                                  c.streams, c.T, c.E, c.N);
+    ReportSameBf16("slots_selective_scan_bf16", shape, y16.Download(), RoundedBf16(y.Download()));
+    ReportRepeat("slots_selective_scan_bf16", shape + " state", st32.Download(), st16.Download());
+  }
+  // Products of bf16 x: against mmc_matmul in a context with bf16_products
+  // given x's bf16 values as floats (its rounding then changes nothing).
+  mmc_context_options opts;
+  mmc_context_options_init(&opts, sizeof opts);
+  opts.bf16_products = 1;
+  mmc_context* ctx = nullptr;
+  CHECK_MMC(mmc_context_create(&ctx, &opts));
+  struct MatCase {
+    int64_t M, K, N, pad_x;
+    bool accumulate;
+  };
+  for (const MatCase& c : {MatCase{256, 768, 3072, 0, false}, MatCase{256, 1536, 768, 0, true},
+                           MatCase{7, 96, 50, 4, false}}) {
+    const int64_t ldx = c.K + c.pad_x;
+    const std::vector<uint16_t> x16 = RoundedBf16(Normal(c.M * ldx)),
+                                w16 = RoundedBf16(Normal(c.N * c.K, 0.0f, 0.05f));
+    std::vector<float> x(x16.size());
+    memmamba::cpu::ConvertBf16ToF32(x16.data(), x.data(), x.size());
+    const std::vector<float> y0 = Normal(c.M * c.N);
+    DeviceBuffer<uint16_t> dx16(x16), dw16(w16);
+    DeviceBuffer<float> dx(x), ya(y0), yb(y0);
+    mmc_weight mw{};
+    mw.rows = c.N;
+    mw.cols = c.K;
+    mw.bf16 = dw16.get();
+    CHECK_MMC(mmc_matmul(ctx, dx.get(), c.M, ldx, &mw, ya.get(), c.N, c.accumulate));
+    CHECK_MMC(mmc_synchronize(ctx));
+    CHECK_MMC(mmc_matmul_bf16(g_ctx, dx16.get(), c.M, ldx, &mw, yb.get(), c.N, c.accumulate));
+    Compare("matmul_bf16",
+            Fmt("M=%" PRId64 " K=%" PRId64 " N=%" PRId64 " ldx+%" PRId64 "%s", c.M, c.K, c.N,
+                c.pad_x, c.accumulate ? " acc" : ""),
+            "y", yb.Download(), ya.Download(), 1e-6);
+  }
+  mmc_context_free(ctx);
+  mmc_weight f32{};
+  f32.rows = 4;
+  f32.cols = 4;
+  DeviceBuffer<float> wf(16), yf(16);
+  DeviceBuffer<uint16_t> xf(16);
+  f32.f32 = wf.get();
+  ReportStatus("matmul_bf16", "f32 weights",
+               mmc_matmul_bf16(g_ctx, xf.get(), 4, 4, &f32, yf.get(), 4, 0),
+               MMC_ERR_INVALID_ARGUMENT);
+}
+
 // ---------------------------------------------------------------------------
 // Conv.
 
@@ -1424,7 +1560,8 @@ void TestStatuses() {
   Report("get_op_table", "version", "MMC_API_VERSION",
          table.version == MMC_API_VERSION && table.adamw == mmc_adamw &&
                  table.decode_linear_conv == mmc_decode_linear_conv &&
-                 table.decode_linear_bf16 == mmc_decode_linear_bf16
+                 table.decode_linear_bf16 == mmc_decode_linear_bf16 &&
+                 table.slots_selective_scan_bf16 == mmc_slots_selective_scan_bf16
              ? 0.0
              : INFINITY,
          0.0);
@@ -1477,6 +1614,7 @@ int main(int argc, char** argv) {
   if (want("matmul")) TestMatmul();
   if (want("matmul")) TestMatmulBf16Products();
   if (want("decode")) TestDecodeLinearBf16();
+  if (want("bf16")) TestBf16Outputs();
   if (want("norm")) TestRmsNorm();
   if (want("conv")) TestConv();
   if (want("scan")) TestScan();

@@ -183,8 +183,8 @@ pub enum Math {
     /// On a GPU, fp32 products may use TF32 tensor cores (~1e-3 relative
     /// error, several times faster at many rows); the CPU ignores it.
     Tf32,
-    /// On a GPU, the mixers' in, x and out projections and the LM head in
-    /// bf16 on the device (~1e-2 relative error); models only (a trainer refuses
+    /// On a GPU, the mixers' in and out projections and the LM head in bf16
+    /// on the device (~1e-2 relative error); models only (a trainer refuses
     /// it); the CPU ignores it.
     Bf16,
 }
