@@ -43,7 +43,8 @@
 # run of PHASE_STEPS for each LENGTH:LR:EVERY, e.g. "65536:1e-3:25
 # 262144:7e-4:50": half the sequences continue streams of LENGTH filler
 # bytes holding a key, built anew every EVERY steps; see passkey train
-# --prefill), PARALLEL=1 to train both models at once (two cores),
+# --prefill), PARALLEL=1 to train both models at once after the seed check
+# (two cores),
 # CHECK_EVERY (the runs after the first check accuracy at 2048 and 16,384
 # tokens once, at their end; CHECK_EVERY=N checks every N steps instead:
 # ~5 s each, and no check changes a trained weight).

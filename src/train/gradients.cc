@@ -182,10 +182,13 @@ class GradientPass {
   void Gather(const ReadCache& rc, int64_t l, int64_t b, int64_t t, bool grad,
               std::vector<const float*>* keys, std::vector<const float*>* values,
               std::vector<float*>* dkeys, std::vector<float*>* dvalues) const;
-  // Straight-through κ of row (b, t) of read `rc`: every entry of its pools
-  // and every earlier window left out of them is a candidate; fills where
-  // each candidate's dκ goes (targets) and the dκ themselves. Only reads.
-  void KappaRow(const ReadCache& rc, int64_t l, int64_t b, int64_t t, const float* dout,
+  // Straight-through κ of row (b, t) of read `rc`, whose pool entries Gather
+  // gave as keys and values: every entry and every earlier window left out
+  // of the pools is a candidate; fills where each candidate's dκ goes
+  // (targets) and the dκ themselves. Only reads.
+  void KappaRow(const ReadCache& rc, int64_t b, int64_t t,
+                const std::vector<const float*>& keys,
+                const std::vector<const float*>& values, const float* dout,
                 float* constant_sink, std::vector<float*>* targets,
                 std::vector<float>* dkappa) const;
   double LossAndHeadBackward(const float* x_last, float* dx, int64_t n_targets);
@@ -326,11 +329,12 @@ void GradientPass::Gather(const ReadCache& rc, int64_t l, int64_t b, int64_t t, 
   }
 }
 
-void GradientPass::KappaRow(const ReadCache& rc, int64_t l, int64_t b, int64_t t,
-                            const float* dout, float* constant_sink,
-                            std::vector<float*>* targets, std::vector<float>* dkappa) const {
-  thread_local std::vector<const float*> keys, values, ckeys, cvalues;
-  Gather(rc, l, b, t, false, &keys, &values, nullptr, nullptr);
+void GradientPass::KappaRow(const ReadCache& rc, int64_t b, int64_t t,
+                            const std::vector<const float*>& keys,
+                            const std::vector<const float*>& values, const float* dout,
+                            float* constant_sink, std::vector<float*>* targets,
+                            std::vector<float>* dkappa) const {
+  thread_local std::vector<const float*> ckeys, cvalues;
   // κ = keep + score − stopgrad(score): κ's gradient goes to the score.
   const int64_t k = t / c_.note_window;
   targets->clear();
@@ -559,12 +563,17 @@ void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float
     for (int64_t t0 = 0; t0 < T_; t0 += block) {
       const int64_t t1 = std::min(T_, t0 + block);
       if (block_kappa) {
-#pragma omp parallel for num_threads(ReadThreads()) schedule(dynamic, 8)
-        for (int64_t t = t0; t < t1; ++t) {
-          block_targets[t - t0].clear();
-          if (rc.gate[b * T_ + t] == 0.0f) continue;
-          KappaRow(rc, l, b, t, dout.data(), &constant_sink, &block_targets[t - t0],
-                   &block_dkappa[t - t0]);
+#pragma omp parallel num_threads(ReadThreads())
+        {
+          std::vector<const float*> row_keys, row_values;
+#pragma omp for schedule(dynamic, 8)
+          for (int64_t t = t0; t < t1; ++t) {
+            block_targets[t - t0].clear();
+            if (rc.gate[b * T_ + t] == 0.0f) continue;
+            Gather(rc, l, b, t, false, &row_keys, &row_values, nullptr, nullptr);
+            KappaRow(rc, b, t, row_keys, row_values, dout.data(), &constant_sink,
+                     &block_targets[t - t0], &block_dkappa[t - t0]);
+          }
         }
       }
       for (int64_t t = t0; t < t1; ++t) {
@@ -575,7 +584,9 @@ void GradientPass::ReadBackward(int64_t l, bool cross, const float* dxbar, float
                                values.data(), S_, c_.attn_heads, &dout[row * S_],
                                &dq[row * S_], dkeys.data(), dvalues.data());
         if (!straight_through_) continue;
-        if (!block_kappa) KappaRow(rc, l, b, t, dout.data(), &constant_sink, &targets, &dkappa);
+        if (!block_kappa) {
+          KappaRow(rc, b, t, keys, values, dout.data(), &constant_sink, &targets, &dkappa);
+        }
         const std::vector<float*>& tg = block_kappa ? block_targets[t - t0] : targets;
         const std::vector<float>& dk = block_kappa ? block_dkappa[t - t0] : dkappa;
         for (size_t j = 0; j < tg.size(); ++j) *tg[j] += dk[j];
