@@ -335,6 +335,7 @@ void GradientPass::KappaRow(const ReadCache& rc, int64_t b, int64_t t,
                             float* constant_sink, std::vector<float*>* targets,
                             std::vector<float>* dkappa) const {
   thread_local std::vector<const float*> ckeys, cvalues;
+  thread_local std::vector<char> in_pool;  // per window of a source
   // κ = keep + score − stopgrad(score): κ's gradient goes to the score.
   const int64_t k = t / c_.note_window;
   targets->clear();
@@ -348,10 +349,13 @@ void GradientPass::KappaRow(const ReadCache& rc, int64_t b, int64_t t,
   }
   for (int64_t src = rc.src_begin; src < rc.src_end; ++src) {
     Notes& nt = notes_[src];
-    const std::vector<int32_t>& pool = nt.versions[b][k];
-    const int64_t i = src - rc.src_begin;
-    for (int64_t win = 0; win < std::min(k, nt.nw); ++win) {
-      if (std::find(pool.begin(), pool.end(), win) != pool.end()) continue;
+    const int64_t i = src - rc.src_begin, wins = std::min(k, nt.nw);
+    in_pool.assign(wins, 0);
+    for (int32_t id : nt.versions[b][k]) {
+      if (id >= 0 && id < wins) in_pool[id] = 1;
+    }
+    for (int64_t win = 0; win < wins; ++win) {
+      if (in_pool[win]) continue;
       const int64_t r = (b * nt.nw + win) * 2 * S_;
       ckeys.push_back(&rc.kv[i][r]);
       cvalues.push_back(&rc.kv[i][r + S_]);

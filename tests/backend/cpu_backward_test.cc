@@ -257,5 +257,62 @@ TEST(CpuKappaGrad, FiniteWhenACandidateDominates) {
   EXPECT_LE(std::abs(dkappa[1]), H * 4 * 1.5f + 1e-3f);
 }
 
+// The surrogate against its formula (backend.h) in double precision, for
+// candidate counts around the kernel's groups of eight and head widths on
+// both of its paths (16: eight candidates at a time; 2: one at a time).
+TEST(CpuKappaGrad, MatchesItsFormula) {
+  std::unique_ptr<Backend> be = CreateCpuBackend(1);
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t H : {4, 32}) {
+    const int64_t S = 64, dh = S / H;
+    for (int64_t m : {1, 7, 16}) {
+      for (int64_t c : {0, 1, 9, 40}) {
+        const int64_t n = m + c;
+        std::vector<std::vector<float>> k(n, std::vector<float>(S)), v = k;
+        std::vector<float> q(S), dout(S);
+        for (auto* x : {&q, &dout}) for (float& f : *x) f = normal(rng);
+        for (int64_t j = 0; j < n; ++j) {
+          for (int64_t d = 0; d < S; ++d) {
+            k[j][d] = normal(rng);
+            v[j][d] = normal(rng);
+          }
+        }
+        std::vector<const float*> kp(n), vp(n);
+        for (int64_t j = 0; j < n; ++j) {
+          kp[j] = k[j].data();
+          vp[j] = v[j].data();
+        }
+        std::vector<float> got(n, -1.0f);
+        be->PoolAttendKappaGrad(q.data(), m, kp.data(), vp.data(), c, kp.data() + m,
+                                vp.data() + m, S, H, dout.data(), got.data());
+        std::vector<double> want(n, 0.0);
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t off = h * dh;
+          std::vector<double> s(n), dp(n);
+          for (int64_t j = 0; j < n; ++j) {
+            for (int64_t d = 0; d < dh; ++d) {
+              s[j] += static_cast<double>(q[off + d]) * k[j][off + d];
+              dp[j] += static_cast<double>(dout[off + d]) * v[j][off + d];
+            }
+            s[j] /= std::sqrt(static_cast<double>(dh));
+          }
+          double z_pool = 0.0, z_all = 0.0, o_do = 0.0;
+          for (int64_t j = 0; j < n; ++j) {
+            z_all += std::exp(s[j]);
+            if (j < m) z_pool += std::exp(s[j]);
+          }
+          for (int64_t j = 0; j < m; ++j) o_do += std::exp(s[j]) / z_pool * dp[j];
+          for (int64_t j = 0; j < n; ++j) want[j] += std::exp(s[j]) / z_all * (dp[j] - o_do);
+        }
+        for (int64_t j = 0; j < n; ++j) {
+          EXPECT_NEAR(got[j], want[j], 1e-5 * (1.0 + std::abs(want[j])))
+              << "H " << H << " m " << m << " c " << c << " j " << j;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace memmamba

@@ -109,6 +109,16 @@ inline void AccumulateReadGrads(float ds, float p, const float* k, const float* 
   }
 }
 
+// a·b rounded to float before any addition that follows: never fused into a
+// multiply-add, so a sum of these has the bits of Dot8Rows' lanes.
+inline float RoundedProduct(float a, float b) {
+  float p = a * b;
+#if defined(__x86_64__)
+  asm("" : "+x"(p));
+#endif
+  return p;
+}
+
 #if MM_CPU_AVX2
 // r[i] (row i, 8 floats) → r[d] (lane i = row i's element d).
 inline void Transpose8x8(__m256 (&r)[8]) {
@@ -449,6 +459,27 @@ void FoldedReadHeads(const float* q, int64_t m, const float* const* summaries, c
   float* scores = u + H * S;   // [H, m]
   std::fill(qk + h0 * S, qk + h1 * S, 0.0f);
   std::fill(u + h0 * S, u + h1 * S, 0.0f);
+#if MM_CPU_AVX2
+  // The two accumulations below (qk over i, u over j) keep a block of 64
+  // floats of their output in registers through the whole sum: the same
+  // multiply-adds in the same order as the loops after them.
+  if (S % 64 == 0) {
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t s0 = 0; s0 < S; s0 += 64) {
+        __m256 acc[8];
+        for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < dh; ++i) {
+          const __m256 qi = _mm256_set1_ps(scale * q[h * dh + i]);
+          const float* kr = k + (h * dh + i) * S + s0;
+          for (int c = 0; c < 8; ++c) {
+            acc[c] = _mm256_fmadd_ps(qi, _mm256_loadu_ps(kr + 8 * c), acc[c]);
+          }
+        }
+        for (int c = 0; c < 8; ++c) _mm256_storeu_ps(qk + h * S + s0 + 8 * c, acc[c]);
+      }
+    }
+  } else
+#endif
   for (int64_t h = h0; h < h1; ++h) {
     float* r = qk + h * S;
     for (int64_t i = 0; i < dh; ++i) {
@@ -470,6 +501,24 @@ void FoldedReadHeads(const float* q, int64_t m, const float* const* summaries, c
     }
   }
   SoftmaxRows(scores + h0 * m, h1 - h0, m);
+#if MM_CPU_AVX2
+  if (S % 64 == 0) {
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t s0 = 0; s0 < S; s0 += 64) {
+        __m256 acc[8];
+        for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < m; ++j) {
+          const __m256 p = _mm256_set1_ps(scores[h * m + j]);
+          const float* sj = summaries[j] + s0;
+          for (int c = 0; c < 8; ++c) {
+            acc[c] = _mm256_fmadd_ps(p, _mm256_loadu_ps(sj + 8 * c), acc[c]);
+          }
+        }
+        for (int c = 0; c < 8; ++c) _mm256_storeu_ps(u + h * S + s0 + 8 * c, acc[c]);
+      }
+    }
+  } else
+#endif
   for (int64_t j = 0; j < m; ++j) {
     const float* sj = summaries[j];
     for (int64_t h = h0; h < h1; ++h) {
@@ -842,43 +891,68 @@ class CpuBackend final : public Backend {
                            const float* const* values, int64_t c, const float* const* ckeys,
                            const float* const* cvalues, int64_t S, int64_t H, const float* dout,
                            float* dkappa) override {
-    const int64_t dh = S / H;
+    const int64_t dh = S / H, n = m + c;
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-    thread_local std::vector<float> sc;
-    sc.resize(m + c);
-    std::fill(dkappa, dkappa + m + c, 0.0f);
+    // Per candidate: its score, do·v and its two exponentials, each computed
+    // once ([n rounded up to 8] each; the pool's exponentials in e_pool).
+    thread_local std::vector<float> sc, dp, e_all, e_pool;
+    sc.resize((n + 7) / 8 * 8);
+    dp.resize(sc.size());
+    e_all.resize(n);
+    e_pool.resize(m);
+    std::fill(dkappa, dkappa + n, 0.0f);
     auto key = [&](int64_t j) { return j < m ? keys[j] : ckeys[j - m]; };
     auto value = [&](int64_t j) { return j < m ? values[j] : cvalues[j - m]; };
     for (int64_t h = 0; h < H; ++h) {
       const int64_t off = h * dh;
-      float mx = -INFINITY, mx_pool = -INFINITY;  // each softmax its own max:
-      for (int64_t j = 0; j < m + c; ++j) {        // one candidate far above the
-        float dot = 0.0f;                          // pool must not underflow the
-        const float* k = key(j) + off;             // pool's sum to 0
-        for (int64_t d = 0; d < dh; ++d) dot += q[off + d] * k[d];
-        sc[j] = dot * scale;
+      int64_t j0 = 0;
+#if MM_CPU_AVX2
+      if (dh % 8 == 0) {  // eight candidates at a time, the bits of the loop below
+        for (; j0 < n; j0 += 8) {
+          const float* kr[8];
+          const float* vr[8];
+          for (int i = 0; i < 8; ++i) {
+            const int64_t j = std::min(j0 + i, n - 1);  // past the end: a copy of the last
+            kr[i] = key(j) + off;
+            vr[i] = value(j) + off;
+          }
+          Dot8Rows(q + off, kr, dh, &sc[j0]);
+          Dot8Rows(dout + off, vr, dh, &dp[j0]);
+        }
+      }
+#endif
+      for (int64_t j = j0; j < n; ++j) {
+        float dot = 0.0f, dvp = 0.0f;
+        const float* k = key(j) + off;
+        const float* v = value(j) + off;
+        for (int64_t d = 0; d < dh; ++d) dot += RoundedProduct(q[off + d], k[d]);
+        for (int64_t d = 0; d < dh; ++d) dvp += RoundedProduct(dout[off + d], v[d]);
+        sc[j] = dot;
+        dp[j] = dvp;
+      }
+      // Each softmax its own max: one candidate far above the pool must not
+      // underflow the pool's sum to 0.
+      float mx = -INFINITY, mx_pool = -INFINITY;
+      for (int64_t j = 0; j < n; ++j) {
+        sc[j] = sc[j] * scale;
         mx = std::max(mx, sc[j]);
         if (j < m) mx_pool = std::max(mx_pool, sc[j]);
       }
-      // o·do under the pool's own softmax (the forward's weights).
       float z_pool = 0.0f, z_all = 0.0f;
-      for (int64_t j = 0; j < m + c; ++j) {
-        z_all += std::exp(sc[j] - mx);
-        if (j < m) z_pool += std::exp(sc[j] - mx_pool);
+      for (int64_t j = 0; j < n; ++j) {
+        e_all[j] = std::exp(sc[j] - mx);
+        z_all += e_all[j];
+        if (j < m) {
+          e_pool[j] = std::exp(sc[j] - mx_pool);
+          z_pool += e_pool[j];
+        }
       }
+      // o·do under the pool's own softmax (the forward's weights).
       float o_do = 0.0f;
-      for (int64_t j = 0; j < m; ++j) {
-        const float* v = value(j) + off;
-        float dp = 0.0f;
-        for (int64_t d = 0; d < dh; ++d) dp += dout[off + d] * v[d];
-        o_do += std::exp(sc[j] - mx_pool) / z_pool * dp;
-      }
+      for (int64_t j = 0; j < m; ++j) o_do = std::fma(e_pool[j] / z_pool, dp[j], o_do);
       // dκ_j scaled by softmax over all candidates: no weight exceeds 1.
-      for (int64_t j = 0; j < m + c; ++j) {
-        const float* v = value(j) + off;
-        float dp = 0.0f;
-        for (int64_t d = 0; d < dh; ++d) dp += dout[off + d] * v[d];
-        dkappa[j] += std::exp(sc[j] - mx) / z_all * (dp - o_do);
+      for (int64_t j = 0; j < n; ++j) {
+        dkappa[j] = std::fma(e_all[j] / z_all, dp[j] - o_do, dkappa[j]);
       }
     }
   }
