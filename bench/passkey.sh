@@ -9,7 +9,8 @@
 #
 # Training, for both models: a curriculum from 32 to 2048 tokens (the next
 # length when 90% of a check is right, or after a quarter of the first run's
-# STEPS, so that every length gets its turn), then one
+# STEPS, so that every length gets its turn; checks every 25 steps, every 500
+# once at 2048, where they only report), then one
 # more run of PHASE_STEPS steps at 2048 tokens for each learning rate in
 # PHASE_LRS (each continues from the saved model, with fresh optimizer
 # state and the next seed), then the memory phases, where the recurrent
@@ -81,7 +82,8 @@ later="--steps $PHASE_STEPS --threads $THREADS --seq-min 2048 --seq 2048 --batch
 
 base() { # name capacity seed: the first run, then one run for each of PHASE_LRS
   phase1="--steps $STEPS --seed $3 --threads $THREADS --seq-min 32 --seq 2048 --batch-tokens 2048 \
---stage-share 0.25 --eval-every 25 --lr 3e-3 --window 8 --d-state 8 $TRAIN_ARGS $PHASE1_ARGS"
+--stage-share 0.25 --eval-every 25 --final-eval-every 500 --lr 3e-3 --window 8 --d-state 8 \
+$TRAIN_ARGS $PHASE1_ARGS"
   # shellcheck disable=SC2086
   echo "$bin train --out $out/$1.safetensors --capacity $2 $phase1"
   # shellcheck disable=SC2086

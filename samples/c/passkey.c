@@ -789,6 +789,7 @@ static int cmd_train(int argc, char **argv) {
   model_defaults(&m);
   const char *out = NULL, *init = NULL, *filler_kind = "austen";
   size_t steps = 0, seq = 2048, seq_min = 128, batch_tokens = 4096, seed = 1, eval_every = 50,
+         final_eval_every = 0,
          eval_samples = 32, warmup = 30, probe = 0, mix_min = 0, prefill_every = 50,
          prefill_streams = 4;
   double decoys = 0.0; /* per 2048 tokens */
@@ -829,6 +830,9 @@ static int cmd_train(int argc, char **argv) {
     else if (ok && !strcmp(x, "--batch-tokens")) ok = !parse_size(argv[++i], &batch_tokens);
     else if (ok && !strcmp(x, "--seed")) ok = !parse_size(argv[++i], &seed);
     else if (ok && !strcmp(x, "--eval-every")) ok = !parse_size(argv[++i], &eval_every);
+    else if (ok && !strcmp(x, "--final-eval-every")) {
+      ok = !parse_size(argv[++i], &final_eval_every);
+    }
     else if (ok && !strcmp(x, "--eval-samples")) ok = !parse_size(argv[++i], &eval_samples);
     else if (ok && !strcmp(x, "--probe")) ok = !parse_size(argv[++i], &probe);
     else if (ok && !strcmp(x, "--warmup")) ok = !parse_size(argv[++i], &warmup);
@@ -887,6 +891,9 @@ static int cmd_train(int argc, char **argv) {
               "  curriculum: lengths seq-min, 2 seq-min, .., seq; the next when the accuracy\n"
               "         of --eval-samples 32 (every --eval-every 50 steps) reaches --advance 0.9,\n"
               "         or when the stage has used --stage-share (1/stages) of the budget\n"
+              "         [--final-eval-every N: in the last stage, where a check cannot move\n"
+              "          the curriculum, check every N steps only (and at the end); checks\n"
+              "          never change the weights]\n"
               "         [--probe L: also report accuracy at length L at each evaluation]\n"
               "         [--mix-min L: in the last stage, lengths drawn log-uniformly in [L, seq]]\n"
               "  model: [--d-model 64] [--layers 4] [--d-state 16] [--expand 2] [--window 16]\n"
@@ -1100,7 +1107,11 @@ static int cmd_train(int argc, char **argv) {
     loss_sum += res.loss;
     ++loss_n;
     double now = now_seconds();
-    int eval_now = eval_every && step % eval_every == 0;
+    /* In the last stage a check only reports, so --final-eval-every may
+     * thin the checks out there; the run's last step is then still checked. */
+    int thinned = stage + 1 == n_stages && final_eval_every && eval_every;
+    size_t every = thinned ? final_eval_every : eval_every;
+    int eval_now = every && (step % every == 0 || (thinned && steps && step == steps));
     if (eval_now || now - last_print > 30.0) {
       mm_trainer_keep_fraction(trainer, keep, cfg.n_layer);
       printf("step %5zu  T %4zu  loss %.3f  lr %.2e  |g| %.2f  %.0f tok/s  %.0f s (cpu %.0f s)  keep",
