@@ -37,6 +37,13 @@ grep -q "mean surprisal" "$work/stream.txt"
   > "$work/passkey_train.txt"
 cat "$work/passkey_train.txt"
 grep -q "saved $work/passkey.safetensors" "$work/passkey_train.txt"
+# One stage is the last from the start: --final-eval-every 4 over 6 steps
+# checks at step 4 and at the end, not at every step.
+"$bin/passkey" train --out "$work/thin.safetensors" --steps 6 --seq-min 64 --seq 64 \
+  --batch-tokens 128 --eval-every 1 --final-eval-every 4 --eval-samples 4 --filler $filler \
+  --threads 1 $tiny > "$work/thin.txt"
+checks=$(grep -c "check at length 64" "$work/thin.txt")
+[ "$checks" -eq 2 ] || { echo "--final-eval-every 4 over 6 steps: $checks checks" >&2; exit 1; }
 # Sequences whose recurrent state resets between the key and the query.
 "$bin/passkey" train --init "$work/passkey.safetensors" --out "$work/forget.safetensors" \
   --steps 2 --seq-min 64 --seq 64 --batch-tokens 128 --eval-every 0 --filler $filler \
