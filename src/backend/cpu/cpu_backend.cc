@@ -895,6 +895,9 @@ class CpuBackend final : public Backend {
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
     // Per candidate: its score, do·v and its two exponentials, each computed
     // once ([n rounded up to 8] each; the pool's exponentials in e_pool).
+    // The dots are rounded products added in order, the weighted sums fused
+    // multiply-adds: the operations this surrogate has always had, spelled
+    // out so that no compiler's choice of contraction can change a bit.
     thread_local std::vector<float> sc, dp, e_all, e_pool;
     sc.resize((n + 7) / 8 * 8);
     dp.resize(sc.size());
