@@ -443,6 +443,22 @@ void ConvBackwardChannels(const ConvBackwardArgs& a, int64_t e0, int64_t e1) {
   }
 }
 
+#if MM_CPU_AVX2
+// out[0..64) = Σ_{i < n} coef(i)·row(i)[0..64), one fused multiply-add per
+// term in order of i from zero, the 64 sums held in registers throughout.
+template <typename Coef, typename Row>
+inline void WeightedRowSum64(int64_t n, const Coef& coef, const Row& row, float* out) {
+  __m256 acc[8];
+  for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; ++i) {
+    const __m256 w = _mm256_set1_ps(coef(i));
+    const float* r = row(i);
+    for (int c = 0; c < 8; ++c) acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(r + 8 * c), acc[c]);
+  }
+  for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+#endif
+
 // Floats of scratch FoldedReadHeads needs for m notes.
 int64_t FoldedReadScratch(int64_t m, int64_t S, int64_t H) { return 2 * H * S + H * m; }
 
@@ -461,21 +477,15 @@ void FoldedReadHeads(const float* q, int64_t m, const float* const* summaries, c
   std::fill(u + h0 * S, u + h1 * S, 0.0f);
 #if MM_CPU_AVX2
   // The two accumulations below (qk over i, u over j) keep a block of 64
-  // floats of their output in registers through the whole sum: the same
-  // multiply-adds in the same order as the loops after them.
+  // floats of their output in registers through the whole sum
+  // (WeightedRowSum64): the same multiply-adds in the same order as the
+  // loops after them.
   if (S % 64 == 0) {
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t s0 = 0; s0 < S; s0 += 64) {
-        __m256 acc[8];
-        for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
-        for (int64_t i = 0; i < dh; ++i) {
-          const __m256 qi = _mm256_set1_ps(scale * q[h * dh + i]);
-          const float* kr = k + (h * dh + i) * S + s0;
-          for (int c = 0; c < 8; ++c) {
-            acc[c] = _mm256_fmadd_ps(qi, _mm256_loadu_ps(kr + 8 * c), acc[c]);
-          }
-        }
-        for (int c = 0; c < 8; ++c) _mm256_storeu_ps(qk + h * S + s0 + 8 * c, acc[c]);
+        WeightedRowSum64(
+            dh, [&](int64_t i) { return scale * q[h * dh + i]; },
+            [&](int64_t i) { return k + (h * dh + i) * S + s0; }, qk + h * S + s0);
       }
     }
   } else
@@ -505,16 +515,9 @@ void FoldedReadHeads(const float* q, int64_t m, const float* const* summaries, c
   if (S % 64 == 0) {
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t s0 = 0; s0 < S; s0 += 64) {
-        __m256 acc[8];
-        for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
-        for (int64_t j = 0; j < m; ++j) {
-          const __m256 p = _mm256_set1_ps(scores[h * m + j]);
-          const float* sj = summaries[j] + s0;
-          for (int c = 0; c < 8; ++c) {
-            acc[c] = _mm256_fmadd_ps(p, _mm256_loadu_ps(sj + 8 * c), acc[c]);
-          }
-        }
-        for (int c = 0; c < 8; ++c) _mm256_storeu_ps(u + h * S + s0 + 8 * c, acc[c]);
+        WeightedRowSum64(
+            m, [&](int64_t j) { return scores[h * m + j]; },
+            [&](int64_t j) { return summaries[j] + s0; }, u + h * S + s0);
       }
     }
   } else
