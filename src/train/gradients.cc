@@ -33,7 +33,10 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
+#include <thread>
 
+#include "backend/backend.h"
 #include "backend/cpu/vec_math.h"
 #include "runtime/forward.h"
 #include "runtime/pool.h"
@@ -97,6 +100,17 @@ struct Segment {
   bool carried = false;
 };
 
+// Targets of a batch: row (b, t) for t >= 1 where the mask (if any) is set.
+int64_t CountTargets(const Batch& batch) {
+  int64_t n = 0;
+  for (int64_t b = 0; b < batch.B; ++b) {
+    for (int64_t t = 1; t < batch.T; ++t) {
+      if (!batch.mask || batch.mask[b * batch.T + t]) ++n;
+    }
+  }
+  return n;
+}
+
 // One layer's activations, recomputed in the backward.
 struct LayerCache {
   std::vector<float> a, xbar, h, xz, xc, dbc, dt, y, checkpoints, state;
@@ -111,6 +125,8 @@ struct GradientWorkspace {
   std::vector<LayerCache> caches;     // GradientPass::caches_
   // LayerBackward's gradients of the layer's activations.
   std::vector<float> dxbar, dy, dxz, dxc, ddt, ddbc, dh, da;
+  // One per group of a batch split into groups (ComputeGradients).
+  std::vector<std::unique_ptr<GradientWorkspace>> groups;
 };
 
 void GradientWorkspaceDeleter::operator()(GradientWorkspace* w) const { delete w; }
@@ -121,19 +137,23 @@ namespace {
 
 class GradientPass {
  public:
+  // `workspace`: NULL for buffers of its own. The pass runs its ops on `be`
+  // and its own loops on `n_threads` threads; `n_targets` (> 0) divides the
+  // loss sum (the batch's whole target count when `batch` is part of one).
   GradientPass(const Model& model, const Batch& batch, const GradientOptions& options,
-               Gradients* grads)
-      : ws_(options.workspace != nullptr ? *options.workspace : own_),
-        persistent_(options.workspace != nullptr),
+               GradientWorkspace* workspace, Backend& be, int n_threads, int64_t n_targets)
+      : ws_(workspace != nullptr ? *workspace : own_),
+        persistent_(workspace != nullptr),
         x_(ws_.x),
         notes_(ws_.notes),
         caches_(ws_.caches),
-        model_(model),
+        n_threads_(n_threads),
+        n_targets_(n_targets),
         straight_through_(options.straight_through),
         keep_bytes_(options.keep_activations_bytes),
         c_(model.config()),
         W_(model.weights()),
-        be_(model.backend()),
+        be_(be),
         batch_(batch),
         B_(batch.B),
         T_(batch.T),
@@ -144,8 +164,7 @@ class GradientPass {
         R_(c_.dt_rank),
         S_(c_.summary_dim),
         ld_dbc_(c_.dt_rank + 2 * c_.d_state),
-        P_(batch.initial != nullptr ? c_.pool_capacity : 0),
-        grads_out_(grads) {
+        P_(batch.initial != nullptr ? c_.pool_capacity : 0) {
     for (int64_t b = 0; b < B_; ++b) {
       const bool from_stream = batch.initial != nullptr && batch.initial[b] != nullptr;
       int64_t t0 = 0;
@@ -164,7 +183,12 @@ class GradientPass {
     }
   }
 
-  absl::Status Run(BatchStats* stats);
+  // The forward and the backward: the loss sum and the targets go to
+  // `stats`, kept / closed windows per layer to `kept` and `closed`.
+  absl::Status Run(BatchStats* stats, std::vector<int64_t>* kept, std::vector<int64_t>* closed);
+  // Adds the gradients (`add`) or writes them into `grads`, flat in
+  // ListParams() order.
+  void Collect(Gradients* grads, bool add);
 
  private:
   // Forward of layer l from its input u: out = the layer's output. Fills
@@ -194,7 +218,7 @@ class GradientPass {
   double LossAndHeadBackward(const float* x_last, float* dx, int64_t n_targets);
   // Threads for the attention loops: none for small blocks. The backward's
   // loop is per sequence (rows of one sequence share their notes' dk, dv).
-  int ReadThreads() const { return M_ * S_ >= 65536 ? model_.n_threads() : 1; }
+  int ReadThreads() const { return M_ * S_ >= 65536 ? n_threads_ : 1; }
   int SequenceThreads() const { return B_ > 1 ? ReadThreads() : 1; }
 
   GradientWorkspace own_;  // without options.workspace
@@ -207,7 +231,8 @@ class GradientPass {
   // else caches_[0], refilled by a recomputation in the backward.
   std::vector<LayerCache>& caches_;
 
-  const Model& model_;
+  const int n_threads_;
+  const int64_t n_targets_;
   const bool straight_through_;
   const double keep_bytes_;
   const ModelConfig& c_;
@@ -216,7 +241,6 @@ class GradientPass {
   const Batch& batch_;
   const int64_t B_, T_, M_, D_, E_, N_, R_, S_, ld_dbc_;
   const int64_t P_;  // rows per sequence of Notes::s0: P with Batch::initial, else 0
-  Gradients* grads_out_;
   std::vector<Segment> segments_;  // in (b, t0) order; one per sequence without resets
   int64_t checkpoints_ = 0;        // scan checkpoints of all segments
 
@@ -825,17 +849,8 @@ double GradientPass::LossAndHeadBackward(const float* x_last, float* dx, int64_t
   return loss_sum;
 }
 
-absl::Status GradientPass::Run(BatchStats* stats) {
-  int64_t n_targets = 0;
-  for (int64_t b = 0; b < B_; ++b) {
-    for (int64_t t = 1; t < T_; ++t) {
-      if (!batch_.mask || batch_.mask[b * T_ + t]) ++n_targets;
-    }
-  }
-  if (n_targets == 0) {
-    return Error(ErrorCode::kInvalidArgument, "the batch has no target (every loss mask byte "
-                                              "at t >= 1 is zero, or seq_len is 1)");
-  }
+absl::Status GradientPass::Run(BatchStats* stats, std::vector<int64_t>* kept,
+                               std::vector<int64_t>* closed) {
   for (const Matrix* m : {&W_.embedding, &W_.lm_head}) {
     if (m->is_bf16()) return Error(ErrorCode::kUnsupported, "gradients need f32 weights");
   }
@@ -873,7 +888,7 @@ absl::Status GradientPass::Run(BatchStats* stats) {
   }
   // Loss, then backward layer by layer.
   std::vector<float> dx(M_ * D_);
-  const double loss_sum = LossAndHeadBackward(x_[c_.n_layer].data(), dx.data(), n_targets);
+  const double loss_sum = LossAndHeadBackward(x_[c_.n_layer].data(), dx.data(), n_targets_);
   if (!persistent_) std::vector<float>().swap(x_[c_.n_layer]);
   for (int64_t l = c_.n_layer - 1; l >= 0; --l) {
     LayerBackward(l, x_[l].data(), dx.data());
@@ -885,23 +900,30 @@ absl::Status GradientPass::Run(BatchStats* stats) {
   }
 
   stats->loss_sum = loss_sum;
-  stats->targets = n_targets;
-  stats->keep_fraction.assign(c_.n_layer, 0.0f);
+  stats->targets = CountTargets(batch_);
+  kept->assign(c_.n_layer, 0);
+  closed->assign(c_.n_layer, 0);
   for (int64_t l = 0; l < c_.n_layer; ++l) {
-    const int64_t closed = B_ * notes_[l].nw;
-    stats->keep_fraction[l] =
-        closed ? static_cast<float>(notes_[l].kept) / static_cast<float>(closed) : 0.0f;
+    (*kept)[l] = notes_[l].kept;
+    (*closed)[l] = B_ * notes_[l].nw;
   }
-  // Flatten in ListParams() order.
+  return absl::OkStatus();
+}
+
+void GradientPass::Collect(Gradients* grads, bool add) {
   std::vector<ParamRef> params = ListParams(c_, &G_);
-  grads_out_->resize(params.size());
+  grads->resize(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     const ParamRef& p = params[i];
     const float* src =
         p.matrix ? p.matrix->f32.data() : p.vector ? p.vector->data() : p.scalar;
-    (*grads_out_)[i].assign(src, src + p.numel());
+    std::vector<float>& dst = (*grads)[i];
+    if (!add) {
+      dst.assign(src, src + p.numel());
+      continue;
+    }
+    for (int64_t k = 0; k < p.numel(); ++k) dst[k] += src[k];
   }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -935,13 +957,106 @@ absl::Status ComputeGradients(const Model& model, const Batch& batch,
   if (batch.B < 1 || batch.T < 1) {
     return Error(ErrorCode::kInvalidArgument, "a batch needs B >= 1 and T >= 1");
   }
+  if (options.group_rows < 0) {
+    return Errorf(ErrorCode::kInvalidArgument, "group_rows ", options.group_rows,
+                  " must be >= 0");
+  }
   for (int64_t b = 0; batch.initial != nullptr && b < batch.B; ++b) {
     if (batch.initial[b] != nullptr) {
       MM_RETURN_IF_ERROR(CheckInitialState(model.config(), *batch.initial[b]));
     }
   }
-  GradientPass pass(model, batch, options, grads);
-  return pass.Run(stats);
+  const int64_t n_targets = CountTargets(batch);
+  if (n_targets == 0) {
+    return Error(ErrorCode::kInvalidArgument, "the batch has no target (every loss mask byte "
+                                              "at t >= 1 is zero, or seq_len is 1)");
+  }
+  const int n_layer = static_cast<int>(model.config().n_layer);
+  std::vector<int64_t> kept, closed;
+  // The groups: runs of whole sequences, fixed by B, T and group_rows alone,
+  // so that the sums (and the bits) do not depend on the thread count.
+  const int64_t per_group =
+      options.group_rows > 0 ? std::max<int64_t>(1, options.group_rows / batch.T) : batch.B;
+  const int64_t groups = (batch.B + per_group - 1) / per_group;
+  const bool cpu = std::strcmp(model.backend().name(), "cpu") == 0;
+  if (groups == 1) {
+    GradientPass pass(model, batch, options, options.workspace, model.backend(),
+                      model.n_threads(), n_targets);
+    MM_RETURN_IF_ERROR(pass.Run(stats, &kept, &closed));
+    pass.Collect(grads, /*add=*/false);
+  } else {
+    // Each group's pass on its own thread (with the model's threads shared
+    // out), or one after another with all of them.
+    const int workers = cpu ? static_cast<int>(std::min<int64_t>(model.n_threads(), groups)) : 1;
+    const int per_worker = std::max(1, model.n_threads() / workers);
+    std::vector<std::unique_ptr<Backend>> backends(workers);
+    if (workers > 1) {
+      for (auto& be : backends) be = CreateCpuBackend(per_worker);
+    }
+    std::vector<std::unique_ptr<GradientWorkspace>> own;
+    std::vector<std::unique_ptr<GradientWorkspace>>& ws =
+        options.workspace != nullptr ? options.workspace->groups : own;
+    if (static_cast<int64_t>(ws.size()) < groups) ws.resize(groups);
+    for (int64_t i = 0; i < groups; ++i) {
+      if (!ws[i]) ws[i] = std::make_unique<GradientWorkspace>();
+    }
+    std::vector<Batch> parts(groups);
+    for (int64_t i = 0; i < groups; ++i) {
+      const int64_t b0 = i * per_group, rows = b0 * batch.T;
+      Batch& part = parts[i];
+      part.tokens = batch.tokens + rows;
+      part.B = std::min(per_group, batch.B - b0);
+      part.T = batch.T;
+      part.mask = batch.mask != nullptr ? batch.mask + rows : nullptr;
+      part.initial = batch.initial != nullptr ? batch.initial + b0 : nullptr;
+      part.resets = batch.resets != nullptr ? batch.resets + rows : nullptr;
+    }
+    std::vector<std::unique_ptr<GradientPass>> passes(groups);
+    std::vector<BatchStats> part_stats(groups);
+    std::vector<std::vector<int64_t>> part_kept(groups), part_closed(groups);
+    std::vector<absl::Status> status(groups);
+    // Worker w runs groups w, w + workers, ...; no exception leaves a thread.
+    auto work = [&](int w) {
+      for (int64_t i = w; i < groups; i += workers) {
+        try {
+          Backend& be = workers > 1 ? *backends[w] : model.backend();
+          passes[i] = std::make_unique<GradientPass>(model, parts[i], options, ws[i].get(), be,
+                                                     workers > 1 ? per_worker : model.n_threads(),
+                                                     n_targets);
+          status[i] = passes[i]->Run(&part_stats[i], &part_kept[i], &part_closed[i]);
+        } catch (const std::bad_alloc&) {
+          status[i] = Error(ErrorCode::kOutOfMemory, "out of memory in a gradient pass");
+        } catch (...) {
+          status[i] = Error(ErrorCode::kInternal, "unexpected failure in a gradient pass");
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int w = 1; w < workers; ++w) threads.emplace_back(work, w);
+    work(0);
+    for (std::thread& t : threads) t.join();
+    for (const absl::Status& s : status) MM_RETURN_IF_ERROR(s);
+    // Sums in group order.
+    *stats = BatchStats();
+    kept.assign(n_layer, 0);
+    closed.assign(n_layer, 0);
+    for (int64_t i = 0; i < groups; ++i) {
+      stats->loss_sum += part_stats[i].loss_sum;
+      stats->targets += part_stats[i].targets;
+      for (int l = 0; l < n_layer; ++l) {
+        kept[l] += part_kept[i][l];
+        closed[l] += part_closed[i][l];
+      }
+      passes[i]->Collect(grads, /*add=*/i > 0);
+      passes[i].reset();
+    }
+  }
+  stats->keep_fraction.assign(n_layer, 0.0f);
+  for (int l = 0; l < n_layer; ++l) {
+    stats->keep_fraction[l] =
+        closed[l] ? static_cast<float>(kept[l]) / static_cast<float>(closed[l]) : 0.0f;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace memmamba

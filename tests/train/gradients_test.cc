@@ -295,6 +295,69 @@ TEST(Threads, OneLongSequenceGivesTheBitsOfOneThread) {
   EXPECT_EQ(g1, g2);
 }
 
+// A batch cut into groups (GradientOptions::group_rows): with a mask,
+// streams to continue and resets in it, the groups' sums are those of one
+// pass up to rounding, and their bits are the same on one thread and two,
+// with and without a workspace carried from call to call.
+TEST(Groups, SumToOnePassAndGiveTheSameBitsOnAnyThreadCount) {
+  ModelConfig c = SmallConfig(GradCase{"groups", PoolPolicy::kFifo, 4, Fusion::kGated, 2, 6});
+  std::unique_ptr<Model> one = PerturbedModel(c, 31);
+  ModelOptions two_threads;
+  two_threads.n_threads = 2;
+  auto two = Model::FromWeights(c, one->weights(), two_threads);
+  ASSERT_TRUE(two.ok()) << two.status();
+  const int64_t B = 5, T = 24;
+  std::vector<int32_t> tokens = RandomTokens(B * T, c.vocab_size, 37);
+  std::vector<uint8_t> mask(B * T, 1), resets(B * T, 0);
+  std::mt19937 rng(41);
+  for (auto& m : mask) m = rng() % 4 != 0;
+  resets[2 * T + 9] = resets[4 * T] = 1;
+  std::unique_ptr<Session> stream = StreamedSession(*one, 48, 43);
+  const StreamState* initial[B] = {nullptr, &stream->state(), nullptr, nullptr,
+                                   &stream->state()};
+  Batch batch{tokens.data(), B, T, mask.data()};
+  batch.initial = initial;
+  batch.resets = resets.data();
+  for (bool st : {false, true}) {
+    GradientOptions whole, grouped;
+    whole.straight_through = grouped.straight_through = st;
+    whole.group_rows = 0;
+    grouped.group_rows = 2 * T;  // groups of 2, 2 and 1 sequences
+    BatchStats s0, s1, s2, s3;
+    Gradients g0, g1, g2, g3;
+    ASSERT_TRUE(ComputeGradients(*one, batch, whole, &s0, &g0).ok());
+    ASSERT_TRUE(ComputeGradients(*one, batch, grouped, &s1, &g1).ok());
+    ASSERT_TRUE(ComputeGradients(**two, batch, grouped, &s2, &g2).ok());
+    GradientWorkspacePtr ws = MakeGradientWorkspace();
+    grouped.workspace = ws.get();
+    for (int pass = 0; pass < 2; ++pass) {
+      ASSERT_TRUE(ComputeGradients(**two, batch, grouped, &s3, &g3).ok());
+      EXPECT_EQ(s3.loss_sum, s1.loss_sum);
+      EXPECT_EQ(g3, g1) << "workspace, pass " << pass;
+    }
+    EXPECT_EQ(s1.loss_sum, s2.loss_sum);
+    EXPECT_EQ(s1.keep_fraction, s2.keep_fraction);
+    EXPECT_EQ(g1, g2) << "straight_through " << st;
+    EXPECT_EQ(s1.targets, s0.targets);
+    EXPECT_EQ(s1.keep_fraction, s0.keep_fraction);
+    EXPECT_NEAR(s1.loss_sum, s0.loss_sum, 1e-6 * s0.loss_sum);
+    ASSERT_EQ(g1.size(), g0.size());
+    for (size_t i = 0; i < g0.size(); ++i) {
+      double most = 0.0, diff = 0.0;
+      for (size_t k = 0; k < g0[i].size(); ++k) {
+        most = std::max(most, std::fabs(static_cast<double>(g0[i][k])));
+        diff = std::max(diff, std::fabs(static_cast<double>(g1[i][k]) - g0[i][k]));
+      }
+      EXPECT_LE(diff, 1e-5 * most + 1e-12) << "tensor " << i << " straight_through " << st;
+    }
+  }
+  GradientOptions bad;
+  bad.group_rows = -1;
+  BatchStats s;
+  Gradients g;
+  EXPECT_EQ(CodeOf(ComputeGradients(*one, batch, bad, &s, &g)), ErrorCode::kInvalidArgument);
+}
+
 // A workspace carried from pass to pass (as a trainer carries it) holds the
 // last pass's buffers; a pass of another shape, with or without kept
 // activations and resets, still gives the bits of a pass with its own.
