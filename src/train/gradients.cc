@@ -34,6 +34,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <system_error>
 #include <thread>
 
 #include "backend/backend.h"
@@ -1031,9 +1032,15 @@ absl::Status ComputeGradients(const Model& model, const Batch& batch,
         }
       }
     };
+    // A worker whose thread cannot be started runs on this one, after its own.
     std::vector<std::thread> threads;
-    for (int w = 1; w < workers; ++w) threads.emplace_back(work, w);
+    int started = 1;
+    try {
+      for (; started < workers; ++started) threads.emplace_back(work, started);
+    } catch (const std::system_error&) {
+    }
     work(0);
+    for (int w = started; w < workers; ++w) work(w);
     for (std::thread& t : threads) t.join();
     for (const absl::Status& s : status) MM_RETURN_IF_ERROR(s);
     // Sums in group order.
