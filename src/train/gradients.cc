@@ -19,6 +19,10 @@
 // Loss: mean next-token cross-entropy over the targets; logits are formed
 // only for target rows, a block of rows at a time.
 //
+// A pass (GradientPass) takes a batch or a group of its sequences
+// (GradientOptions::group_rows); ComputeGradients runs the groups' passes
+// side by side and adds their gradients in group order.
+//
 // Memory: the forward keeps each layer's input (B·T·D floats per layer) and
 // the notes (a few floats per window); the backward recomputes one layer's
 // activations at a time, and the scan keeps its state every kScanChunk

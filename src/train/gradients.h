@@ -63,12 +63,13 @@ struct GradientOptions {
   // Where the CPU pass keeps its buffers between calls (one pass at a time
   // per workspace); NULL: its own, freed at the end of the call.
   GradientWorkspace* workspace = nullptr;
-  // The batch is cut into groups of whole sequences, floor(group_rows / T)
+  // The CPU pass cuts the batch into groups of whole sequences, floor(group_rows / T)
   // of them a group (at least one), whose gradients are computed apart and
   // added in group order; with several threads the groups run side by side,
   // one per thread, which keeps both cores busy where one pass over all
   // rows leaves the second waiting on serial parts. The cut depends on B, T
   // and this alone: the bits do not depend on the thread count. 0: one group.
+  // A GPU pass (train/cuda_train.h) takes the batch whole.
   int64_t group_rows = 2048;
 };
 
