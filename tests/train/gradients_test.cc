@@ -272,16 +272,22 @@ TEST(Recompute, SameGradientsAsKeepingActivations) {
   }
 }
 
+// The same weights on two threads.
+std::unique_ptr<Model> WithTwoThreads(const Model& model) {
+  ModelOptions two_threads;
+  two_threads.n_threads = 2;
+  auto two = Model::FromWeights(model.config(), model.weights(), two_threads);
+  EXPECT_TRUE(two.ok()) << two.status();
+  return std::move(*two);
+}
+
 // One long sequence with straight-through scores: the reads' rows are
 // shared out over the threads (the forward's reads and the κ gradients),
 // and the gradients are the bits of one thread.
 TEST(Threads, OneLongSequenceGivesTheBitsOfOneThread) {
   ModelConfig c = SmallConfig(GradCase{"threads", PoolPolicy::kPriority, 4, Fusion::kGated, 2, 6});
   std::unique_ptr<Model> one = PerturbedModel(c, 21);
-  ModelOptions two_threads;
-  two_threads.n_threads = 2;
-  auto two = Model::FromWeights(c, one->weights(), two_threads);
-  ASSERT_TRUE(two.ok()) << two.status();
+  std::unique_ptr<Model> two = WithTwoThreads(*one);
   const int64_t T = 65536 / c.summary_dim;  // large enough for the threads to be used
   std::vector<int32_t> tokens = RandomTokens(T, c.vocab_size, 23);
   Batch batch{tokens.data(), 1, T, nullptr};
@@ -290,7 +296,7 @@ TEST(Threads, OneLongSequenceGivesTheBitsOfOneThread) {
   BatchStats s1, s2;
   Gradients g1, g2;
   ASSERT_TRUE(ComputeGradients(*one, batch, o, &s1, &g1).ok());
-  ASSERT_TRUE(ComputeGradients(**two, batch, o, &s2, &g2).ok());
+  ASSERT_TRUE(ComputeGradients(*two, batch, o, &s2, &g2).ok());
   EXPECT_EQ(s1.loss_sum, s2.loss_sum);
   EXPECT_EQ(g1, g2);
 }
@@ -302,10 +308,7 @@ TEST(Threads, OneLongSequenceGivesTheBitsOfOneThread) {
 TEST(Groups, SumToOnePassAndGiveTheSameBitsOnAnyThreadCount) {
   ModelConfig c = SmallConfig(GradCase{"groups", PoolPolicy::kFifo, 4, Fusion::kGated, 2, 6});
   std::unique_ptr<Model> one = PerturbedModel(c, 31);
-  ModelOptions two_threads;
-  two_threads.n_threads = 2;
-  auto two = Model::FromWeights(c, one->weights(), two_threads);
-  ASSERT_TRUE(two.ok()) << two.status();
+  std::unique_ptr<Model> two = WithTwoThreads(*one);
   const int64_t B = 5, T = 24;
   std::vector<int32_t> tokens = RandomTokens(B * T, c.vocab_size, 37);
   std::vector<uint8_t> mask(B * T, 1), resets(B * T, 0);
@@ -327,11 +330,11 @@ TEST(Groups, SumToOnePassAndGiveTheSameBitsOnAnyThreadCount) {
     Gradients g0, g1, g2, g3;
     ASSERT_TRUE(ComputeGradients(*one, batch, whole, &s0, &g0).ok());
     ASSERT_TRUE(ComputeGradients(*one, batch, grouped, &s1, &g1).ok());
-    ASSERT_TRUE(ComputeGradients(**two, batch, grouped, &s2, &g2).ok());
+    ASSERT_TRUE(ComputeGradients(*two, batch, grouped, &s2, &g2).ok());
     GradientWorkspacePtr ws = MakeGradientWorkspace();
     grouped.workspace = ws.get();
     for (int pass = 0; pass < 2; ++pass) {
-      ASSERT_TRUE(ComputeGradients(**two, batch, grouped, &s3, &g3).ok());
+      ASSERT_TRUE(ComputeGradients(*two, batch, grouped, &s3, &g3).ok());
       EXPECT_EQ(s3.loss_sum, s1.loss_sum);
       EXPECT_EQ(g3, g1) << "workspace, pass " << pass;
     }
