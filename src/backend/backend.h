@@ -108,6 +108,10 @@ class Backend {
   virtual void Matmul(const float* x, int64_t M, int64_t ldx, const WeightRef& w,
                       float* y, int64_t ldy, bool accumulate) = 0;
 
+  // Sizes whatever scratch the calling thread's Matmul calls with bf16
+  // weights and K <= max_k take, so that they allocate nothing later.
+  virtual void ReserveBf16Products(int64_t max_k) { (void)max_k; }
+
   // out[m] = x[m] / sqrt(mean(x[m]²) + eps) ⊙ w, rows of D; overwrites.
   virtual void RmsNorm(const float* x, int64_t M, int64_t D, const float* w, float eps,
                        float* out) = 0;

@@ -252,6 +252,9 @@ void ReserveForward(const Model& model, StreamState* const* streams, int64_t B, 
   Buffer(&ws->dt, M * E);
   Buffer(&ws->y, M * E);
   Buffer(&ws->rows, B * D);
+  if (model.weights().layers[0].in_proj.is_bf16()) {
+    model.backend().ReserveBf16Products(std::max({D, E, S}));  // K of every product: D, E, S, R
+  }
   if (ws->conv_args.size() < static_cast<size_t>(B)) ws->conv_args.resize(B);
   if (ws->scan_args.size() < static_cast<size_t>(B)) ws->scan_args.resize(B);
   if (!c.memory_enabled()) return;

@@ -573,6 +573,10 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void ReserveBf16Products(int64_t max_k) override {
+    cpu::ReserveBf16Products(max_k, n_threads_);
+  }
+
   void RmsNorm(const float* x, int64_t M, int64_t D, const float* w, float eps,
                float* out) override {
     const int threads = M * D >= (1 << 16) ? n_threads_ : 1;

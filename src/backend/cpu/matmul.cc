@@ -422,6 +422,21 @@ void Sgemv(const float* x, int64_t K, const float* w, int64_t N, float* y,
               1);
 }
 
+// The calling thread's buffer for widened bf16 panels, grown only (so that
+// a forward whose shapes were reserved allocates nothing): at least
+// `floats` floats, or NULL when they cannot be had.
+float* WidenPanels(size_t floats) {
+  thread_local std::unique_ptr<float[]> buffer;
+  thread_local size_t size = 0;
+  if (size < floats) {
+    std::unique_ptr<float[]> grown(new (std::nothrow) float[floats]);
+    if (grown == nullptr) return nullptr;
+    buffer = std::move(grown);
+    size = floats;
+  }
+  return buffer.get();
+}
+
 // Runs the grid (blocks of one row of x go through sgemv). For bf16 each
 // thread widens the W rows of its current block into its own buffer, reused
 // while consecutive blocks share those rows. Returns false, having written
@@ -443,15 +458,15 @@ bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx, const Elem* w,
   int team = static_cast<int>(std::min<double>({static_cast<double>(n_threads),
                                                 static_cast<double>(blocks),
                                                 std::max(1.0, per_thread)}));
-  std::unique_ptr<float[]> buffer;
+  float* buffer = nullptr;
   if constexpr (kWiden) {
     const size_t panel = static_cast<size_t>(g.n_rows * K);
-    buffer.reset(new (std::nothrow) float[team * panel]);
+    buffer = WidenPanels(team * panel);
     if (buffer == nullptr && team > 1) {
       // One buffer gives the same bits; only its failure changes the path,
       // and then for every n_threads alike.
       team = 1;
-      buffer.reset(new (std::nothrow) float[panel]);
+      buffer = WidenPanels(panel);
     }
     if (buffer == nullptr) return false;
   }
@@ -461,7 +476,7 @@ bool GridSgemm(const float* x, int64_t M, int64_t K, int64_t ldx, const Elem* w,
     omp_set_num_threads(1);
     float* panel = nullptr;
     if constexpr (kWiden) {
-      panel = buffer.get() + omp_get_thread_num() * g.n_rows * K;
+      panel = buffer + omp_get_thread_num() * g.n_rows * K;
     }
     int64_t widened = -1;  // the block row held in panel
 #pragma omp for schedule(dynamic, 1)
@@ -607,6 +622,13 @@ void MatmulBf16(const float* x, int64_t M, int64_t K, int64_t ldx,
   }
   StreamParallel<Bf16Source>(x, M, K, ldx, w_bf16, N, y, ldy, accumulate,
                              n_threads);
+}
+
+void ReserveBf16Products(int64_t max_k, int n_threads) {
+  // A block row of the grid holds max(16, kPanelFloats / K / 16 * 16) rows.
+  const int64_t rows = std::max<int64_t>(16, kPanelFloats / std::max<int64_t>(max_k, 1) / 16 * 16);
+  WidenPanels(static_cast<size_t>(std::max(n_threads, 1)) *
+              static_cast<size_t>(std::max(rows * max_k, kPanelFloats)));
 }
 
 void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

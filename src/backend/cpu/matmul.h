@@ -66,6 +66,12 @@ void MatmulBf16(const float* x, int64_t M, int64_t K, int64_t ldx,
                 const uint16_t* w_bf16, int64_t N, float* y, int64_t ldy,
                 bool accumulate, int n_threads);
 
+// Grows the calling thread's buffer for MatmulBf16's widened panels to what
+// products with K <= max_k on n_threads threads take, so that later calls
+// allocate nothing (the buffer lives as long as the thread). A failure is
+// left to those calls, which then take a smaller team or another path.
+void ReserveBf16Products(int64_t max_k, int n_threads);
+
 // The general product of training's backward passes:
 //   C[m, n] (ldc) = sum_k op(A)[m, k] * op(B)[k, n]   (+ C when accumulate)
 // with op(A) = A [M, K] (lda) or, when trans_a, A^T of A [K, M]; op(B) = B
