@@ -188,9 +188,10 @@ class GradientPass {
     }
   }
 
-  // The forward and the backward: the loss sum and the targets go to
-  // `stats`, kept / closed windows per layer to `kept` and `closed`.
-  absl::Status Run(BatchStats* stats, std::vector<int64_t>* kept, std::vector<int64_t>* closed);
+  // The forward and the backward: Σ over this batch's targets of -log p
+  // goes to `loss_sum`, kept / closed windows per layer to `kept` and
+  // `closed`.
+  absl::Status Run(double* loss_sum, std::vector<int64_t>* kept, std::vector<int64_t>* closed);
   // Adds the gradients (`add`) or writes them into `grads`, flat in
   // ListParams() order.
   void Collect(Gradients* grads, bool add);
@@ -854,7 +855,7 @@ double GradientPass::LossAndHeadBackward(const float* x_last, float* dx, int64_t
   return loss_sum;
 }
 
-absl::Status GradientPass::Run(BatchStats* stats, std::vector<int64_t>* kept,
+absl::Status GradientPass::Run(double* loss_sum, std::vector<int64_t>* kept,
                                std::vector<int64_t>* closed) {
   for (const Matrix* m : {&W_.embedding, &W_.lm_head}) {
     if (m->is_bf16()) return Error(ErrorCode::kUnsupported, "gradients need f32 weights");
@@ -893,7 +894,7 @@ absl::Status GradientPass::Run(BatchStats* stats, std::vector<int64_t>* kept,
   }
   // Loss, then backward layer by layer.
   std::vector<float> dx(M_ * D_);
-  const double loss_sum = LossAndHeadBackward(x_[c_.n_layer].data(), dx.data(), n_targets_);
+  *loss_sum = LossAndHeadBackward(x_[c_.n_layer].data(), dx.data(), n_targets_);
   if (!persistent_) std::vector<float>().swap(x_[c_.n_layer]);
   for (int64_t l = c_.n_layer - 1; l >= 0; --l) {
     LayerBackward(l, x_[l].data(), dx.data());
@@ -904,8 +905,6 @@ absl::Status GradientPass::Run(BatchStats* stats, std::vector<int64_t>* kept,
     for (int64_t d = 0; d < D_; ++d) g[d] += dx[m * D_ + d];
   }
 
-  stats->loss_sum = loss_sum;
-  stats->targets = CountTargets(batch_);
   kept->assign(c_.n_layer, 0);
   closed->assign(c_.n_layer, 0);
   for (int64_t l = 0; l < c_.n_layer; ++l) {
@@ -977,90 +976,86 @@ absl::Status ComputeGradients(const Model& model, const Batch& batch,
                                               "at t >= 1 is zero, or seq_len is 1)");
   }
   const int n_layer = static_cast<int>(model.config().n_layer);
-  std::vector<int64_t> kept, closed;
   // The groups: runs of whole sequences, fixed by B, T and group_rows alone,
   // so that the sums (and the bits) do not depend on the thread count.
   const int64_t per_group =
       options.group_rows > 0 ? std::max<int64_t>(1, options.group_rows / batch.T) : batch.B;
   const int64_t groups = (batch.B + per_group - 1) / per_group;
+  // Each group's pass on its own thread (with the model's threads shared
+  // out), or, with one thread or one group, one after another on all of them.
   const bool cpu = std::strcmp(model.backend().name(), "cpu") == 0;
-  if (groups == 1) {
-    GradientPass pass(model, batch, options, options.workspace, model.backend(),
-                      model.n_threads(), n_targets);
-    MM_RETURN_IF_ERROR(pass.Run(stats, &kept, &closed));
-    pass.Collect(grads, /*add=*/false);
-  } else {
-    // Each group's pass on its own thread (with the model's threads shared
-    // out), or one after another with all of them.
-    const int workers = cpu ? static_cast<int>(std::min<int64_t>(model.n_threads(), groups)) : 1;
-    const int per_worker = std::max(1, model.n_threads() / workers);
-    std::vector<std::unique_ptr<Backend>> backends(workers);
-    if (workers > 1) {
-      for (auto& be : backends) be = CreateCpuBackend(per_worker);
-    }
-    std::vector<std::unique_ptr<GradientWorkspace>> own;
-    std::vector<std::unique_ptr<GradientWorkspace>>& ws =
-        options.workspace != nullptr ? options.workspace->groups : own;
+  const int workers = cpu ? static_cast<int>(std::min<int64_t>(model.n_threads(), groups)) : 1;
+  const int per_worker = workers > 1 ? std::max(1, model.n_threads() / workers)
+                                     : model.n_threads();
+  std::vector<std::unique_ptr<Backend>> backends(workers);
+  if (workers > 1) {
+    for (auto& be : backends) be = CreateCpuBackend(per_worker);
+  }
+  // One group works in the caller's workspace itself, several in its groups.
+  std::vector<std::unique_ptr<GradientWorkspace>> own;
+  std::vector<std::unique_ptr<GradientWorkspace>>& ws =
+      options.workspace != nullptr ? options.workspace->groups : own;
+  std::vector<GradientWorkspace*> part_ws(groups, options.workspace);
+  if (groups > 1) {
     if (static_cast<int64_t>(ws.size()) < groups) ws.resize(groups);
     for (int64_t i = 0; i < groups; ++i) {
       if (!ws[i]) ws[i] = std::make_unique<GradientWorkspace>();
+      part_ws[i] = ws[i].get();
     }
-    std::vector<Batch> parts(groups);
-    for (int64_t i = 0; i < groups; ++i) {
-      const int64_t b0 = i * per_group, rows = b0 * batch.T;
-      Batch& part = parts[i];
-      part.tokens = batch.tokens + rows;
-      part.B = std::min(per_group, batch.B - b0);
-      part.T = batch.T;
-      part.mask = batch.mask != nullptr ? batch.mask + rows : nullptr;
-      part.initial = batch.initial != nullptr ? batch.initial + b0 : nullptr;
-      part.resets = batch.resets != nullptr ? batch.resets + rows : nullptr;
-    }
-    std::vector<std::unique_ptr<GradientPass>> passes(groups);
-    std::vector<BatchStats> part_stats(groups);
-    std::vector<std::vector<int64_t>> part_kept(groups), part_closed(groups);
-    std::vector<absl::Status> status(groups);
-    // Worker w runs groups w, w + workers, ...; no exception leaves a thread.
-    auto work = [&](int w) {
-      for (int64_t i = w; i < groups; i += workers) {
-        try {
-          Backend& be = workers > 1 ? *backends[w] : model.backend();
-          passes[i] = std::make_unique<GradientPass>(model, parts[i], options, ws[i].get(), be,
-                                                     workers > 1 ? per_worker : model.n_threads(),
-                                                     n_targets);
-          status[i] = passes[i]->Run(&part_stats[i], &part_kept[i], &part_closed[i]);
-        } catch (const std::bad_alloc&) {
-          status[i] = Error(ErrorCode::kOutOfMemory, "out of memory in a gradient pass");
-        } catch (...) {
-          status[i] = Error(ErrorCode::kInternal, "unexpected failure in a gradient pass");
-        }
+  }
+  std::vector<Batch> parts(groups);
+  for (int64_t i = 0; i < groups; ++i) {
+    const int64_t b0 = i * per_group, rows = b0 * batch.T;
+    Batch& part = parts[i];
+    part.tokens = batch.tokens + rows;
+    part.B = std::min(per_group, batch.B - b0);
+    part.T = batch.T;
+    part.mask = batch.mask != nullptr ? batch.mask + rows : nullptr;
+    part.initial = batch.initial != nullptr ? batch.initial + b0 : nullptr;
+    part.resets = batch.resets != nullptr ? batch.resets + rows : nullptr;
+  }
+  std::vector<std::unique_ptr<GradientPass>> passes(groups);
+  std::vector<double> loss_sums(groups, 0.0);
+  std::vector<std::vector<int64_t>> part_kept(groups), part_closed(groups);
+  std::vector<absl::Status> status(groups);
+  // Worker w runs groups w, w + workers, ...; no exception leaves a thread.
+  auto work = [&](int w) {
+    for (int64_t i = w; i < groups; i += workers) {
+      try {
+        Backend& be = workers > 1 ? *backends[w] : model.backend();
+        passes[i] = std::make_unique<GradientPass>(model, parts[i], options, part_ws[i], be,
+                                                   per_worker, n_targets);
+        status[i] = passes[i]->Run(&loss_sums[i], &part_kept[i], &part_closed[i]);
+      } catch (const std::bad_alloc&) {
+        status[i] = Error(ErrorCode::kOutOfMemory, "out of memory in a gradient pass");
+      } catch (...) {
+        status[i] = Error(ErrorCode::kInternal, "unexpected failure in a gradient pass");
       }
-    };
-    // A worker whose thread cannot be started runs on this one, after its own.
-    std::vector<std::thread> threads;
-    int started = 1;
-    try {
-      for (; started < workers; ++started) threads.emplace_back(work, started);
-    } catch (const std::system_error&) {
     }
-    work(0);
-    for (int w = started; w < workers; ++w) work(w);
-    for (std::thread& t : threads) t.join();
-    for (const absl::Status& s : status) MM_RETURN_IF_ERROR(s);
-    // Sums in group order.
-    *stats = BatchStats();
-    kept.assign(n_layer, 0);
-    closed.assign(n_layer, 0);
-    for (int64_t i = 0; i < groups; ++i) {
-      stats->loss_sum += part_stats[i].loss_sum;
-      stats->targets += part_stats[i].targets;
-      for (int l = 0; l < n_layer; ++l) {
-        kept[l] += part_kept[i][l];
-        closed[l] += part_closed[i][l];
-      }
-      passes[i]->Collect(grads, /*add=*/i > 0);
-      passes[i].reset();
+  };
+  // A worker whose thread cannot be started runs on this one, after its own.
+  std::vector<std::thread> threads;
+  int started = 1;
+  try {
+    for (; started < workers; ++started) threads.emplace_back(work, started);
+  } catch (const std::system_error&) {
+  }
+  work(0);
+  for (int w = started; w < workers; ++w) work(w);
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& s : status) MM_RETURN_IF_ERROR(s);
+  // Sums in group order.
+  *stats = BatchStats();
+  stats->targets = n_targets;
+  std::vector<int64_t> kept(n_layer, 0), closed(n_layer, 0);
+  for (int64_t i = 0; i < groups; ++i) {
+    stats->loss_sum += loss_sums[i];
+    for (int l = 0; l < n_layer; ++l) {
+      kept[l] += part_kept[i][l];
+      closed[l] += part_closed[i][l];
     }
+    passes[i]->Collect(grads, /*add=*/i > 0);
+    passes[i].reset();
   }
   stats->keep_fraction.assign(n_layer, 0.0f);
   for (int l = 0; l < n_layer; ++l) {
